@@ -1,0 +1,13 @@
+/* stratus-scheduler: placeholder until its issue lands. It only answers --version and says it is not built. */
+#include <stdio.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("stratus-scheduler %s\n", STRATUS_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "error: stratus-scheduler is not implemented yet\n");
+    return 1;
+}
