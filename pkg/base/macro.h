@@ -10,6 +10,7 @@
 #define _noreturn_   __attribute__((noreturn))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define _warn_unused_result_ __attribute__((warn_unused_result))
+#define _fallthrough_ __attribute__((fallthrough))
 #define _likely_(x)   __builtin_expect(!!(x), 1)
 #define _unlikely_(x) __builtin_expect(!!(x), 0)
 

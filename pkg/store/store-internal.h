@@ -1,0 +1,77 @@
+/* Internals of pkg/store shared by its files: the response kinds, the pure parsers (unit-tested
+ * and fuzzed without a network), and the request engine's entry point. Not for other modules. */
+#pragma once
+
+#include <jansson.h>
+
+#include "base/buf.h"
+#include "store.h"
+
+/* What a gateway path answers, which decides how its 200 body is parsed. */
+typedef enum store_kind {
+    STORE_KIND_RANGE,
+    STORE_KIND_PUT,
+    STORE_KIND_DELETE,
+    STORE_KIND_TXN,
+    STORE_KIND_COMPACT,
+    STORE_KIND_LEASE_GRANT,
+    STORE_KIND_LEASE_KEEPALIVE,
+    STORE_KIND_LEASE_REVOKE,
+    STORE_KIND_LEASE_TTL,
+    STORE_KIND_STATUS,
+    _STORE_KIND_MAX,
+} store_kind;
+
+/* How a finished transaction is turned into the caller's result (create/update/delete are
+ * transactions underneath, whose failure branch reads the key's current value). */
+typedef enum store_shape {
+    STORE_SHAPE_PLAIN,  /* the result as etcd sent it */
+    STORE_SHAPE_GET,    /* a range of one key: -ENOENT when empty */
+    STORE_SHAPE_CREATE, /* txn: failed compare → -EEXIST + current kv */
+    STORE_SHAPE_CAS,    /* txn: failed compare → -ESTALE + current kv, or -ENOENT */
+    STORE_SHAPE_DELETE, /* delete: nothing deleted → -ENOENT; via txn like CAS when conditional */
+} store_shape;
+
+const char *store_kind_path(store_kind k);
+/* Whether repeating the request after an unknown outcome is harmless. */
+bool store_kind_idempotent(store_kind k);
+
+/* Parses a 200 response body of kind `k` into r (which must be zeroed). Returns 0 or -EBADMSG
+ * (r->error set to the same), or the lease errors for keepalive/timetolive. */
+int store_parse_response(store_kind k, const char *body, size_t len, store_result *r);
+/* Parses a non-200 gateway answer ({"error","code","message"}) and maps it to an error code,
+ * also stored in r->error with etcd's message in r->message. */
+int store_parse_error(long http_status, const char *body, size_t len, store_result *r);
+/* Maps an etcd/gRPC status code and message to one of store.h's codes. */
+int store_error_from_etcd(int grpc_code, const char *message);
+/* Applies the shape's rules to a parsed result (e.g. failed create → -EEXIST). */
+void store_result_shape(store_result *r, store_shape shape);
+
+/* JSON helpers shared by the parsers and the request builders. */
+int store_json_int64(json_t *v, int64_t *ret); /* accepts "12" and 12; missing → 0 */
+int store_parse_kv(json_t *o, store_kv *ret);
+json_t *store_json_b64(const void *data, size_t len);
+json_t *store_json_int(int64_t v); /* 64-bit numbers go as strings, as the gateway expects */
+json_t *store_json_range_request(const store_range_opts *o);
+
+/* ---- watch stream framing: the gateway sends one JSON document per line. */
+typedef struct store_watch_msg {
+    bool created;
+    bool canceled;
+    int64_t compact_revision;
+    int64_t revision; /* header revision */
+    char *cancel_reason;
+    int error; /* an in-stream {"error":…} */
+    store_event *events;
+    size_t n_events;
+} store_watch_msg;
+
+void store_watch_msg_clear(store_watch_msg *m);
+/* Parses one line. Returns 0 or -EBADMSG. */
+int store_parse_watch_msg(const char *line, size_t len, store_watch_msg *ret);
+
+/* Splits a byte stream into lines: appends `data` to `b`, then calls `line` for every complete
+ * line (without the '\n'); the unfinished rest stays in `b`. Stops early and returns the first
+ * negative value `line` returns; -EMSGSIZE when an unfinished line passes b->max. */
+int store_frame_lines(buf *b, const char *data, size_t len,
+                      int (*line)(const char *l, size_t n, void *userdata), void *userdata);
