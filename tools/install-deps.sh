@@ -7,7 +7,7 @@ etcd-server etcd-client
 libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
 libjansson-dev libev-dev libcurl4-openssl-dev
 libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-python3 python3-grpcio python3-protobuf"
+python3 python3-grpcio python3-protobuf openssl"
 
 missing=""
 for p in $PKGS; do

@@ -712,6 +712,45 @@ static void status_reports_revision(void)
     CHECK_INT(r->revision, >=, rev);
 }
 
+static void tls_with_client_certificates(void)
+{
+    etcd_fixture *tls = etcd_fixture_start_tls();
+    if (!loop)
+        loop = ev_loop_new(EVFLAG_AUTO);
+    store_options o = {.n_endpoints = 1, .endpoints = {etcd_fixture_endpoint(tls)},
+                       .ca_file = etcd_fixture_ca(tls), .cert_file = etcd_fixture_client_cert(tls),
+                       .key_file = etcd_fixture_client_key(tls)};
+    _cleanup_(store_freep) store *s = NULL;
+    CHECK_OK(store_new(loop, &o, &s));
+    _cleanup_(store_result_freep) store_result *r = NULL;
+    CHECK_OK(put(s, "/t/tls", "secret", 0, &r));
+    store_result_free(TAKE_PTR(r));
+    CHECK_OK(get(s, "/t/tls", &r));
+    CHECK_STR(r->kvs[0].value, "secret");
+    store_result_free(TAKE_PTR(r));
+
+    /* the watch stream goes over TLS too */
+    static watch_log l;
+    memset(&l, 0, sizeof(l));
+    _cleanup_(store_watch_freep) store_watch *w = NULL;
+    CHECK_OK(store_watch_new(s, "/t/tls", NULL, 0, 0, log_events, &l, &w));
+    run_for(0.3);
+    CHECK_OK(put(s, "/t/tls", "again", 0, &r));
+    count_goal g = {&l, 1};
+    CHECK(run_until(log_has, &g, 10));
+    CHECK_STR(l.keys[0], "/t/tls");
+
+    /* without a client certificate the member refuses the handshake: unavailable */
+    store_options anon = o;
+    anon.cert_file = anon.key_file = NULL;
+    _cleanup_(store_freep) store *s2 = NULL;
+    CHECK_OK(store_new(loop, &anon, &s2));
+    store_result_free(TAKE_PTR(r));
+    CHECK(get(s2, "/t/tls", &r) < 0);
+    CHECK(store_error_is_unavailable(r->error) || r->error == -EPROTO);
+    etcd_fixture_stop(tls);
+}
+
 static void bad_arguments_are_refused(void)
 {
     _cleanup_(store_freep) store *s = connect_default();
@@ -734,4 +773,5 @@ CHECK_MAIN(CASE(put_get_delete), CASE(binary_values_round_trip), CASE(create_onl
            CASE(watch_survives_etcd_restart), CASE(compaction_expires_old_revisions),
            CASE(large_values_near_the_limit), CASE(response_cap_is_enforced),
            CASE(failover_to_a_live_member), CASE(many_requests_in_flight),
-           CASE(status_reports_revision), CASE(bad_arguments_are_refused))
+           CASE(status_reports_revision), CASE(tls_with_client_certificates),
+           CASE(bad_arguments_are_refused))

@@ -23,7 +23,9 @@ struct etcd_fixture {
     pid_t pid;
     int client_port, peer_port;
     char *dir;
+    bool tls;
     char endpoint[64];
+    char ca[512], client_cert[512], client_key[512], server_cert[512], server_key[512];
 };
 
 #define FIXTURES_MAX 8
@@ -56,7 +58,7 @@ static bool port_answers(int port)
 static void fixture_spawn(etcd_fixture *f)
 {
     char client[64], peer[64], cluster[96], log_path[512];
-    snprintf(client, sizeof(client), "http://127.0.0.1:%d", f->client_port);
+    snprintf(client, sizeof(client), "%s://127.0.0.1:%d", f->tls ? "https" : "http", f->client_port);
     snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", f->peer_port);
     snprintf(cluster, sizeof(cluster), "default=%s", peer);
     snprintf(log_path, sizeof(log_path), "%s/etcd.log", f->dir);
@@ -78,10 +80,17 @@ static void fixture_spawn(etcd_fixture *f)
             dup2(fd, STDOUT_FILENO);
             dup2(fd, STDERR_FILENO);
         }
-        execlp("etcd", "etcd", "--name", "default", "--data-dir", data, "--listen-client-urls",
-               client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
-               "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
-               "--log-level", "warn", (char *)NULL);
+        if (f->tls)
+            execlp("etcd", "etcd", "--name", "default", "--data-dir", data, "--listen-client-urls",
+                   client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                   "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+                   "--log-level", "warn", "--cert-file", f->server_cert, "--key-file",
+                   f->server_key, "--trusted-ca-file", f->ca, "--client-cert-auth", (char *)NULL);
+        else
+            execlp("etcd", "etcd", "--name", "default", "--data-dir", data, "--listen-client-urls",
+                   client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                   "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+                   "--log-level", "warn", (char *)NULL);
         perror("exec etcd");
         _exit(127);
     }
@@ -109,7 +118,63 @@ static void fixtures_stop_all(void)
             etcd_fixture_stop(fixtures[i]);
 }
 
+static etcd_fixture *fixture_start(bool tls);
+
 etcd_fixture *etcd_fixture_start(void)
+{
+    return fixture_start(false);
+}
+
+/* Makes a CA and a server and a client certificate signed by it, with the openssl command. */
+static void fixture_make_certs(etcd_fixture *f)
+{
+    snprintf(f->ca, sizeof(f->ca), "%s/ca.pem", f->dir);
+    snprintf(f->server_cert, sizeof(f->server_cert), "%s/server.pem", f->dir);
+    snprintf(f->server_key, sizeof(f->server_key), "%s/server-key.pem", f->dir);
+    snprintf(f->client_cert, sizeof(f->client_cert), "%s/client.pem", f->dir);
+    snprintf(f->client_key, sizeof(f->client_key), "%s/client-key.pem", f->dir);
+    char *cmd = xasprintf(
+        "set -e; cd '%s';"
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 1"
+        " -subj /CN=stratus-test-ca 2>/dev/null;"
+        "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext;"
+        "openssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr"
+        " -subj /CN=127.0.0.1 2>/dev/null;"
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial"
+        " -out server.pem -days 1 -extfile san.ext 2>/dev/null;"
+        "openssl req -newkey rsa:2048 -nodes -keyout client-key.pem -out client.csr"
+        " -subj /CN=stratus-apiserver 2>/dev/null;"
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial"
+        " -out client.pem -days 1 2>/dev/null",
+        f->dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not make test certificates with openssl\n");
+        abort();
+    }
+    free(cmd);
+}
+
+etcd_fixture *etcd_fixture_start_tls(void)
+{
+    return fixture_start(true);
+}
+
+const char *etcd_fixture_ca(const etcd_fixture *f)
+{
+    return f->ca;
+}
+
+const char *etcd_fixture_client_cert(const etcd_fixture *f)
+{
+    return f->client_cert;
+}
+
+const char *etcd_fixture_client_key(const etcd_fixture *f)
+{
+    return f->client_key;
+}
+
+static etcd_fixture *fixture_start(bool tls)
 {
     static bool registered;
     if (!registered) {
@@ -127,7 +192,11 @@ etcd_fixture *etcd_fixture_start(void)
     do
         f->peer_port = test_free_port();
     while (f->peer_port == f->client_port);
-    snprintf(f->endpoint, sizeof(f->endpoint), "http://127.0.0.1:%d", f->client_port);
+    f->tls = tls;
+    snprintf(f->endpoint, sizeof(f->endpoint), "%s://127.0.0.1:%d", tls ? "https" : "http",
+             f->client_port);
+    if (tls)
+        fixture_make_certs(f);
     for (int i = 0; i < FIXTURES_MAX; i++)
         if (!fixtures[i]) {
             fixtures[i] = f;

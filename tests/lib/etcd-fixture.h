@@ -7,7 +7,14 @@ typedef struct etcd_fixture etcd_fixture;
 
 /* Starts etcd and waits until it answers. Aborts the program with a message if it cannot. */
 etcd_fixture *etcd_fixture_start(void);
-/* "http://127.0.0.1:PORT" of the running member. */
+/* The same with TLS: a throwaway CA, a server certificate for 127.0.0.1, and client certificates
+ * required (etcd --client-cert-auth). The endpoint is https://; the files are PEM. */
+etcd_fixture *etcd_fixture_start_tls(void);
+const char *etcd_fixture_ca(const etcd_fixture *f);
+const char *etcd_fixture_client_cert(const etcd_fixture *f);
+const char *etcd_fixture_client_key(const etcd_fixture *f);
+
+/* "http://127.0.0.1:PORT" (or https://) of the running member. */
 const char *etcd_fixture_endpoint(const etcd_fixture *f);
 /* Stops etcd (SIGTERM, then SIGKILL) but keeps its data; start again with etcd_fixture_resume. */
 void etcd_fixture_pause(etcd_fixture *f);
