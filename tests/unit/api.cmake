@@ -1,0 +1,1 @@
+stratus_test(test-api LABEL unit SOURCES unit/test-api.c LIBS stratus_api)
