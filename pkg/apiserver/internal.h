@@ -1,0 +1,154 @@
+/* Internals of pkg/apiserver shared by its files. Not for other modules.
+ *
+ * Threads: gRPC's completion-queue threads only hand calls over. Unary calls go to a pool of
+ * worker threads, each owning a store on a private libev loop, so a handler is sequential code
+ * (read, decide, compare-and-swap, retry on conflict) and blocks only its own worker. Watch
+ * calls go to the watch cache's thread (watchcache.c), which owns the one etcd watch and every
+ * watcher. Nothing mutable is shared between workers: all state is in etcd. */
+#pragma once
+
+#include <jansson.h>
+#include <pthread.h>
+
+#include "api/error.h"
+#include "api/kind.h"
+#include "api/object.h"
+#include "apiserver/apiserver.h"
+#include "rpc/server.h"
+#include "store/store.h"
+
+#define APISERVER_FINALIZER      "stratus.io/node-agent"
+#define APISERVER_CAS_RETRIES    16
+#define APISERVER_LIST_DEFAULT   500   /* items per List page when the client sets no limit */
+#define APISERVER_LIST_MAX       10000 /* the most a client may ask for in one page */
+#define APISERVER_BIND_BATCH_MAX 1000  /* bindings in one Bind call */
+#define APISERVER_TXN_INSTANCES  40    /* instances per bind transaction (etcd allows 128 ops) */
+
+typedef struct watchcache watchcache;
+
+typedef struct worker {
+    struct apiserver *srv;
+    pthread_t thread;
+    struct ev_loop *loop;
+    store *st;
+} worker;
+
+typedef struct job {
+    struct job *next;
+    rpc_call *call;
+    rpc_method method;
+    const ProtobufCMessage *request;
+} job;
+
+struct apiserver {
+    apiserver_options opts;
+    rpc_server *rpc;
+    watchcache *wc;
+    worker *workers;
+    size_t n_workers;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job *head, *tail;
+    size_t queued;
+    bool stopping;
+
+    /* compaction and health */
+    pthread_t cron;
+    pthread_mutex_t cron_lock;
+    pthread_cond_t cron_cond;
+    bool cron_stop; /* under cron_lock */
+};
+
+/* An error for the client: a gRPC code and a message a person can act on. */
+typedef struct apierr {
+    rpc_code code;
+    char message[RPC_MESSAGE_MAX];
+} apierr;
+
+int apierr_set(apierr *e, rpc_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Maps a store error for the object `what` ("instances \"web\"") and returns -1. */
+int apierr_store(apierr *e, int error, const char *what);
+/* INVALID_ARGUMENT with "path: message". */
+int apierr_invalid(apierr *e, const api_error *ae);
+void reply_error(rpc_call *call, const apierr *e);
+
+/* Blocking store calls on a worker's private loop. Same returns as the async ones. */
+int sx_get(worker *w, const char *key, store_result **ret);
+int sx_range(worker *w, const store_range_opts *o, store_result **ret);
+int sx_txn(worker *w, const store_txn *t, store_result **ret);
+int sx_update(worker *w, const char *key, const char *value, int64_t mod_revision,
+              store_result **ret);
+int sx_create(worker *w, const char *key, const char *value, store_result **ret);
+int sx_delete(worker *w, const char *key, int64_t mod_revision, store_result **ret);
+
+/* Parses a stored object and sets metadata.resourceVersion to its mod_revision. NULL when the
+ * stored value is not a JSON object (it never is, but etcd is not trusted). */
+json_t *object_from_kv(const store_kv *kv);
+/* The text stored in etcd: canonical JSON without metadata.resourceVersion. malloc'd. */
+char *object_to_store(const json_t *obj);
+/* Reads the object at key: 0 and *ret (with *ret_rev its mod_revision), or -ENOENT. */
+int object_read(worker *w, const char *key, json_t **ret, int64_t *ret_rev, apierr *e);
+/* "instances \"default/web\"" for messages. */
+void object_describe(const api_kind_info *k, const char *ns, const char *name, char *out,
+                     size_t size);
+/* Resolves kind/namespace/name from a request into a kind and key; namespaces default to
+ * "default" for namespaced kinds. Returns 0, or -1 with e filled. */
+int request_key(const char *kind, const char *ns, const char *name, const api_kind_info **ret_kind,
+                char **ret_key, apierr *e);
+void object_set_condition(json_t *obj, const char *type, const char *status, const char *reason,
+                          const char *message);
+void json_set_timestamp(json_t *o, const char *field);
+/* A random UUID (version 4) as text. */
+void uuid_random(char out[37]);
+/* Parses "123" into *ret; "" means 0. Returns 0 or -1 with e filled (naming `field`). */
+int parse_revision(const char *text, const char *field, int64_t *ret, apierr *e);
+bool json_strv_contains(const json_t *arr, const char *s);
+
+/* Handlers: each ends its call exactly once. */
+void handle_apply(worker *w, rpc_call *call, const ProtobufCMessage *req);
+void handle_get(worker *w, rpc_call *call, const ProtobufCMessage *req);
+void handle_list(worker *w, rpc_call *call, const ProtobufCMessage *req);
+void handle_delete(worker *w, rpc_call *call, const ProtobufCMessage *req);
+void handle_update_status(worker *w, rpc_call *call, const ProtobufCMessage *req);
+void handle_bind(worker *w, rpc_call *call, const ProtobufCMessage *req);
+void handle_unbind(worker *w, rpc_call *call, const ProtobufCMessage *req);
+void handle_renew_lease(worker *w, rpc_call *call, const ProtobufCMessage *req);
+void handle_health(worker *w, rpc_call *call, const ProtobufCMessage *req);
+
+/* Final deletion: removes the object and, for instances, releases its allocation, server-group
+ * membership and IP addresses, all in one transaction guarded by the object's mod_revision.
+ * Returns 0, -ESTALE when something changed meanwhile (re-read and retry), or another error. */
+int object_finalize(worker *w, const api_kind_info *k, const char *key, const json_t *obj,
+                    int64_t rev, apierr *e);
+
+/* IPAM (ipam.c): allocate the addresses of a new instance into `t` (compares and puts on each
+ * network's ledger) and record them in obj's status.addresses; release them into `t`. */
+int ipam_allocate(worker *w, store_txn *t, json_t *obj, apierr *e);
+int ipam_release(worker *w, store_txn *t, const json_t *obj, apierr *e);
+
+/* Allocation ledger (bind.c): release an instance's claim on its node into `t`. */
+int ledger_release(worker *w, store_txn *t, const json_t *obj, apierr *e);
+
+/* A ledger (bind.c; used by ipam.c too): a JSON document {"<member>": {...}} under one key that
+ * only the apiserver writes, always in the transaction that changes what it records, guarded by
+ * the mod_revision it was read at (create_revision == 0 when it did not exist). */
+typedef struct ledger {
+    char *key;
+    json_t *doc;
+    json_t *map;  /* doc's member, borrowed */
+    int64_t rev;  /* 0: the key did not exist */
+    bool changed; /* map was modified since it was read */
+} ledger;
+/* Reads key; a missing key gives an empty map. Returns 0, or -1 with e filled. */
+int ledger_load(worker *w, const char *key, const char *member, ledger *ret, apierr *e);
+/* When changed: adds to t the compare on the revision it was read at, and a put of the document
+ * (a delete when the map is empty). */
+void ledger_commit(store_txn *t, const ledger *l);
+void ledger_clear(ledger *l);
+
+/* The watch cache (watchcache.c). */
+int watchcache_new(apiserver *srv, watchcache **ret);
+watchcache *watchcache_free(watchcache *wc);
+/* Called on a gRPC thread with a Watch call; takes it over. */
+void watchcache_submit(watchcache *wc, rpc_call *call, const ProtobufCMessage *req);

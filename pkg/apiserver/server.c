@@ -1,0 +1,496 @@
+/* The apiserver's frame: gRPC handlers hand unary calls to a bounded queue served by worker
+ * threads (each with its own store on a private loop) and Watch calls to the watch cache; a cron
+ * thread compacts etcd's history and keeps the health flag fresh. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "base/alloc.h"
+#include "internal.h"
+#include "stratus/v1/stratus.pb-c.h"
+
+typedef void (*handler_fn)(worker *w, rpc_call *call, const ProtobufCMessage *req);
+
+static const handler_fn handlers[_RPC_METHOD_MAX] = {
+    [RPC_METHOD_APPLY] = handle_apply,
+    [RPC_METHOD_GET] = handle_get,
+    [RPC_METHOD_LIST] = handle_list,
+    [RPC_METHOD_DELETE] = handle_delete,
+    [RPC_METHOD_UPDATE_STATUS] = handle_update_status,
+    [RPC_METHOD_BIND] = handle_bind,
+    [RPC_METHOD_UNBIND] = handle_unbind,
+    [RPC_METHOD_RENEW_LEASE] = handle_renew_lease,
+    [RPC_METHOD_HEALTH] = handle_health,
+};
+
+/* ---- errors */
+
+int apierr_set(apierr *e, rpc_code code, const char *fmt, ...)
+{
+    va_list ap;
+    e->code = code;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int apierr_store(apierr *e, int error, const char *what)
+{
+    switch (error) {
+    case -ENOENT:
+        return apierr_set(e, RPC_CODE_NOT_FOUND, "%s not found", what);
+    case -EEXIST:
+        return apierr_set(e, RPC_CODE_ALREADY_EXISTS, "%s already exists", what);
+    case -ESTALE:
+        return apierr_set(e, RPC_CODE_ABORTED,
+                          "%s was changed by someone else; read it again and retry", what);
+    case -ERANGE:
+        return apierr_set(e, RPC_CODE_RELIST, "the requested revision was compacted; relist");
+    case -EMSGSIZE:
+        return apierr_set(e, RPC_CODE_RESOURCE_EXHAUSTED, "%s: too large for etcd", what);
+    default:
+        if (store_error_is_unavailable(error))
+            return apierr_set(e, RPC_CODE_UNAVAILABLE, "etcd is unavailable (%s); retry later",
+                              store_strerror(error));
+        return apierr_set(e, RPC_CODE_INTERNAL, "etcd: %s", store_strerror(error));
+    }
+}
+
+int apierr_invalid(apierr *e, const api_error *ae)
+{
+    _cleanup_free_ char *s = api_error_to_string(ae);
+    return apierr_set(e, RPC_CODE_INVALID_ARGUMENT, "%s", s);
+}
+
+void reply_error(rpc_call *call, const apierr *e)
+{
+    rpc_call_reply(call, e->code, e->message, NULL);
+}
+
+/* ---- blocking store calls on the worker's loop */
+
+#define SX(w, ret, call)                                                                           \
+    ({                                                                                             \
+        store_sync _y_ = STORE_SYNC_INIT;                                                          \
+        int _r_ = (call);                                                                          \
+        _r_ < 0 ? _r_ : store_wait((w)->st, &_y_, (ret));                                          \
+    })
+#define SYNC_ARGS store_sync_done, &_y_
+
+int sx_get(worker *w, const char *key, store_result **ret)
+{
+    return SX(w, ret, store_get(w->st, key, SYNC_ARGS));
+}
+
+int sx_range(worker *w, const store_range_opts *o, store_result **ret)
+{
+    return SX(w, ret, store_range(w->st, o, SYNC_ARGS));
+}
+
+int sx_txn(worker *w, const store_txn *t, store_result **ret)
+{
+    return SX(w, ret, store_txn_commit(w->st, t, SYNC_ARGS));
+}
+
+int sx_update(worker *w, const char *key, const char *value, int64_t mod_revision,
+              store_result **ret)
+{
+    return SX(w, ret, store_update(w->st, key, value, strlen(value), mod_revision, 0, SYNC_ARGS));
+}
+
+int sx_create(worker *w, const char *key, const char *value, store_result **ret)
+{
+    return SX(w, ret, store_create(w->st, key, value, strlen(value), 0, SYNC_ARGS));
+}
+
+int sx_delete(worker *w, const char *key, int64_t mod_revision, store_result **ret)
+{
+    return SX(w, ret, store_delete(w->st, key, mod_revision, SYNC_ARGS));
+}
+
+/* ---- object helpers */
+
+json_t *object_from_kv(const store_kv *kv)
+{
+    json_t *o = json_loadb(kv->value, kv->value_len, 0, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return NULL;
+    }
+    api_object_set_resource_version(o, kv->mod_revision);
+    return o;
+}
+
+char *object_to_store(const json_t *obj)
+{
+    json_t *copy = json_deep_copy(obj);
+    json_t *md = json_object_get(copy, "metadata");
+    if (md)
+        json_object_del(md, "resourceVersion");
+    char *s = api_json_canonical(copy);
+    json_decref(copy);
+    return s;
+}
+
+void object_describe(const api_kind_info *k, const char *ns, const char *name, char *out,
+                     size_t size)
+{
+    if (k->namespaced)
+        snprintf(out, size, "%s \"%s/%s\"", k->plural, ns && *ns ? ns : "default", name);
+    else
+        snprintf(out, size, "%s \"%s\"", k->plural, name);
+}
+
+int object_read(worker *w, const char *key, json_t **ret, int64_t *ret_rev, apierr *e)
+{
+    _cleanup_(store_result_freep) store_result *r = NULL;
+    int err = sx_get(w, key, &r);
+    if (err < 0) {
+        if (err != -ENOENT)
+            apierr_store(e, err, key);
+        return err;
+    }
+    json_t *o = object_from_kv(&r->kvs[0]);
+    if (!o) {
+        apierr_set(e, RPC_CODE_DATA_LOSS, "%s: the stored object is not JSON", key);
+        return -EBADMSG;
+    }
+    *ret = o;
+    if (ret_rev)
+        *ret_rev = r->kvs[0].mod_revision;
+    return 0;
+}
+
+int request_key(const char *kind, const char *ns, const char *name, const api_kind_info **ret_kind,
+                char **ret_key, apierr *e)
+{
+    const api_kind_info *k = api_kind_lookup(kind ? kind : "");
+    if (!k)
+        return apierr_set(e, RPC_CODE_INVALID_ARGUMENT, "kind: unknown kind \"%.64s\"",
+                          kind ? kind : "");
+    if (!name || !*name)
+        return apierr_set(e, RPC_CODE_INVALID_ARGUMENT, "name: required");
+    if (k->namespaced && (!ns || !*ns))
+        ns = "default";
+    if (!k->namespaced && ns && *ns)
+        return apierr_set(e, RPC_CODE_INVALID_ARGUMENT,
+                          "namespace: %s are cluster-scoped; leave the namespace empty", k->plural);
+    if (api_key_build(k, k->namespaced ? ns : NULL, name, ret_key) < 0)
+        return apierr_set(e, RPC_CODE_INVALID_ARGUMENT, "name: \"%.64s\" is not a valid name",
+                          name);
+    *ret_kind = k;
+    return 0;
+}
+
+void json_set_timestamp(json_t *o, const char *field)
+{
+    char ts[TIMESTAMP_MAX];
+    json_object_set_new(o, field, json_string(timestamp_format(now_realtime(), ts)));
+}
+
+void object_set_condition(json_t *obj, const char *type, const char *status, const char *reason,
+                          const char *message)
+{
+    json_t *st = json_object_get(obj, "status");
+    if (!json_is_object(st)) {
+        st = json_object();
+        json_object_set_new(obj, "status", st);
+    }
+    json_t *conds = json_object_get(st, "conditions");
+    if (!json_is_array(conds)) {
+        conds = json_array();
+        json_object_set_new(st, "conditions", conds);
+    }
+    json_t *c = NULL;
+    size_t i;
+    json_t *it;
+    json_array_foreach(conds, i, it)
+    {
+        const char *t = json_string_value(json_object_get(it, "type"));
+        if (t && streq(t, type))
+            c = it;
+    }
+    if (!c) {
+        c = json_object();
+        json_object_set_new(c, "type", json_string(type));
+        json_array_append_new(conds, c);
+    }
+    const char *old = json_string_value(json_object_get(c, "status"));
+    if (!old || !streq(old, status))
+        json_set_timestamp(c, "lastTransitionTime");
+    json_object_set_new(c, "status", json_string(status));
+    json_object_set_new(c, "reason", json_string(reason));
+    json_object_set_new(c, "message", json_string(message));
+}
+
+void uuid_random(char out[37])
+{
+    unsigned char b[16];
+    if (getrandom(b, sizeof(b), 0) != sizeof(b))
+        abort();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
+int parse_revision(const char *text, const char *field, int64_t *ret, apierr *e)
+{
+    if (!text || !*text) {
+        *ret = 0;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || *end || v < 0 || end == text)
+        return apierr_set(e, RPC_CODE_INVALID_ARGUMENT, "%s: \"%.32s\" is not a resource version",
+                          field, text);
+    *ret = v;
+    return 0;
+}
+
+bool json_strv_contains(const json_t *arr, const char *s)
+{
+    size_t i;
+    json_t *it;
+    json_array_foreach(arr, i, it)
+    {
+        const char *v = json_string_value(it);
+        if (v && streq(v, s))
+            return true;
+    }
+    return false;
+}
+
+/* ---- health */
+
+void handle_health(worker *w, rpc_call *call, const ProtobufCMessage *req)
+{
+    store_sync y = STORE_SYNC_INIT;
+    int e = store_status(w->st, store_sync_done, &y);
+    if (e >= 0)
+        e = store_wait(w->st, &y, NULL);
+    Stratus__V1__HealthResponse rep = STRATUS__V1__HEALTH_RESPONSE__INIT;
+    char status[256];
+    if (e < 0)
+        snprintf(status, sizeof(status), "etcd: %s", store_strerror(e));
+    else
+        snprintf(status, sizeof(status), "ok");
+    rep.status = status;
+    rep.etcd_ok = e >= 0;
+    rep.version = (char *)STRATUS_VERSION;
+    rpc_call_reply(call, RPC_CODE_OK, NULL, &rep.base);
+}
+
+/* ---- the worker pool */
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    apiserver *s = w->srv;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        while (!s->head && !s->stopping)
+            pthread_cond_wait(&s->cond, &s->lock);
+        job *j = s->head;
+        if (j) {
+            s->head = j->next;
+            if (!s->head)
+                s->tail = NULL;
+            s->queued--;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (!j)
+            return NULL;
+        if (rpc_call_is_cancelled(j->call))
+            rpc_call_reply(j->call, RPC_CODE_CANCELLED, "cancelled before it was served", NULL);
+        else
+            handlers[j->method](w, j->call, j->request);
+        free(j);
+    }
+}
+
+static void on_unary(rpc_call *call, const ProtobufCMessage *request, void *userdata)
+{
+    apiserver *s = userdata;
+    job *j = xnew(job, 1);
+    j->call = call;
+    j->method = rpc_call_method(call);
+    j->request = request;
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping || s->queued >= s->opts.queue_max) {
+        bool stopping = s->stopping;
+        pthread_mutex_unlock(&s->lock);
+        free(j);
+        rpc_call_reply(call, stopping ? RPC_CODE_UNAVAILABLE : RPC_CODE_RESOURCE_EXHAUSTED,
+                       stopping ? "the apiserver is shutting down"
+                                : "the apiserver is overloaded; retry with backoff",
+                       NULL);
+        return;
+    }
+    if (s->tail)
+        s->tail->next = j;
+    else
+        s->head = j;
+    s->tail = j;
+    s->queued++;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_watch(rpc_call *call, const ProtobufCMessage *request, void *userdata)
+{
+    apiserver *s = userdata;
+    watchcache_submit(s->wc, call, request);
+}
+
+/* ---- cron: compaction. At each tick, history older than the previous tick is compacted, so
+ * etcd keeps between one and two intervals of it (watchers resuming within that window need no
+ * relist). */
+
+static void *cron_main(void *arg)
+{
+    apiserver *s = arg;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    store *st = NULL;
+    if (store_new(loop, &s->opts.etcd, &st) < 0) {
+        ev_loop_destroy(loop);
+        return NULL;
+    }
+    int64_t previous = 0;
+    pthread_mutex_lock(&s->cron_lock);
+    while (!s->cron_stop) {
+        pthread_mutex_unlock(&s->cron_lock);
+        store_sync y = STORE_SYNC_INIT;
+        store_result *r = NULL;
+        int e = store_status(st, store_sync_done, &y);
+        if (e >= 0)
+            e = store_wait(st, &y, &r);
+        int64_t now_rev = e >= 0 ? r->revision : 0;
+        store_result_free(r);
+        if (previous > 0 && now_rev > previous) {
+            y = STORE_SYNC_INIT;
+            if (store_compact(st, previous, false, store_sync_done, &y) >= 0)
+                store_wait(st, &y, NULL); /* -ERANGE: someone compacted further already */
+        }
+        if (now_rev)
+            previous = now_rev;
+
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        usec_t until = (usec_t)ts.tv_sec * USEC_PER_SEC + (usec_t)ts.tv_nsec / 1000 +
+                       s->opts.compact_interval;
+        ts.tv_sec = (time_t)(until / USEC_PER_SEC);
+        ts.tv_nsec = (long)(until % USEC_PER_SEC) * 1000;
+        pthread_mutex_lock(&s->cron_lock);
+        if (!s->cron_stop)
+            pthread_cond_timedwait(&s->cron_cond, &s->cron_lock, &ts);
+    }
+    pthread_mutex_unlock(&s->cron_lock);
+    store_free(st);
+    ev_loop_destroy(loop);
+    return NULL;
+}
+
+/* ---- life cycle */
+
+int apiserver_new(const apiserver_options *opts, apiserver **ret)
+{
+    apiserver *s = xnew(apiserver, 1);
+    s->opts = *opts;
+    if (!s->opts.workers)
+        s->opts.workers = 8;
+    if (!s->opts.queue_max)
+        s->opts.queue_max = 10000;
+    if (!s->opts.watch_cache)
+        s->opts.watch_cache = 20000;
+    if (!s->opts.watchers_max)
+        s->opts.watchers_max = 10000;
+    if (!s->opts.bookmark_interval)
+        s->opts.bookmark_interval = 5 * USEC_PER_SEC;
+    if (!s->opts.compact_interval)
+        s->opts.compact_interval = 300 * USEC_PER_SEC;
+    if (!s->opts.max_request)
+        s->opts.max_request = 4 << 20;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->cron_lock, NULL);
+    pthread_cond_init(&s->cron_cond, NULL);
+
+    int e = watchcache_new(s, &s->wc);
+    if (e < 0) {
+        free(s);
+        return e;
+    }
+    s->n_workers = s->opts.workers;
+    s->workers = xnew(worker, s->n_workers);
+    for (size_t i = 0; i < s->n_workers; i++) {
+        worker *w = &s->workers[i];
+        w->srv = s;
+        w->loop = ev_loop_new(EVFLAG_AUTO);
+        if (store_new(w->loop, &s->opts.etcd, &w->st) < 0)
+            abort(); /* the watch cache already accepted these options */
+        pthread_create(&w->thread, NULL, worker_main, w);
+    }
+    pthread_create(&s->cron, NULL, cron_main, s);
+
+    rpc_handler h[_RPC_METHOD_MAX] = {0};
+    for (int m = 0; m < _RPC_METHOD_MAX; m++)
+        h[m] = (rpc_handler){.fn = m == RPC_METHOD_WATCH ? on_watch : on_unary, .userdata = s};
+    rpc_server_options ro = {.max_receive_bytes = s->opts.max_request,
+                             .max_calls = (unsigned)(s->opts.queue_max + s->opts.watchers_max + 64)};
+    e = rpc_server_new(s->opts.listen, &ro, h, &s->rpc);
+    if (e < 0) {
+        apiserver_free(s, 0);
+        return e;
+    }
+    *ret = s;
+    return 0;
+}
+
+int apiserver_port(const apiserver *s)
+{
+    return rpc_server_port(s->rpc);
+}
+
+apiserver *apiserver_free(apiserver *s, usec_t grace)
+{
+    if (!s)
+        return NULL;
+    /* The rpc server stops first: after `grace` it ends open calls (watches included, whose
+     * cancel callbacks still reach the watch cache), and no new call can reach a freed part. */
+    if (s->rpc)
+        rpc_server_shutdown(s->rpc, grace);
+    s->wc = watchcache_free(s->wc);
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_lock(&s->cron_lock);
+    s->cron_stop = true;
+    pthread_cond_broadcast(&s->cron_cond);
+    pthread_mutex_unlock(&s->cron_lock);
+    for (size_t i = 0; i < s->n_workers; i++) {
+        pthread_join(s->workers[i].thread, NULL);
+        store_free(s->workers[i].st);
+        ev_loop_destroy(s->workers[i].loop);
+    }
+    pthread_join(s->cron, NULL);
+    /* Calls still queued were ended by the rpc shutdown; their jobs are only freed here. */
+    while (s->head) {
+        job *j = s->head;
+        s->head = j->next;
+        rpc_call_reply(j->call, RPC_CODE_UNAVAILABLE, "the apiserver is shutting down", NULL);
+        free(j);
+    }
+    s->rpc = rpc_server_free(s->rpc);
+    free(s->workers);
+    free(s);
+    return NULL;
+}

@@ -1,0 +1,526 @@
+/* The watch cache: every Watch call of every client is served from ONE etcd watch on
+ * /stratus/v1/, on one thread with its own libev loop and store.
+ *
+ * Each etcd event on an object key becomes an entry in a ring of the most recent events (the
+ * object's new state, or its last state for a delete, and its previous state), encoded at most
+ * once per event type however many watchers get it. `base` is the revision after which every
+ * event is in the ring (or still to come): a watcher asking for a resourceVersion >= base gets
+ * the ring's later events replayed, then live ones; an older one is told to relist
+ * (OUT_OF_RANGE), as is everyone if the cache's own etcd watch ever loses history.
+ *
+ * Selectors are applied per watcher, Kubernetes style: an object that starts matching arrives as
+ * ADDED, one that stops matching as DELETED. Each watcher's stream has a bounded queue in
+ * pkg/rpc; a watcher that falls behind it is ended with "relist" instead of growing memory.
+ * Bookmarks tell watchers that asked for them how far they are up to date.
+ *
+ * gRPC threads only hand calls and cancellations over, through a locked inbox and ev_async. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/selector.h"
+#include "base/alloc.h"
+#include "internal.h"
+#include "stratus/v1/stratus.pb-c.h"
+
+enum { WC_ADDED, WC_MODIFIED, WC_DELETED, _WC_TYPE_MAX };
+
+static const Stratus__V1__WatchEvent__Type wc_proto_type[_WC_TYPE_MAX] = {
+    [WC_ADDED] = STRATUS__V1__WATCH_EVENT__TYPE__ADDED,
+    [WC_MODIFIED] = STRATUS__V1__WATCH_EVENT__TYPE__MODIFIED,
+    [WC_DELETED] = STRATUS__V1__WATCH_EVENT__TYPE__DELETED,
+};
+
+typedef struct wc_event {
+    int64_t rev;
+    const api_kind_info *k;
+    char *ns; /* "" for cluster-scoped kinds */
+    json_t *obj;  /* new state, or the last state of a deleted object (resourceVersion = rev) */
+    json_t *prev; /* the state before a modification; NULL for a creation or deletion */
+    bool deleted;
+    rpc_encoded *enc[_WC_TYPE_MAX];
+} wc_event;
+
+typedef struct watcher {
+    struct watcher *next;
+    rpc_call *call;
+    const api_kind_info *k;
+    char *ns; /* NULL: every namespace */
+    api_label_selector *ls;
+    api_field_selector *fs;
+    bool bookmarks;
+    int64_t from_rev; /* as asked; 0 = from now */
+    int64_t sent_rev; /* every event up to here has been considered */
+    int64_t bookmark_rev;
+    bool cancelled; /* set by gRPC's cancel callback; under wc->lock */
+    struct watchcache *srv_wc;
+} watcher;
+
+struct watchcache {
+    apiserver *srv;
+    pthread_t thread;
+    struct ev_loop *loop;
+    store *st;
+    store_watch *watch;
+    ev_async wake;
+    ev_timer bookmark_timer;
+    ev_timer rewatch_timer;
+
+    pthread_mutex_t lock; /* guards the inbox, `cancelled` flags, n_total and stop */
+    watcher *inbox;
+    bool cancels_pending;
+    size_t n_total;
+    bool stop;
+
+    /* owned by the cache's thread */
+    wc_event *ring;
+    size_t cap, first, count;
+    int64_t base, head;
+    watcher *active;
+    char *prefix_end;
+};
+
+static void event_clear(wc_event *ev)
+{
+    free(ev->ns);
+    json_decref(ev->obj);
+    json_decref(ev->prev);
+    for (int i = 0; i < _WC_TYPE_MAX; i++)
+        rpc_encoded_free(ev->enc[i]);
+    *ev = (wc_event){0};
+}
+
+static watcher *watcher_free(watcher *w)
+{
+    if (!w)
+        return NULL;
+    free(w->ns);
+    api_label_selector_free(w->ls);
+    api_field_selector_free(w->fs);
+    free(w);
+    return NULL;
+}
+
+/* Ends a watcher's call and forgets it. Cache thread. */
+static void watcher_end(watchcache *wc, watcher *w, rpc_code code, const char *message)
+{
+    rpc_stream_finish(w->call, code, message);
+    pthread_mutex_lock(&wc->lock);
+    wc->n_total--;
+    pthread_mutex_unlock(&wc->lock);
+    watcher_free(w);
+}
+
+static bool matches(const watcher *w, const json_t *obj)
+{
+    return api_label_selector_matches(w->ls, api_object_labels(obj)) &&
+           api_field_selector_matches(w->fs, obj);
+}
+
+static int send_event(wc_event *ev, int type, watcher *w)
+{
+    if (!ev->enc[type]) {
+        _cleanup_free_ char *text = api_json_canonical(ev->obj);
+        char rv[24];
+        snprintf(rv, sizeof(rv), "%lld", (long long)ev->rev);
+        Stratus__V1__WatchEvent msg = STRATUS__V1__WATCH_EVENT__INIT;
+        msg.type = wc_proto_type[type];
+        msg.object_json = text;
+        msg.resource_version = rv;
+        if (rpc_encode(&msg.base, &ev->enc[type]) < 0)
+            return -ENOMEM;
+    }
+    return rpc_stream_send_encoded(w->call, ev->enc[type]);
+}
+
+/* Offers one event to one watcher. Returns < 0 when the watcher must go. */
+static int deliver(wc_event *ev, watcher *w)
+{
+    if (ev->rev <= w->sent_rev)
+        return 0;
+    w->sent_rev = ev->rev;
+    if (ev->k != w->k || (w->ns && !streq(w->ns, ev->ns)))
+        return 0;
+    int type;
+    if (ev->deleted)
+        type = matches(w, ev->obj) ? WC_DELETED : -1;
+    else if (!ev->prev)
+        type = matches(w, ev->obj) ? WC_ADDED : -1;
+    else {
+        bool was = matches(w, ev->prev), is = matches(w, ev->obj);
+        type = was && is ? WC_MODIFIED : is ? WC_ADDED : was ? WC_DELETED : -1;
+    }
+    return type < 0 ? 0 : send_event(ev, type, w);
+}
+
+static void fan_out(watchcache *wc, wc_event *ev)
+{
+    watcher **pp = &wc->active;
+    while (*pp) {
+        watcher *w = *pp;
+        if (deliver(ev, w) < 0) {
+            *pp = w->next;
+            watcher_end(wc, w, RPC_CODE_RELIST, "the watch fell behind; list again and re-watch");
+            continue;
+        }
+        pp = &w->next;
+    }
+}
+
+static void relist_everyone(watchcache *wc, const char *why)
+{
+    while (wc->active) {
+        watcher *w = wc->active;
+        wc->active = w->next;
+        watcher_end(wc, w, RPC_CODE_RELIST, why);
+    }
+}
+
+/* "/stratus/v1/<plural>/[<ns>/]<name>" → kind and namespace; NULL for the ledgers and leases. */
+static const api_kind_info *key_kind(const char *key, char **ret_ns)
+{
+    size_t plen = strlen(API_KEY_PREFIX);
+    if (strncmp(key, API_KEY_PREFIX, plen) != 0)
+        return NULL;
+    const char *plural = key + plen;
+    const char *slash = strchr(plural, '/');
+    if (!slash)
+        return NULL;
+    char buf[64];
+    size_t n = (size_t)(slash - plural);
+    if (n >= sizeof(buf))
+        return NULL;
+    memcpy(buf, plural, n);
+    buf[n] = '\0';
+    const api_kind_info *k = api_kind_lookup(buf);
+    if (!k || !streq(k->plural, buf))
+        return NULL;
+    const char *rest = slash + 1;
+    if (k->namespaced) {
+        const char *s2 = strchr(rest, '/');
+        if (!s2)
+            return NULL;
+        *ret_ns = xstrndup(rest, (size_t)(s2 - rest));
+    } else
+        *ret_ns = xstrdup("");
+    return k;
+}
+
+static void ring_push(watchcache *wc, wc_event *ev)
+{
+    if (wc->count == wc->cap) {
+        wc_event *old = &wc->ring[wc->first];
+        wc->base = old->rev; /* events after it stay complete */
+        event_clear(old);
+        wc->first = (wc->first + 1) % wc->cap;
+        wc->count--;
+    }
+    size_t at = (wc->first + wc->count) % wc->cap;
+    wc->ring[at] = *ev;
+    wc->count++;
+    fan_out(wc, &wc->ring[at]);
+}
+
+static void start_watch(watchcache *wc, int64_t from);
+
+static void on_etcd_events(store_watch *sw, const store_event *events, size_t n, int64_t revision,
+                           int error, void *userdata)
+{
+    watchcache *wc = userdata;
+    if (error) {
+        /* History we had not seen yet was compacted (-ERANGE) or a message was too large: the
+         * ring can no longer promise completeness. Everyone relists; the cache starts over. */
+        relist_everyone(wc, "the apiserver's watch cache lost history; list again and re-watch");
+        store_watch_free(sw);
+        wc->watch = NULL;
+        ev_timer_set(&wc->rewatch_timer, 0.1, 0.0);
+        ev_timer_start(wc->loop, &wc->rewatch_timer);
+        return;
+    }
+    if (n == 0 && revision > wc->head)
+        wc->head = revision;
+    for (size_t i = 0; i < n; i++) {
+        const store_event *e = &events[i];
+        int64_t rev = e->kv.mod_revision;
+        if (rev > wc->head)
+            wc->head = rev;
+        char *ns = NULL;
+        const api_kind_info *k = key_kind(e->kv.key, &ns);
+        if (!k)
+            continue;
+        wc_event ev = {.rev = rev, .k = k, .ns = ns, .deleted = e->type == STORE_EVENT_DELETE};
+        if (ev.deleted) {
+            ev.obj = e->prev_kv ? object_from_kv(e->prev_kv) : NULL;
+        } else {
+            ev.obj = object_from_kv(&e->kv);
+            if (e->prev_kv && e->kv.create_revision != e->kv.mod_revision)
+                ev.prev = object_from_kv(e->prev_kv);
+        }
+        if (!ev.obj) {
+            event_clear(&ev); /* a delete whose last state etcd no longer had */
+            continue;
+        }
+        api_object_set_resource_version(ev.obj, rev);
+        ring_push(wc, &ev);
+    }
+}
+
+static void start_watch(watchcache *wc, int64_t from)
+{
+    wc->base = from - 1;
+    if (wc->head < wc->base)
+        wc->head = wc->base;
+    store_watch_new(wc->st, API_KEY_PREFIX, wc->prefix_end, from,
+                    STORE_WATCH_PREV_KV | STORE_WATCH_PROGRESS, on_etcd_events, wc, &wc->watch);
+}
+
+/* The revision etcd is at now: the cache starts right after it. */
+static int current_revision(watchcache *wc, int64_t *ret)
+{
+    store_sync y = STORE_SYNC_INIT;
+    store_result *r = NULL;
+    int e = store_status(wc->st, store_sync_done, &y);
+    if (e >= 0)
+        e = store_wait(wc->st, &y, &r);
+    if (e >= 0)
+        *ret = r->revision;
+    store_result_free(r);
+    return e;
+}
+
+static void rewatch_fired(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    watchcache *wc = t->data;
+    int64_t rev;
+    if (current_revision(wc, &rev) < 0) {
+        ev_timer_set(&wc->rewatch_timer, 1.0, 0.0);
+        ev_timer_start(loop, &wc->rewatch_timer);
+        return;
+    }
+    for (; wc->count > 0; wc->count--) {
+        event_clear(&wc->ring[wc->first]);
+        wc->first = (wc->first + 1) % wc->cap;
+    }
+    start_watch(wc, rev + 1);
+}
+
+/* A new watcher: replay what it missed from the ring, or tell it to relist. */
+static void watcher_start(watchcache *wc, watcher *w)
+{
+    if (w->from_rev == 0)
+        w->sent_rev = wc->head;
+    else if (w->from_rev < wc->base) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "resourceVersion %lld is too old (the watch cache starts after %lld); list again "
+                 "and watch from the list's resourceVersion",
+                 (long long)w->from_rev, (long long)wc->base);
+        watcher_end(wc, w, RPC_CODE_RELIST, msg);
+        return;
+    } else
+        w->sent_rev = w->from_rev;
+    for (size_t i = 0; i < wc->count; i++)
+        if (deliver(&wc->ring[(wc->first + i) % wc->cap], w) < 0) {
+            watcher_end(wc, w, RPC_CODE_RELIST, "the watch fell behind; list again and re-watch");
+            return;
+        }
+    w->next = wc->active;
+    wc->active = w;
+}
+
+static void wake_fired(struct ev_loop *loop, ev_async *a, int revents)
+{
+    watchcache *wc = a->data;
+    pthread_mutex_lock(&wc->lock);
+    watcher *in = wc->inbox;
+    wc->inbox = NULL;
+    bool cancels = wc->cancels_pending;
+    wc->cancels_pending = false;
+    bool stop = wc->stop;
+    pthread_mutex_unlock(&wc->lock);
+
+    /* the inbox is newest first: start the oldest first */
+    watcher *rev = NULL;
+    while (in) {
+        watcher *n = in->next;
+        in->next = rev;
+        rev = in;
+        in = n;
+    }
+    while (rev) {
+        watcher *n = rev->next;
+        watcher_start(wc, rev);
+        rev = n;
+    }
+    if (cancels || stop) {
+        watcher **pp = &wc->active;
+        while (*pp) {
+            watcher *w = *pp;
+            pthread_mutex_lock(&wc->lock);
+            bool gone = w->cancelled;
+            pthread_mutex_unlock(&wc->lock);
+            if (gone || stop) {
+                *pp = w->next;
+                watcher_end(wc, w, stop ? RPC_CODE_UNAVAILABLE : RPC_CODE_CANCELLED,
+                            stop ? "the apiserver is shutting down" : "cancelled");
+                continue;
+            }
+            pp = &w->next;
+        }
+    }
+    if (stop)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void bookmark_fired(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    watchcache *wc = t->data;
+    watcher **pp = &wc->active;
+    while (*pp) {
+        watcher *w = *pp;
+        int64_t at = MAX(wc->head, w->sent_rev);
+        if (w->bookmarks && at > w->bookmark_rev) {
+            char rv[24];
+            snprintf(rv, sizeof(rv), "%lld", (long long)at);
+            Stratus__V1__WatchEvent msg = STRATUS__V1__WATCH_EVENT__INIT;
+            msg.type = STRATUS__V1__WATCH_EVENT__TYPE__BOOKMARK;
+            msg.resource_version = rv;
+            if (rpc_stream_send(w->call, &msg.base) < 0) {
+                *pp = w->next;
+                watcher_end(wc, w, RPC_CODE_RELIST, "the watch fell behind; list again");
+                continue;
+            }
+            w->bookmark_rev = w->sent_rev = at;
+        }
+        pp = &w->next;
+    }
+}
+
+static void *watchcache_main(void *arg)
+{
+    watchcache *wc = arg;
+    ev_run(wc->loop, 0);
+    return NULL;
+}
+
+int watchcache_new(apiserver *srv, watchcache **ret)
+{
+    watchcache *wc = xnew(watchcache, 1);
+    wc->srv = srv;
+    wc->cap = srv->opts.watch_cache;
+    wc->ring = xnew(wc_event, wc->cap);
+    wc->prefix_end = store_prefix_end(API_KEY_PREFIX);
+    wc->loop = ev_loop_new(EVFLAG_AUTO);
+    pthread_mutex_init(&wc->lock, NULL);
+    int e = store_new(wc->loop, &srv->opts.etcd, &wc->st);
+    int64_t rev = 0;
+    if (e >= 0)
+        e = current_revision(wc, &rev);
+    if (e < 0) {
+        store_free(wc->st);
+        ev_loop_destroy(wc->loop);
+        free(wc->prefix_end);
+        free(wc->ring);
+        free(wc);
+        return e;
+    }
+    ev_async_init(&wc->wake, wake_fired);
+    wc->wake.data = wc;
+    ev_async_start(wc->loop, &wc->wake);
+    double every = (double)srv->opts.bookmark_interval / USEC_PER_SEC;
+    ev_timer_init(&wc->bookmark_timer, bookmark_fired, every, every);
+    wc->bookmark_timer.data = wc;
+    ev_timer_start(wc->loop, &wc->bookmark_timer);
+    ev_init(&wc->rewatch_timer, rewatch_fired);
+    wc->rewatch_timer.data = wc;
+    start_watch(wc, rev + 1);
+    pthread_create(&wc->thread, NULL, watchcache_main, wc);
+    *ret = wc;
+    return 0;
+}
+
+watchcache *watchcache_free(watchcache *wc)
+{
+    if (!wc)
+        return NULL;
+    pthread_mutex_lock(&wc->lock);
+    wc->stop = true;
+    pthread_mutex_unlock(&wc->lock);
+    ev_async_send(wc->loop, &wc->wake);
+    pthread_join(wc->thread, NULL);
+    store_watch_free(wc->watch);
+    store_free(wc->st);
+    ev_loop_destroy(wc->loop);
+    for (size_t i = 0; i < wc->count; i++)
+        event_clear(&wc->ring[(wc->first + i) % wc->cap]);
+    free(wc->ring);
+    free(wc->prefix_end);
+    pthread_mutex_destroy(&wc->lock);
+    free(wc);
+    return NULL;
+}
+
+static void on_cancel(rpc_call *call, void *userdata)
+{
+    watcher *w = userdata;
+    watchcache *wc = w->srv_wc;
+    pthread_mutex_lock(&wc->lock);
+    w->cancelled = true;
+    wc->cancels_pending = true;
+    pthread_mutex_unlock(&wc->lock);
+    ev_async_send(wc->loop, &wc->wake);
+}
+
+void watchcache_submit(watchcache *wc, rpc_call *call, const ProtobufCMessage *request)
+{
+    const Stratus__V1__WatchRequest *req = (const Stratus__V1__WatchRequest *)request;
+    apierr e = {0};
+    api_error ae = {0};
+    const api_kind_info *k = api_kind_lookup(req->kind ? req->kind : "");
+    if (!k) {
+        apierr_set(&e, RPC_CODE_INVALID_ARGUMENT, "kind: unknown kind \"%.64s\"",
+                   req->kind ? req->kind : "");
+        reply_error(call, &e);
+        return;
+    }
+    watcher *w = xnew(watcher, 1);
+    w->call = call;
+    w->k = k;
+    w->srv_wc = wc;
+    w->bookmarks = req->allow_bookmarks;
+    if (k->namespaced && !req->all_namespaces)
+        w->ns = xstrdup(req->namespace_ && *req->namespace_ ? req->namespace_ : "default");
+    if (api_label_selector_parse(req->label_selector, &w->ls, &ae) < 0 ||
+        api_field_selector_parse(req->field_selector, k, &w->fs, &ae) < 0 ||
+        parse_revision(req->resource_version, "resourceVersion", &w->from_rev, &e) < 0) {
+        if (ae.message[0])
+            apierr_invalid(&e, &ae);
+        watcher_free(w);
+        reply_error(call, &e);
+        return;
+    }
+    pthread_mutex_lock(&wc->lock);
+    bool full = wc->n_total >= wc->srv->opts.watchers_max;
+    bool stopping = wc->stop;
+    if (!full && !stopping)
+        wc->n_total++;
+    pthread_mutex_unlock(&wc->lock);
+    if (full || stopping) {
+        watcher_free(w);
+        rpc_call_reply(call, stopping ? RPC_CODE_UNAVAILABLE : RPC_CODE_RESOURCE_EXHAUSTED,
+                       stopping ? "the apiserver is shutting down"
+                                : "too many open watches on this apiserver",
+                       NULL);
+        return;
+    }
+    if (rpc_call_on_cancel(call, on_cancel, w) < 0)
+        w->cancelled = true; /* already gone: the cache thread ends it */
+    pthread_mutex_lock(&wc->lock);
+    w->next = wc->inbox;
+    wc->inbox = w;
+    if (w->cancelled)
+        wc->cancels_pending = true;
+    pthread_mutex_unlock(&wc->lock);
+    ev_async_send(wc->loop, &wc->wake);
+}
