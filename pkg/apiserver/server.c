@@ -363,7 +363,7 @@ static void *cron_main(void *arg)
         ev_loop_destroy(loop);
         return NULL;
     }
-    int64_t previous = 0;
+    int64_t previous = 0, compacted = 0;
     pthread_mutex_lock(&s->cron_lock);
     while (!s->cron_stop) {
         pthread_mutex_unlock(&s->cron_lock);
@@ -374,10 +374,12 @@ static void *cron_main(void *arg)
             e = store_wait(st, &y, &r);
         int64_t now_rev = e >= 0 ? r->revision : 0;
         store_result_free(r);
-        if (previous > 0 && now_rev > previous) {
+        /* A quiet cluster is compacted too: the revision seen one tick ago is old enough. */
+        if (previous > compacted) {
             y = STORE_SYNC_INIT;
             if (store_compact(st, previous, false, store_sync_done, &y) >= 0)
                 store_wait(st, &y, NULL); /* -ERANGE: someone compacted further already */
+            compacted = previous;
         }
         if (now_rev)
             previous = now_rev;

@@ -9,3 +9,6 @@ if(TARGET stratus-apiserver)
                    --out ${CMAKE_BINARY_DIR}/interop-apiserver)
   set_tests_properties(apiserver-interop PROPERTIES LABELS integration TIMEOUT 120)
 endif()
+
+stratus_test(test-apiserver-compact LABEL integration SOURCES integration/test-apiserver-compact.c
+             LIBS stratus_apiserver_fixture stratus_apiserver TIMEOUT 120)
