@@ -39,6 +39,7 @@ static const struct {
     {"spec.type", KIND(EVENT)},
     {"spec.source.component", KIND(EVENT)},
     {"spec.source.host", KIND(EVENT)},
+    {"spec.holder", KIND(LEASE)},
 };
 
 static unsigned kind_mask(const api_kind_info *k)

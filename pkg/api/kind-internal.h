@@ -32,3 +32,4 @@ void api_node_default(json_t *obj);
 extern const api_field api_event_spec_fields[];
 int api_event_validate_spec(api_vctx *c, const json_t *spec);
 void api_event_default(json_t *obj);
+extern const api_field api_lease_spec_fields[];

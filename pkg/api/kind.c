@@ -14,6 +14,7 @@ static const char *const volume_aliases[] = {"vol", NULL};
 static const char *const server_group_aliases[] = {"sg", NULL};
 static const char *const node_aliases[] = {"no", NULL};
 static const char *const event_aliases[] = {"ev", NULL};
+static const char *const lease_aliases[] = {NULL};
 
 static const api_kind_info kinds[_API_KIND_MAX] = {
     [API_KIND_INSTANCE] =
@@ -119,6 +120,17 @@ static const api_kind_info kinds[_API_KIND_MAX] = {
             .status = NULL,
             .validate_spec = api_event_validate_spec,
             .default_object = api_event_default,
+        },
+    [API_KIND_LEASE] =
+        {
+            .kind = API_KIND_LEASE,
+            .name = "Lease",
+            .plural = "leases",
+            .aliases = lease_aliases,
+            .namespaced = false,
+            .name_rule = API_NAME_RULE_DNS_SUBDOMAIN,
+            .spec = api_lease_spec_fields,
+            .status = NULL,
         },
 };
 

@@ -16,6 +16,7 @@ typedef enum api_kind {
     API_KIND_SERVER_GROUP,
     API_KIND_NODE,
     API_KIND_EVENT,
+    API_KIND_LEASE,
     _API_KIND_MAX,
     _API_KIND_INVALID = -EINVAL,
 } api_kind;

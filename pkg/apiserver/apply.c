@@ -222,6 +222,13 @@ void handle_apply(worker *w, rpc_call *call, const ProtobufCMessage *request)
         return;
     }
     const api_kind_info *k = api_object_kind(doc);
+    if (k->kind == API_KIND_LEASE) {
+        json_decref(doc);
+        apierr_set(&e, RPC_CODE_INVALID_ARGUMENT,
+                   "kind: leases are written by the node agents' RenewLease, not applied");
+        reply_error(call, &e);
+        return;
+    }
     _cleanup_free_ char *key = NULL;
     if (api_object_key(doc, &key) < 0 || admit_references(w, k, doc, &e) < 0) {
         if (!key)

@@ -1,7 +1,8 @@
 /* RenewLease: node heartbeats.
  *
- * A node is alive while /stratus/v1/leases/<node> exists: {"holder": "<node>", "renewTime":
- * "<RFC 3339>"}, attached to an etcd lease that the node agent keeps alive through this call.
+ * A node is alive while /stratus/v1/leases/<node> exists: a Lease object (kind Lease, spec
+ * {holder, renewTime, leaseDurationSeconds}, read-only through Get/List/Watch), attached to an
+ * etcd lease that the node agent keeps alive through this call.
  * When the agent stops calling, etcd removes the key once the TTL runs out, and watchers (the
  * node-lifecycle loop) see it go. The apiserver keeps no state: the agent carries its lease id
  * from call to call, and a lease etcd no longer knows (expired, revoked, etcd restored from a
@@ -38,11 +39,13 @@ static int sx_lease_keepalive(worker *w, int64_t id, store_result **ret)
     return r < 0 ? r : store_wait(w->st, &y, ret);
 }
 
-static int lease_key_put(worker *w, const char *key, const char *node, int64_t id)
+static int lease_key_put(worker *w, const char *key, const char *node, int64_t id, int64_t ttl)
 {
-    json_t *v = json_object();
-    json_object_set_new(v, "holder", json_string(node));
-    json_set_timestamp(v, "renewTime");
+    json_t *v = json_pack("{s:s, s:s, s:{s:s}, s:{s:s, s:I}}", "apiVersion", API_VERSION, "kind",
+                          "Lease", "metadata", "name", node, "spec", "holder", node,
+                          "leaseDurationSeconds", (json_int_t)ttl);
+    json_set_timestamp(json_object_get(v, "metadata"), "creationTimestamp");
+    json_set_timestamp(json_object_get(v, "spec"), "renewTime");
     _cleanup_free_ char *text = api_json_canonical(v);
     json_decref(v);
     store_sync y = STORE_SYNC_INIT;
@@ -52,7 +55,7 @@ static int lease_key_put(worker *w, const char *key, const char *node, int64_t i
 
 /* After a keepalive: the key must still be there on this lease (someone may have deleted it, or
  * a second agent with the same name attached it to its own lease). */
-static int lease_key_check(worker *w, const char *key, const char *node, int64_t id)
+static int lease_key_check(worker *w, const char *key, const char *node, int64_t id, int64_t ttl)
 {
     _cleanup_(store_result_freep) store_result *r = NULL;
     int err = sx_get(w, key, &r);
@@ -60,7 +63,7 @@ static int lease_key_check(worker *w, const char *key, const char *node, int64_t
         return 0;
     if (err < 0 && err != -ENOENT)
         return err;
-    return lease_key_put(w, key, node, id);
+    return lease_key_put(w, key, node, id, ttl);
 }
 
 void handle_renew_lease(worker *w, rpc_call *call, const ProtobufCMessage *request)
@@ -96,7 +99,7 @@ void handle_renew_lease(worker *w, rpc_call *call, const ProtobufCMessage *reque
         err = sx_lease_keepalive(w, id, &r);
         if (err == 0) {
             left = r->ttl;
-            err = lease_key_check(w, key, node, id);
+            err = lease_key_check(w, key, node, id, ttl);
         }
         if (err == -ETIME)
             id = 0; /* expired or unknown: a new one below */
@@ -107,7 +110,7 @@ void handle_renew_lease(worker *w, rpc_call *call, const ProtobufCMessage *reque
         if (err == 0) {
             id = r->lease_id;
             left = r->ttl;
-            err = lease_key_put(w, key, node, id);
+            err = lease_key_put(w, key, node, id, ttl);
         }
     }
     if (err < 0) {

@@ -1086,8 +1086,10 @@ static int64_t lease_of(const char *node)
     if (store_wait(direct, &y, &r) < 0)
         return 0;
     json_t *v = json_loadb(r->kvs[0].value, r->kvs[0].value_len, 0, NULL);
-    CHECK_STR(str_at(v, "holder"), node);
-    CHECK(str_at(v, "renewTime"));
+    CHECK_STR(str_at(v, "kind"), "Lease");
+    CHECK_STR(str_at(v, "metadata.name"), node);
+    CHECK_STR(str_at(v, "spec.holder"), node);
+    CHECK(str_at(v, "spec.renewTime"));
     json_decref(v);
     return r->kvs[0].lease;
 }

@@ -626,10 +626,46 @@ static void oversize_request_is_refused(void)
     CHECK_OK(fx_get(fx, "flavor", NULL, "tiny", NULL, &st)); /* still serving */
 }
 
+static void lease_is_visible_and_expires(void)
+{
+    setup();
+    rpc_status st;
+    rpc_watch *w = watch("leases", NULL, NULL, NULL, NULL, false);
+    usleep(200000); /* the watch is in place before the lease appears */
+    Stratus__V1__RenewLeaseRequest req = STRATUS__V1__RENEW_LEASE_REQUEST__INIT;
+    req.node = "node-x";
+    req.ttl_seconds = 2;
+    Stratus__V1__RenewLeaseResponse *rep = NULL;
+    CHECK_OK(rpc_client_renew_lease(fx->client, &req, 5 * USEC_PER_SEC, &rep, &st));
+    CHECK_INT(rep->lease_id, >, 0);
+    rpc_message_free(rep);
+
+    json_t *obj = NULL;
+    CHECK_OK(fx_get(fx, "lease", NULL, "node-x", &obj, &st));
+    CHECK_STR(json_string_value(api_json_lookup(obj, "spec.holder")), "node-x");
+    json_decref(obj);
+    CHECK(fx_apply(fx,
+                   "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Lease\",\"metadata\":{\"name\":"
+                   "\"node-x\"},\"spec\":{\"holder\":\"node-x\"}}",
+                   NULL, NULL, &st) < 0);
+    CHECK_INT(st.code, ==, RPC_CODE_INVALID_ARGUMENT);
+
+    Stratus__V1__WatchEvent *ev = next_event(w, 10 * USEC_PER_SEC, &st);
+    CHECK(ev && ev->type == STRATUS__V1__WATCH_EVENT__TYPE__ADDED);
+    rpc_message_free(ev);
+    /* no renewal: etcd expires the lease, the key goes, watchers see it */
+    ev = next_event(w, 15 * USEC_PER_SEC, &st);
+    CHECK(ev != NULL);
+    CHECK_INT(ev->type, ==, STRATUS__V1__WATCH_EVENT__TYPE__DELETED);
+    CHECK(strstr(ev->object_json, "node-x") != NULL);
+    rpc_message_free(ev);
+    rpc_watch_free(w);
+}
+
 CHECK_MAIN(CASE(apply_create_unchanged_configured),
            CASE(apply_rejects_bad_input_and_keeps_what_is_stored),
            CASE(apply_ignores_status_and_dry_run_writes_nothing), CASE(list_selects_and_pages),
            CASE(concurrent_updates_lose_nothing), CASE(status_is_validated_and_preconditioned),
            CASE(delete_waits_for_finalizers), CASE(watch_sees_changes_with_selectors),
            CASE(watch_resumes_and_expires), CASE(watch_errors_are_clear), CASE(health_reports_etcd),
-           CASE(oversize_request_is_refused))
+           CASE(oversize_request_is_refused), CASE(lease_is_visible_and_expires))

@@ -845,7 +845,7 @@ static void field_selectors_parse_and_match(void)
          "status.phase, status.nodeName, spec.unschedulable, spec.policy, "
          "spec.involvedObject.kind, spec.involvedObject.namespace, "
          "spec.involvedObject.name, spec.involvedObject.uid, spec.reason, "
-         "spec.type, spec.source.component, spec.source.host)"},
+         "spec.type, spec.source.component, spec.source.host, spec.holder)"},
         {"metadata.name=a,,metadata.name=b", NULL,
          "fieldSelector: position 17: expected a field name"},
         {"metadata.name=a,", NULL, "fieldSelector: position 17: expected a field name"},
