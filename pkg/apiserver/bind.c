@@ -34,6 +34,7 @@
 
 #include "api/names.h"
 #include "base/alloc.h"
+#include "api/resources.h"
 #include "internal.h"
 #include "stratus/v1/stratus.pb-c.h"
 
@@ -142,73 +143,18 @@ int ledger_release(worker *w, store_txn *t, const json_t *obj, apierr *e)
 
 /* ---- resources */
 
-typedef enum resource {
-    RESOURCE_VCPUS,
-    RESOURCE_MEMORY,
-    RESOURCE_DISK,
-    _RESOURCE_MAX,
-} resource;
+typedef api_resources claim;
+typedef api_node_capacity capacity;
 
-static const struct resource_info {
-    const char *field; /* in ledger entries and Node allocatable/capacity/reserved */
-    const char *ratio; /* in Node spec.allocationRatios */
-    const char *name;  /* in messages */
-    const char *unit;
-} resource_info[_RESOURCE_MAX] = {
-    [RESOURCE_VCPUS] = {"vcpus", "cpu", "vcpus", ""},
-    [RESOURCE_MEMORY] = {"memoryMiB", "memory", "memory", " MiB"},
-    [RESOURCE_DISK] = {"diskGiB", "disk", "disk", " GiB"},
-};
-
-typedef struct claim {
-    int64_t amount[_RESOURCE_MAX];
-} claim;
-
-typedef struct capacity {
-    int64_t allocatable[_RESOURCE_MAX];
-    double ratio[_RESOURCE_MAX];
-    int64_t limit[_RESOURCE_MAX]; /* allocatable × ratio: what all claims together may reach */
-} capacity;
-
-static void capacity_of(const json_t *node, capacity *ret)
-{
-    const json_t *allocatable = api_json_lookup(node, "status.allocatable");
-    const json_t *spec_capacity = api_json_lookup(node, "spec.capacity");
-    const json_t *status_capacity = api_json_lookup(node, "status.capacity");
-    const json_t *reserved = api_json_lookup(node, "spec.reserved");
-    const json_t *ratios = api_json_lookup(node, "spec.allocationRatios");
-    for (resource r = 0; r < _RESOURCE_MAX; r++) {
-        const char *f = resource_info[r].field;
-        const json_t *v = json_object_get(allocatable, f);
-        int64_t a;
-        if (json_is_integer(v))
-            a = json_integer_value(v);
-        else {
-            const json_t *c = json_object_get(spec_capacity, f);
-            if (!c)
-                c = json_object_get(status_capacity, f);
-            a = json_integer_value(c) - json_integer_value(json_object_get(reserved, f));
-        }
-        const json_t *rv = json_object_get(ratios, resource_info[r].ratio);
-        double ratio = json_is_number(rv) ? json_number_value(rv) : 1.0;
-        if (!(ratio > 0))
-            ratio = 1.0;
-        ret->allocatable[r] = MAX(a, 0);
-        ret->ratio[r] = ratio;
-        /* Both are >= 0, so the cast rounds down; the epsilon keeps 10 × 0.7 from becoming 6. */
-        ret->limit[r] = (int64_t)((double)ret->allocatable[r] * ratio + 1e-9);
-    }
-}
-
-static void ledger_sum(const ledger *l, int64_t used[_RESOURCE_MAX])
+static void ledger_sum(const ledger *l, int64_t used[_API_RESOURCE_MAX])
 {
     const char *uid;
     json_t *entry;
-    for (resource r = 0; r < _RESOURCE_MAX; r++)
+    for (api_resource r = 0; r < _API_RESOURCE_MAX; r++)
         used[r] = 0;
     json_object_foreach (l->map, uid, entry) {
-        for (resource r = 0; r < _RESOURCE_MAX; r++)
-            used[r] += json_integer_value(json_object_get(entry, resource_info[r].field));
+        for (api_resource r = 0; r < _API_RESOURCE_MAX; r++)
+            used[r] += json_integer_value(json_object_get(entry, api_resource_table[r].field));
     }
 }
 
@@ -281,14 +227,8 @@ static int flavor_claim_get(bind_call *c, const char *name, claim *ret, apierr *
         return apierr_set(e, RPC_CODE_NOT_FOUND, "flavors \"%s\" not found (spec.flavor)", name);
     if (r < 0)
         return -1;
-    const json_t *spec = json_object_get(f, "spec");
     claim cl = {0};
-    cl.amount[RESOURCE_VCPUS] = json_integer_value(json_object_get(spec, "vcpus"));
-    cl.amount[RESOURCE_MEMORY] = json_integer_value(json_object_get(spec, "memoryMiB"));
-    int64_t swap_mib = json_integer_value(json_object_get(spec, "swapMiB"));
-    cl.amount[RESOURCE_DISK] = json_integer_value(json_object_get(spec, "rootDiskGiB")) +
-                               json_integer_value(json_object_get(spec, "ephemeralGiB")) +
-                               (swap_mib + 1023) / 1024;
+    api_flavor_resources(f, &cl);
     json_decref(f);
     c->flavors = xgrow(c->flavors, &c->flavors_allocated, c->n_flavors + 1, sizeof(flavor_claim));
     c->flavors[c->n_flavors++] = (flavor_claim){.name = xstrdup(name), .c = cl};
@@ -309,7 +249,7 @@ typedef struct bind_attempt {
     const char *node;
     capacity cap;
     ledger alloc;
-    int64_t used[_RESOURCE_MAX];
+    int64_t used[_API_RESOURCE_MAX];
     group_slot groups[APISERVER_TXN_INSTANCES]; /* at most one per instance */
     size_t n_groups;
     store_txn *t;
@@ -493,11 +433,11 @@ static void bind_decide(bind_attempt *a, size_t i, json_t *obj, int64_t rev, con
         result_error(c, i, &e);
         return;
     }
-    for (resource r = 0; r < _RESOURCE_MAX; r++) {
+    for (api_resource r = 0; r < _API_RESOURCE_MAX; r++) {
         int64_t want = cl.amount[r];
         if (want == 0 || a->used[r] + want <= a->cap.limit[r])
             continue;
-        const struct resource_info *ri = &resource_info[r];
+        const api_resource_info *ri = &api_resource_table[r];
         char ratio[32];
         result_set(c, i, RPC_CODE_RESOURCE_EXHAUSTED,
                    "node \"%s\": insufficient %s (requested %lld%s, %lld%s free of %lld%s × %s)",
@@ -520,8 +460,8 @@ static void bind_decide(bind_attempt *a, size_t i, json_t *obj, int64_t rev, con
     json_t *entry = json_object();
     json_object_set_new(entry, "namespace", json_string(c->namespaces[i]));
     json_object_set_new(entry, "name", json_string(b->name));
-    for (resource r = 0; r < _RESOURCE_MAX; r++) {
-        json_object_set_new(entry, resource_info[r].field, json_integer(cl.amount[r]));
+    for (api_resource r = 0; r < _API_RESOURCE_MAX; r++) {
+        json_object_set_new(entry, api_resource_table[r].field, json_integer(cl.amount[r]));
         a->used[r] += cl.amount[r];
     }
     json_object_set_new(a->alloc.map, uid, entry);
@@ -578,7 +518,7 @@ static int attempt_run(bind_attempt *a, const size_t *idx, size_t n)
             apierr_set(&e, RPC_CODE_NOT_FOUND, "nodes \"%s\" not found", a->node);
     }
     if (r >= 0) {
-        capacity_of(node, &a->cap);
+        api_node_capacity_of(node, &a->cap);
         json_decref(node);
         _cleanup_free_ char *key = xasprintf(ALLOCATIONS_PREFIX "%s", a->node);
         r = ledger_load(c->w, key, "instances", &a->alloc, &e);
