@@ -1,0 +1,266 @@
+/* The filter and score plugins, and the selection over them. Adding a plugin is one function
+ * and one row. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/object.h"
+#include "base/macro.h"
+#include "sched/sched.h"
+
+/* ---- filters */
+
+static bool condition_false(const json_t *obj, const char *type)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(api_json_lookup(obj, "status.conditions"), i, c)
+    {
+        const char *t = json_string_value(json_object_get(c, "type"));
+        const char *st = json_string_value(json_object_get(c, "status"));
+        if (t && st && streq(t, type))
+            return streq(st, "False");
+    }
+    return false;
+}
+
+static bool fits_ready(const sched_request *r, const sched_node *n)
+{
+    return n->lease_alive && !condition_false(n->obj, "Ready");
+}
+
+static bool fits_schedulable(const sched_request *r, const sched_node *n)
+{
+    return !json_is_true(api_json_lookup(n->obj, "spec.unschedulable"));
+}
+
+static bool fits_forced_node(const sched_request *r, const sched_node *n)
+{
+    return !r->forced_node || streq(r->forced_node, n->name);
+}
+
+static bool fits_zone(const sched_request *r, const sched_node *n)
+{
+    if (!r->zone || !*r->zone)
+        return true;
+    const char *z = json_string_value(json_object_get(api_object_labels(n->obj), SCHED_ZONE_LABEL));
+    return z && streq(z, r->zone);
+}
+
+static bool tolerated(const json_t *tolerations, const json_t *taint)
+{
+    const char *key = json_string_value(json_object_get(taint, "key"));
+    const char *value = json_string_value(json_object_get(taint, "value"));
+    const char *effect = json_string_value(json_object_get(taint, "effect"));
+    size_t i;
+    json_t *t;
+    json_array_foreach(tolerations, i, t)
+    {
+        const char *tk = json_string_value(json_object_get(t, "key"));
+        const char *op = json_string_value(json_object_get(t, "operator"));
+        const char *tv = json_string_value(json_object_get(t, "value"));
+        const char *te = json_string_value(json_object_get(t, "effect"));
+        if (te && effect && !streq(te, effect))
+            continue;
+        if (!tk) /* an empty key with Exists tolerates everything */
+            return op && streq(op, "Exists");
+        if (!key || !streq(tk, key))
+            continue;
+        if (op && streq(op, "Exists"))
+            return true;
+        if (streq(tv ? tv : "", value ? value : ""))
+            return true;
+    }
+    return false;
+}
+
+static bool fits_taints(const sched_request *r, const sched_node *n)
+{
+    size_t i;
+    json_t *taint;
+    json_array_foreach(api_json_lookup(n->obj, "spec.taints"), i, taint)
+        if (!tolerated(r->tolerations, taint))
+            return false;
+    return true;
+}
+
+static bool fits_not_failed_before(const sched_request *r, const sched_node *n)
+{
+    for (size_t i = 0; i < r->n_failed; i++)
+        if (streq(r->failed_nodes[i], n->name))
+            return false;
+    return true;
+}
+
+static bool fits_image_arch(const sched_request *r, const sched_node *n)
+{
+    const char *want = json_string_value(api_json_lookup(r->image, "spec.properties.architecture"));
+    const char *have = json_string_value(api_json_lookup(n->obj, "status.nodeInfo.architecture"));
+    return !want || !have || streq(want, have);
+}
+
+static bool fits_resource(const sched_request *r, const sched_node *n, api_resource res)
+{
+    return n->used.amount[res] + r->need.amount[res] <= n->cap.limit[res];
+}
+
+static bool fits_vcpus(const sched_request *r, const sched_node *n)
+{
+    return fits_resource(r, n, API_RESOURCE_VCPUS);
+}
+
+static bool fits_memory(const sched_request *r, const sched_node *n)
+{
+    return fits_resource(r, n, API_RESOURCE_MEMORY);
+}
+
+static bool fits_disk(const sched_request *r, const sched_node *n)
+{
+    return fits_resource(r, n, API_RESOURCE_DISK);
+}
+
+static bool fits_anti_affinity(const sched_request *r, const sched_node *n)
+{
+    if (!r->group_policy || !streq(r->group_policy, "anti-affinity"))
+        return true;
+    return n->group_members < (size_t)(r->max_per_node > 0 ? r->max_per_node : 1);
+}
+
+static bool fits_affinity(const sched_request *r, const sched_node *n)
+{
+    if (!r->group_policy || !streq(r->group_policy, "affinity") || r->group_placed == 0)
+        return true;
+    return n->group_members > 0;
+}
+
+const sched_filter sched_filters[] = {
+    {"NodeReady", "not ready", fits_ready},
+    {"NodeSchedulable", "unschedulable", fits_schedulable},
+    {"ForcedNode", "not the requested node", fits_forced_node},
+    {"AvailabilityZone", "in another availability zone", fits_zone},
+    {"Taints", "untolerated taint", fits_taints},
+    {"FailedBefore", "already failed this instance", fits_not_failed_before},
+    {"ImageArchitecture", "wrong architecture for the image", fits_image_arch},
+    {"FitsVcpus", "insufficient vcpus", fits_vcpus},
+    {"FitsMemory", "insufficient memory", fits_memory},
+    {"FitsDisk", "insufficient disk", fits_disk},
+    {"AntiAffinity", "anti-affinity", fits_anti_affinity},
+    {"Affinity", "affinity", fits_affinity},
+};
+const size_t sched_n_filters = ELEMENTSOF(sched_filters);
+
+/* ---- scores */
+
+static unsigned score_resources(const sched_request *r, const sched_node *n, bool pack)
+{
+    /* The share of vcpus and memory left after placing, averaged: high = room to spare. */
+    double free_share = 0;
+    api_resource rs[] = {API_RESOURCE_VCPUS, API_RESOURCE_MEMORY};
+    for (size_t i = 0; i < ELEMENTSOF(rs); i++) {
+        int64_t limit = n->cap.limit[rs[i]];
+        int64_t left = limit - n->used.amount[rs[i]] - r->need.amount[rs[i]];
+        free_share += limit > 0 ? (double)MAX(left, 0) / (double)limit : 0;
+    }
+    unsigned spread = (unsigned)(free_share / 2 * 100 + 0.5);
+    return pack ? 100 - spread : spread;
+}
+
+static unsigned score_soft_affinity(const sched_request *r, const sched_node *n, bool pack)
+{
+    if (!r->group_policy)
+        return 50;
+    if (streq(r->group_policy, "soft-anti-affinity"))
+        return 100 / (1 + (unsigned)n->group_members);
+    if (streq(r->group_policy, "soft-affinity"))
+        return r->group_placed ? 100 * (unsigned)n->group_members / (unsigned)r->group_placed : 50;
+    return 50;
+}
+
+static unsigned score_image_cached(const sched_request *r, const sched_node *n, bool pack)
+{
+    return n->image_here ? 100 : 0;
+}
+
+static unsigned score_recent_failures(const sched_request *r, const sched_node *n, bool pack)
+{
+    return 100 / (1 + n->recent_failures);
+}
+
+const sched_score sched_scores[] = {
+    {"Resources", 3, score_resources},
+    {"SoftAffinity", 2, score_soft_affinity},
+    {"ImageCached", 1, score_image_cached},
+    {"RecentFailures", 2, score_recent_failures},
+};
+const size_t sched_n_scores = ELEMENTSOF(sched_scores);
+
+/* ---- selection */
+
+int sched_filter_node(const sched_request *r, const sched_node *n)
+{
+    for (size_t i = 0; i < sched_n_filters; i++)
+        if (!sched_filters[i].fits(r, n))
+            return (int)i;
+    return -1;
+}
+
+unsigned sched_score_node(const sched_request *r, const sched_node *n, bool pack)
+{
+    unsigned total = 0, weights = 0;
+    for (size_t i = 0; i < sched_n_scores; i++) {
+        unsigned s = sched_scores[i].score(r, n, pack);
+        total += MIN(s, 100u) * sched_scores[i].weight;
+        weights += sched_scores[i].weight;
+    }
+    return weights ? total / weights : 0;
+}
+
+int sched_select(const sched_request *r, const sched_node *nodes, size_t n,
+                 const sched_options *o, unsigned *seed, sched_verdict *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->n_nodes = n;
+    int best = -1;
+    unsigned best_score = 0, ties = 0;
+    for (size_t i = 0; i < n; i++) {
+        int f = sched_filter_node(r, &nodes[i]);
+        if (f >= 0) {
+            ret->rejected[f]++;
+            continue;
+        }
+        unsigned s = sched_score_node(r, &nodes[i], o->pack);
+        if (best < 0 || s > best_score) {
+            best = (int)i;
+            best_score = s;
+            ties = 1;
+        } else if (s == best_score && (unsigned)rand_r(seed) % ++ties == 0) {
+            best = (int)i; /* reservoir choice: each of the equals equally likely */
+        }
+    }
+    return best;
+}
+
+typedef struct reason_count {
+    const char *reason;
+    size_t count;
+} reason_count;
+
+static int by_count(const void *a, const void *b)
+{
+    const reason_count *x = a, *y = b;
+    return x->count < y->count ? 1 : x->count > y->count ? -1 : strcmp(x->reason, y->reason);
+}
+
+void sched_explain(const sched_verdict *v, char *out, size_t size)
+{
+    reason_count rc[ELEMENTSOF(v->rejected)];
+    size_t n = 0;
+    for (size_t i = 0; i < sched_n_filters; i++)
+        if (v->rejected[i])
+            rc[n++] = (reason_count){sched_filters[i].reason, v->rejected[i]};
+    qsort(rc, n, sizeof(rc[0]), by_count);
+    int off = snprintf(out, size, "0/%zu nodes available", v->n_nodes);
+    for (size_t i = 0; i < n && off > 0 && (size_t)off < size; i++)
+        off += snprintf(out + off, size - (size_t)off, "%s %zu %s", i ? "," : ":", rc[i].count,
+                        rc[i].reason);
+}

@@ -1,0 +1,84 @@
+/* pkg/sched: placement decisions, as kube-scheduler's framework and Nova's filters + weighers.
+ *
+ * Pure functions over a snapshot: filter plugins say whether an instance may go to a node and,
+ * when not, why (one reason per plugin, counted across nodes for the "0/12 nodes available: 8
+ * insufficient memory, 4 anti-affinity" message); score plugins rate the nodes that remain, 0..100
+ * each, weighted. "Unschedulable" is an answer, not an error. Nothing here talks to the API:
+ * scheduler.c builds the snapshot from its informers and binds through the apiserver, which checks
+ * capacity and hard server-group policy again in the binding transaction. Any thread, as long as
+ * the snapshot is not shared while being changed. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "api/resources.h"
+
+typedef struct sched_node {
+    const char *name;
+    const json_t *obj;   /* the Node object */
+    bool lease_alive;    /* its heartbeat, as the scheduler sees it */
+    api_node_capacity cap;
+    api_resources used;  /* claims of instances bound here, assumed ones included */
+    size_t n_instances;
+    unsigned recent_failures; /* builds that failed here lately (Unbinds) */
+    /* set per request by the caller: */
+    size_t group_members; /* members of the request's server group placed here */
+    bool image_here;      /* an instance of the request's image runs here (its cache is warm) */
+} sched_node;
+
+typedef struct sched_request {
+    const json_t *instance;
+    api_resources need;
+    const json_t *image;     /* the Image object, or NULL when unknown */
+    const char *forced_node; /* spec.nodeName the user set, or NULL */
+    const char *zone;        /* spec.availabilityZone, or NULL */
+    const json_t *tolerations;
+    const char *const *failed_nodes; /* nodes in status.attempts */
+    size_t n_failed;
+    const char *group_policy; /* the server group's policy, or NULL */
+    int64_t max_per_node;     /* for anti-affinity; 0 = 1 */
+    size_t group_placed;      /* members of the group placed anywhere */
+} sched_request;
+
+#define SCHED_ZONE_LABEL "topology.stratus.io/zone"
+
+typedef struct sched_filter {
+    const char *name;
+    const char *reason; /* counted in the unschedulable message */
+    bool (*fits)(const sched_request *r, const sched_node *n);
+} sched_filter;
+
+typedef struct sched_score {
+    const char *name;
+    unsigned weight;
+    /* 0..100; `pack` turns the resource score around (most allocated first). */
+    unsigned (*score)(const sched_request *r, const sched_node *n, bool pack);
+} sched_score;
+
+extern const sched_filter sched_filters[];
+extern const size_t sched_n_filters;
+extern const sched_score sched_scores[];
+extern const size_t sched_n_scores;
+
+typedef struct sched_options {
+    bool pack;     /* fill nodes before using new ones (default: spread) */
+    unsigned seed; /* tie-breaks among equal scores, so racing schedulers pick apart */
+} sched_options;
+
+/* Why each node was rejected: counts per filter, indexed like sched_filters. */
+typedef struct sched_verdict {
+    size_t rejected[32];
+    size_t n_nodes;
+} sched_verdict;
+
+/* The first filter that rejects node n, or -1 when it fits. */
+int sched_filter_node(const sched_request *r, const sched_node *n);
+/* The weighted score of a node that fits, 0..100. */
+unsigned sched_score_node(const sched_request *r, const sched_node *n, bool pack);
+/* Picks the best node: returns its index, or -1 when none fits (verdict says why). */
+int sched_select(const sched_request *r, const sched_node *nodes, size_t n,
+                 const sched_options *o, unsigned *seed, sched_verdict *ret);
+/* "0/12 nodes available: 8 insufficient memory, 4 anti-affinity" into out. */
+void sched_explain(const sched_verdict *v, char *out, size_t size);

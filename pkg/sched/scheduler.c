@@ -1,0 +1,720 @@
+/* The scheduler controller (see scheduler.h). One loop; informers feed a work queue of Pending
+ * instances; each time keys are ready, a batch is placed against a snapshot built from the
+ * caches (plus what this scheduler just bound, through informer_assume) and bound with one Bind.
+ *
+ * Unschedulable instances are parked, not retried in a loop: the cluster changing (a node added
+ * or changed, a lease back, an instance deleted or unbound) moves them back to the queue, and a
+ * slow timer retries them anyway. Conflicts with other schedulers (the apiserver refused because
+ * its ledger moved) are retried with per-key backoff against fresh caches. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/object.h"
+#include "base/alloc.h"
+#include "reconcile/informer.h"
+#include "reconcile/workqueue.h"
+#include "rpc/client.h"
+#include "sched/sched.h"
+#include "sched/scheduler.h"
+
+#define RPC_TIMEOUT (10 * USEC_PER_SEC)
+
+enum { INF_INSTANCES, INF_NODES, INF_FLAVORS, INF_IMAGES, INF_GROUPS, INF_LEASES, _INF_MAX };
+
+static const char *const inf_kinds[_INF_MAX] = {
+    [INF_INSTANCES] = "Instance", [INF_NODES] = "Node",          [INF_FLAVORS] = "Flavor",
+    [INF_IMAGES] = "Image",       [INF_GROUPS] = "ServerGroup", [INF_LEASES] = "Lease",
+};
+
+struct scheduler {
+    struct ev_loop *loop;
+    scheduler_options o;
+    rpc_client *client;
+    informer *inf[_INF_MAX];
+    workqueue *q;
+    json_t *parked;    /* key → true: unschedulable, waiting for the cluster to change */
+    json_t *lost;      /* node → monotonic usec its lease was first seen missing */
+    json_t *failures;  /* node → Unbinds seen from it (decays) */
+    json_t *reported;  /* key → the unschedulable message last written, to write it once */
+    ev_timer retry;    /* parked → queue */
+    ev_timer lifecycle;
+    unsigned seed;
+    scheduler_stats stats;
+};
+
+/* ---- small helpers */
+
+static const char *str_at(const json_t *o, const char *path)
+{
+    return json_string_value(api_json_lookup(o, path));
+}
+
+static bool is_bound(const json_t *inst)
+{
+    const char *phase = str_at(inst, "status.phase");
+    return str_at(inst, "spec.nodeName") && phase && !streq(phase, "Pending") &&
+           !streq(phase, "Failed");
+}
+
+static bool needs_scheduling(const json_t *inst)
+{
+    const char *phase = str_at(inst, "status.phase");
+    return !api_json_lookup(inst, "metadata.deletionTimestamp") && (!phase || streq(phase, "Pending"));
+}
+
+static void unpark_all(scheduler *s)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(s->parked, key, v) workqueue_add(s->q, key);
+    json_object_clear(s->parked);
+}
+
+static bool synced(scheduler *s)
+{
+    for (int i = 0; i < _INF_MAX; i++)
+        if (!informer_has_synced(s->inf[i]))
+            return false;
+    return true;
+}
+
+/* ---- informer handlers: decide what goes into the queue */
+
+static void instance_changed(informer *inf, const char *key, json_t *obj, void *ud)
+{
+    scheduler *s = ud;
+    if (needs_scheduling(obj) && !json_object_get(s->parked, key))
+        workqueue_add(s->q, key);
+}
+
+static void instance_updated(informer *inf, const char *key, json_t *old, json_t *obj, void *ud)
+{
+    scheduler *s = ud;
+    if (is_bound(old) && !is_bound(obj)) {
+        /* given back (Unbind): capacity freed, and the node that gave it back is noted */
+        size_t n = json_array_size(api_json_lookup(obj, "status.attempts"));
+        const char *node = str_at(json_array_get(api_json_lookup(obj, "status.attempts"), n - 1), "nodeName");
+        if (node)
+            json_object_set_new(s->failures, node,
+                                json_integer(json_integer_value(json_object_get(s->failures, node)) + 1));
+        unpark_all(s);
+    }
+    json_object_del(s->parked, key);
+    instance_changed(inf, key, obj, ud);
+}
+
+static void instance_deleted(informer *inf, const char *key, json_t *obj, void *ud)
+{
+    scheduler *s = ud;
+    json_object_del(s->parked, key);
+    json_object_del(s->reported, key);
+    if (is_bound(obj))
+        unpark_all(s);
+}
+
+static void cluster_changed(informer *inf, const char *key, json_t *obj, void *ud)
+{
+    unpark_all(ud);
+}
+
+static void cluster_updated(informer *inf, const char *key, json_t *old, json_t *obj, void *ud)
+{
+    unpark_all(ud);
+}
+
+static void cluster_shrunk(informer *inf, const char *key, json_t *obj, void *ud)
+{
+}
+
+/* ---- the snapshot */
+
+typedef struct snapshot {
+    sched_node *nodes;
+    size_t n;
+    json_t **instances;
+    size_t n_instances;
+    json_t **node_objs;
+} snapshot;
+
+static void snapshot_free(snapshot *sn)
+{
+    informer_items_free(sn->instances, sn->n_instances);
+    informer_items_free(sn->node_objs, sn->n);
+    free(sn->nodes);
+    *sn = (snapshot){0};
+}
+
+static int node_index(const snapshot *sn, const char *name)
+{
+    for (size_t i = 0; i < sn->n; i++)
+        if (streq(sn->nodes[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+static int flavor_resources(scheduler *s, const char *name, api_resources *ret)
+{
+    json_t *f = name ? informer_get(s->inf[INF_FLAVORS], name) : NULL;
+    if (!f)
+        return -ENOENT;
+    api_flavor_resources(f, ret);
+    json_decref(f);
+    return 0;
+}
+
+static void snapshot_take(scheduler *s, snapshot *sn)
+{
+    *sn = (snapshot){0};
+    informer_list(s->inf[INF_NODES], &sn->node_objs, &sn->n);
+    informer_list(s->inf[INF_INSTANCES], &sn->instances, &sn->n_instances);
+    sn->nodes = xnew(sched_node, sn->n);
+    for (size_t i = 0; i < sn->n; i++) {
+        sched_node *n = &sn->nodes[i];
+        n->obj = sn->node_objs[i];
+        n->name = api_object_name(n->obj);
+        api_node_capacity_of(n->obj, &n->cap);
+        json_t *lease = informer_get(s->inf[INF_LEASES], n->name);
+        n->lease_alive = lease != NULL;
+        json_decref(lease);
+        n->recent_failures = (unsigned)json_integer_value(json_object_get(s->failures, n->name));
+    }
+    for (size_t i = 0; i < sn->n_instances; i++) {
+        const json_t *inst = sn->instances[i];
+        if (!is_bound(inst))
+            continue;
+        int ni = node_index(sn, str_at(inst, "spec.nodeName"));
+        api_resources need;
+        if (ni < 0 || flavor_resources(s, str_at(inst, "spec.flavor"), &need) < 0)
+            continue;
+        for (api_resource r = 0; r < _API_RESOURCE_MAX; r++)
+            sn->nodes[ni].used.amount[r] += need.amount[r];
+        sn->nodes[ni].n_instances++;
+    }
+}
+
+/* Per request: where the instance's server group already is, and where its image runs. */
+static void snapshot_for(scheduler *s, snapshot *sn, const json_t *inst, sched_request *r)
+{
+    const char *ns = api_object_namespace(inst);
+    const char *group = str_at(inst, "spec.serverGroup");
+    const char *image = str_at(inst, "spec.image");
+    for (size_t i = 0; i < sn->n; i++) {
+        sn->nodes[i].group_members = 0;
+        sn->nodes[i].image_here = false;
+    }
+    r->group_placed = 0;
+    for (size_t i = 0; i < sn->n_instances; i++) {
+        const json_t *o = sn->instances[i];
+        if (!is_bound(o))
+            continue;
+        int ni = node_index(sn, str_at(o, "spec.nodeName"));
+        if (ni < 0)
+            continue;
+        const char *g = str_at(o, "spec.serverGroup");
+        const char *ons = api_object_namespace(o);
+        if (group && g && streq(g, group) && ons && ns && streq(ons, ns)) {
+            sn->nodes[ni].group_members++;
+            r->group_placed++;
+        }
+        const char *im = str_at(o, "spec.image");
+        if (image && im && streq(im, image))
+            sn->nodes[ni].image_here = true;
+    }
+}
+
+/* ---- writing back: status conditions, events, failures */
+
+static void emit_event(scheduler *s, const json_t *inst, const char *reason, const char *type,
+                       const char *message)
+{
+    char name[300];
+    char *lower = xstrdup(reason);
+    for (char *p = lower; *p; p++)
+        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+    snprintf(name, sizeof(name), "%.200s.%.60s", api_object_name(inst), lower);
+    free(lower);
+    char ts[TIMESTAMP_MAX];
+    timestamp_format(now_realtime(), ts);
+    const api_kind_info *k = api_object_kind(inst);
+    json_t *ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:s, "
+                           "s:s, s:{s:s}}}",
+                           "apiVersion", API_VERSION, "kind", "Event", "metadata", "name", name,
+                           "namespace", k && k->namespaced ? api_object_namespace(inst) : "default",
+                           "spec", "involvedObject", "kind", k ? k->name : "Instance", "name",
+                           api_object_name(inst), "uid", api_object_uid(inst) ? api_object_uid(inst) : "",
+                           "namespace", k && k->namespaced ? api_object_namespace(inst) : "default",
+                           "reason", reason, "type", type, "message", message, "lastTimestamp", ts,
+                           "source", "component", s->o.name);
+    if (!ev)
+        return;
+    if (k && !k->namespaced)
+        json_object_del(json_object_get(json_object_get(ev, "spec"), "involvedObject"), "namespace");
+    char *text = json_dumps(ev, JSON_COMPACT);
+    Stratus__V1__ApplyRequest req = STRATUS__V1__APPLY_REQUEST__INIT;
+    req.object_json = text;
+    Stratus__V1__ApplyResponse *rep = NULL;
+    rpc_status st;
+    if (rpc_client_apply(s->client, &req, RPC_TIMEOUT, &rep, &st) == 0)
+        rpc_message_free(rep);
+    free(text);
+    json_decref(ev);
+}
+
+/* Writes the instance's status with a Scheduled condition (and phase, when given). */
+static int write_status(scheduler *s, const json_t *inst, const char *phase, const char *status,
+                        const char *reason, const char *message)
+{
+    json_t *st = json_deep_copy(json_object_get(inst, "status"));
+    if (!json_is_object(st)) {
+        json_decref(st);
+        st = json_object();
+    }
+    if (phase)
+        json_object_set_new(st, "phase", json_string(phase));
+    json_t *conds = json_object_get(st, "conditions");
+    if (!json_is_array(conds)) {
+        conds = json_array();
+        json_object_set_new(st, "conditions", conds);
+    }
+    json_t *c = NULL;
+    size_t i;
+    json_t *it;
+    json_array_foreach(conds, i, it) if (streq(str_at(it, "type") ? str_at(it, "type") : "", "Scheduled")) c = it;
+    if (!c) {
+        c = json_object();
+        json_object_set_new(c, "type", json_string("Scheduled"));
+        json_array_append_new(conds, c);
+    }
+    char ts[TIMESTAMP_MAX];
+    if (!str_at(c, "status") || !streq(str_at(c, "status"), status))
+        json_object_set_new(c, "lastTransitionTime", json_string(timestamp_format(now_realtime(), ts)));
+    json_object_set_new(c, "status", json_string(status));
+    json_object_set_new(c, "reason", json_string(reason));
+    json_object_set_new(c, "message", json_string(message));
+    char *text = json_dumps(st, JSON_COMPACT);
+    json_decref(st);
+    Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
+    req.kind = "Instance";
+    req.namespace_ = (char *)api_object_namespace(inst);
+    req.name = (char *)api_object_name(inst);
+    req.resource_version = (char *)str_at(inst, "metadata.resourceVersion");
+    req.status_json = text;
+    Stratus__V1__ObjectResponse *rep = NULL;
+    rpc_status rs;
+    int r = rpc_client_update_status(s->client, &req, RPC_TIMEOUT, &rep, &rs);
+    rpc_message_free(rep);
+    free(text);
+    return r;
+}
+
+static void report_unschedulable(scheduler *s, const char *key, const json_t *inst,
+                                 const char *message)
+{
+    s->stats.unschedulable++;
+    json_object_set_new(s->parked, key, json_true());
+    const char *last = json_string_value(json_object_get(s->reported, key));
+    if (last && streq(last, message))
+        return; /* said already: no write per retry */
+    if (write_status(s, inst, NULL, "False", "Unschedulable", message) == 0) {
+        json_object_set_new(s->reported, key, json_string(message));
+        emit_event(s, inst, "FailedScheduling", "Warning", message);
+    }
+}
+
+static void give_up(scheduler *s, const json_t *inst, size_t attempts)
+{
+    char msg[1024];
+    int off = snprintf(msg, sizeof(msg), "gave up after %zu attempts:", attempts);
+    size_t i;
+    json_t *a;
+    json_array_foreach(api_json_lookup(inst, "status.attempts"), i, a)
+    {
+        if (off < 0 || (size_t)off >= sizeof(msg))
+            break;
+        off += snprintf(msg + off, sizeof(msg) - (size_t)off, "%s node %s: %s (%s)", i ? ";" : "",
+                        str_at(a, "nodeName") ? str_at(a, "nodeName") : "?",
+                        str_at(a, "reason") ? str_at(a, "reason") : "?",
+                        str_at(a, "message") ? str_at(a, "message") : "");
+    }
+    if (write_status(s, inst, "Failed", "False", "TooManyAttempts", msg) == 0) {
+        s->stats.failed++;
+        emit_event(s, inst, "FailedScheduling", "Warning", msg);
+    }
+}
+
+/* ---- placing a batch */
+
+typedef struct pick {
+    char *key;
+    json_t *inst;
+    int node;
+} pick;
+
+static void bind_batch(scheduler *s, snapshot *sn, pick *picks, size_t n)
+{
+    if (n == 0)
+        return;
+    Stratus__V1__Binding *b = xnew(Stratus__V1__Binding, n);
+    Stratus__V1__Binding **bp = xnew(Stratus__V1__Binding *, n);
+    for (size_t i = 0; i < n; i++) {
+        stratus__v1__binding__init(&b[i]);
+        b[i].namespace_ = (char *)api_object_namespace(picks[i].inst);
+        b[i].name = (char *)api_object_name(picks[i].inst);
+        b[i].uid = (char *)api_object_uid(picks[i].inst);
+        b[i].node = (char *)sn->nodes[picks[i].node].name;
+        bp[i] = &b[i];
+    }
+    Stratus__V1__BindRequest req = STRATUS__V1__BIND_REQUEST__INIT;
+    req.n_bindings = n;
+    req.bindings = bp;
+    Stratus__V1__BindResponse *rep = NULL;
+    rpc_status st;
+    int r = rpc_client_call(s->client, RPC_METHOD_BIND, &req.base, RPC_TIMEOUT,
+                            (ProtobufCMessage **)&rep, &st);
+    for (size_t i = 0; i < n; i++) {
+        const Stratus__V1__BindResult *res = r == 0 && i < rep->n_results ? rep->results[i] : NULL;
+        if (res && res->ok) {
+            /* Until the watch brings the bound instance, count it here ourselves. */
+            json_t *assumed = json_deep_copy(picks[i].inst);
+            json_object_set_new(json_object_get(assumed, "spec"), "nodeName",
+                                json_string(b[i].node));
+            json_t *stj = json_object_get(assumed, "status");
+            if (json_is_object(stj))
+                json_object_set_new(stj, "phase", json_string("Scheduled"));
+            int64_t rv = 0;
+            informer_object_resource_version(assumed, &rv);
+            api_object_set_resource_version(assumed, rv + 1);
+            informer_assume(s->inf[INF_INSTANCES], picks[i].key, assumed);
+            json_decref(assumed);
+            json_object_del(s->reported, picks[i].key);
+            s->stats.bound++;
+            workqueue_forget(s->q, picks[i].key);
+        } else if (res && (res->code == RPC_CODE_NOT_FOUND || res->code == RPC_CODE_ALREADY_EXISTS)) {
+            workqueue_forget(s->q, picks[i].key); /* deleted, or someone else bound it */
+        } else {
+            /* lost a race with another scheduler, or the apiserver was away: fresh caches, later */
+            s->stats.conflicts++;
+            workqueue_add_rate_limited(s->q, picks[i].key, NULL);
+        }
+        workqueue_done(s->q, picks[i].key);
+    }
+    rpc_message_free(rep);
+    free(bp);
+    free(b);
+}
+
+/* Places up to one batch; returns how many keys it took from the queue. */
+static size_t schedule_batch(scheduler *s)
+{
+    snapshot sn;
+    snapshot_take(s, &sn);
+    pick *picks = xnew(pick, s->o.batch_size);
+    size_t n_picks = 0;
+    char *key;
+    size_t taken = 0;
+    while (n_picks < s->o.batch_size && workqueue_get(s->q, 0, &key) == 0) {
+        taken++;
+        json_t *inst = informer_get(s->inf[INF_INSTANCES], key);
+        if (!inst || !needs_scheduling(inst)) {
+            workqueue_forget(s->q, key);
+            workqueue_done(s->q, key);
+            json_decref(inst);
+            free(key);
+            continue;
+        }
+        json_t *attempts = api_json_lookup(inst, "status.attempts");
+        if (json_array_size(attempts) >= s->o.max_attempts) {
+            give_up(s, inst, json_array_size(attempts));
+            workqueue_forget(s->q, key);
+            workqueue_done(s->q, key);
+            json_decref(inst);
+            free(key);
+            continue;
+        }
+        sched_request r = {.instance = inst,
+                           .forced_node = str_at(inst, "spec.nodeName"),
+                           .zone = str_at(inst, "spec.availabilityZone"),
+                           .tolerations = api_json_lookup(inst, "spec.tolerations")};
+        const char *failed[64];
+        size_t i;
+        json_t *a;
+        json_array_foreach(attempts, i, a) if (r.n_failed < ELEMENTSOF(failed) && str_at(a, "nodeName"))
+            failed[r.n_failed++] = str_at(a, "nodeName");
+        r.failed_nodes = failed;
+        json_t *image = str_at(inst, "spec.image") ? informer_get(s->inf[INF_IMAGES], str_at(inst, "spec.image")) : NULL;
+        r.image = image;
+        json_t *group = NULL;
+        if (str_at(inst, "spec.serverGroup")) {
+            char gkey[600];
+            snprintf(gkey, sizeof(gkey), "%s/%s", api_object_namespace(inst), str_at(inst, "spec.serverGroup"));
+            group = informer_get(s->inf[INF_GROUPS], gkey);
+            r.group_policy = str_at(group, "spec.policy");
+            r.max_per_node = json_integer_value(api_json_lookup(group, "spec.maxPerNode"));
+        }
+        char message[1024];
+        int chosen = -1;
+        if (flavor_resources(s, str_at(inst, "spec.flavor"), &r.need) < 0)
+            snprintf(message, sizeof(message), "flavor \"%s\" not found",
+                     str_at(inst, "spec.flavor") ? str_at(inst, "spec.flavor") : "");
+        else if (str_at(inst, "spec.serverGroup") && !group)
+            snprintf(message, sizeof(message), "server group \"%s\" not found",
+                     str_at(inst, "spec.serverGroup"));
+        else {
+            snapshot_for(s, &sn, inst, &r);
+            sched_verdict v;
+            sched_options so = {.pack = s->o.pack};
+            chosen = sched_select(&r, sn.nodes, sn.n, &so, &s->seed, &v);
+            if (chosen < 0)
+                sched_explain(&v, message, sizeof(message));
+        }
+        if (chosen >= 0) {
+            /* later picks in this batch see this one */
+            for (api_resource res = 0; res < _API_RESOURCE_MAX; res++)
+                sn.nodes[chosen].used.amount[res] += r.need.amount[res];
+            sn.nodes[chosen].n_instances++;
+            json_t *bound = json_deep_copy(inst);
+            json_object_set_new(json_object_get(bound, "spec"), "nodeName",
+                                json_string(sn.nodes[chosen].name));
+            json_object_set_new(bound, "status", json_pack("{s:s}", "phase", "Scheduled"));
+            /* keep the group/image views of the rest of the batch right */
+            sn.instances = xrealloc(sn.instances, (sn.n_instances + 1) * sizeof(json_t *));
+            sn.instances[sn.n_instances++] = bound;
+            picks[n_picks++] = (pick){.key = key, .inst = inst, .node = chosen};
+        } else {
+            report_unschedulable(s, key, inst, message);
+            workqueue_done(s->q, key);
+            json_decref(inst);
+            free(key);
+        }
+        json_decref(image);
+        json_decref(group);
+    }
+    bind_batch(s, &sn, picks, n_picks);
+    for (size_t i = 0; i < n_picks; i++) {
+        json_decref(picks[i].inst);
+        free(picks[i].key);
+    }
+    free(picks);
+    snapshot_free(&sn);
+    return taken;
+}
+
+static void schedule_ready(workqueue *q, void *userdata)
+{
+    scheduler *s = userdata;
+    /* Until every cache is filled, keys wait in the queue; the lifecycle tick comes back. */
+    if (!synced(s))
+        return;
+    while (schedule_batch(s) > 0)
+        ;
+}
+
+/* ---- node lifecycle */
+
+static void set_node_not_ready(scheduler *s, const json_t *node, const char *message)
+{
+    json_t *st = json_deep_copy(json_object_get(node, "status"));
+    if (!json_is_object(st)) {
+        json_decref(st);
+        st = json_object();
+    }
+    json_t *conds = json_object_get(st, "conditions");
+    if (!json_is_array(conds))
+        json_object_set_new(st, "conditions", conds = json_array());
+    for (size_t i = json_array_size(conds); i-- > 0;)
+        if (streq(str_at(json_array_get(conds, i), "type") ? str_at(json_array_get(conds, i), "type") : "", "Ready"))
+            json_array_remove(conds, i);
+    char ts[TIMESTAMP_MAX];
+    json_array_append_new(conds, json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "Ready", "status",
+                                           "False", "reason", "NodeLeaseExpired", "message",
+                                           message, "lastTransitionTime",
+                                           timestamp_format(now_realtime(), ts)));
+    char *text = json_dumps(st, JSON_COMPACT);
+    json_decref(st);
+    Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
+    req.kind = "Node";
+    req.name = (char *)api_object_name(node);
+    req.resource_version = (char *)str_at(node, "metadata.resourceVersion");
+    req.status_json = text;
+    Stratus__V1__ObjectResponse *rep = NULL;
+    rpc_status rs;
+    if (rpc_client_update_status(s->client, &req, RPC_TIMEOUT, &rep, &rs) == 0)
+        emit_event(s, node, "NodeNotReady", "Warning", message);
+    rpc_message_free(rep);
+    free(text);
+}
+
+static void reschedule_from(scheduler *s, const char *node, json_t **instances, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const json_t *inst = instances[i];
+        const char *on = str_at(inst, "spec.nodeName");
+        if (!is_bound(inst) || !on || !streq(on, node) ||
+            api_json_lookup(inst, "metadata.deletionTimestamp"))
+            continue;
+        Stratus__V1__UnbindRequest req = STRATUS__V1__UNBIND_REQUEST__INIT;
+        req.namespace_ = (char *)api_object_namespace(inst);
+        req.name = (char *)api_object_name(inst);
+        req.uid = (char *)api_object_uid(inst);
+        req.node = (char *)node;
+        req.reason = "NodeLost";
+        char msg[256];
+        snprintf(msg, sizeof(msg), "node %s stopped renewing its lease; placed elsewhere", node);
+        req.message = msg;
+        Stratus__V1__ObjectResponse *rep = NULL;
+        rpc_status rs;
+        if (rpc_client_call(s->client, RPC_METHOD_UNBIND, &req.base, RPC_TIMEOUT,
+                            (ProtobufCMessage **)&rep, &rs) == 0) {
+            s->stats.rescheduled++;
+            emit_event(s, inst, "Rescheduled", "Warning", msg);
+        }
+        rpc_message_free(rep);
+    }
+}
+
+static void lifecycle_fired(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    scheduler *s = t->data;
+    if (!synced(s))
+        return;
+    workqueue_stats qs;
+    workqueue_stats_read(s->q, &qs);
+    if (qs.depth > 0)
+        schedule_ready(s->q, s);
+    json_t **nodes = NULL, **instances = NULL;
+    size_t n = 0, n_inst = 0;
+    informer_list(s->inf[INF_NODES], &nodes, &n);
+    bool listed = false;
+    usec_t now = now_monotonic();
+    for (size_t i = 0; i < n; i++) {
+        const char *name = api_object_name(nodes[i]);
+        json_t *lease = informer_get(s->inf[INF_LEASES], name);
+        if (lease) {
+            json_decref(lease);
+            json_object_del(s->lost, name);
+            continue;
+        }
+        json_t *since = json_object_get(s->lost, name);
+        if (!since) {
+            json_object_set_new(s->lost, name, json_integer((json_int_t)now));
+            bool ready_false = false;
+            size_t j;
+            json_t *c;
+            json_array_foreach(api_json_lookup(nodes[i], "status.conditions"), j, c)
+                if (streq(str_at(c, "type") ? str_at(c, "type") : "", "Ready") &&
+                    streq(str_at(c, "status") ? str_at(c, "status") : "", "False"))
+                    ready_false = true;
+            if (!ready_false)
+                set_node_not_ready(s, nodes[i], "the node's lease expired: no heartbeat");
+            continue;
+        }
+        if (now - (usec_t)json_integer_value(since) < s->o.fencing_margin)
+            continue;
+        if (!listed) {
+            informer_list(s->inf[INF_INSTANCES], &instances, &n_inst);
+            listed = true;
+        }
+        reschedule_from(s, name, instances, n_inst);
+    }
+    informer_items_free(nodes, n);
+    informer_items_free(instances, n_inst);
+}
+
+static void retry_fired(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    scheduler *s = t->data;
+    unpark_all(s);
+    /* failures decay: halve every retry interval */
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(s->failures, tmp, k, v)
+    {
+        json_int_t x = json_integer_value(v) / 2;
+        if (x)
+            json_integer_set(v, x);
+        else
+            json_object_del(s->failures, k);
+    }
+}
+
+/* ---- life cycle */
+
+int scheduler_new(struct ev_loop *loop, const scheduler_options *o, scheduler **ret)
+{
+    scheduler *s = xnew(scheduler, 1);
+    s->loop = loop;
+    s->o = *o;
+    if (!s->o.name)
+        s->o.name = "stratus-scheduler";
+    if (!s->o.max_attempts)
+        s->o.max_attempts = 3;
+    if (!s->o.batch_size)
+        s->o.batch_size = 200;
+    if (!s->o.fencing_margin)
+        s->o.fencing_margin = 40 * USEC_PER_SEC;
+    if (!s->o.retry_interval)
+        s->o.retry_interval = 30 * USEC_PER_SEC;
+    s->seed = o->seed ? o->seed : (unsigned)now_monotonic();
+    s->parked = json_object();
+    s->lost = json_object();
+    s->failures = json_object();
+    s->reported = json_object();
+    int r = rpc_client_new(o->server, NULL, &s->client);
+    if (r < 0) {
+        scheduler_free(s);
+        return r;
+    }
+    workqueue_options wo = {.backoff_base = 20 * USEC_PER_MSEC, .backoff_max = 10 * USEC_PER_SEC,
+                            .qps = -1};
+    if ((r = workqueue_new(&wo, &s->q)) < 0 || (r = workqueue_attach(s->q, loop, schedule_ready, s)) < 0) {
+        scheduler_free(s);
+        return r;
+    }
+    for (int i = 0; i < _INF_MAX; i++) {
+        informer_options io = {.kind = inf_kinds[i], .all_namespaces = true};
+        informer_handlers h = {.userdata = s};
+        if (i == INF_INSTANCES)
+            h = (informer_handlers){instance_changed, instance_updated, instance_deleted, s};
+        else if (i == INF_NODES || i == INF_LEASES || i == INF_FLAVORS || i == INF_GROUPS)
+            h = (informer_handlers){cluster_changed, cluster_updated, cluster_shrunk, s};
+        if ((r = informer_new(s->client, loop, &io, &h, &s->inf[i])) < 0 ||
+            (r = informer_start(s->inf[i])) < 0) {
+            scheduler_free(s);
+            return r;
+        }
+    }
+    ev_timer_init(&s->retry, retry_fired, (double)s->o.retry_interval / USEC_PER_SEC,
+                  (double)s->o.retry_interval / USEC_PER_SEC);
+    s->retry.data = s;
+    ev_timer_start(loop, &s->retry);
+    ev_timer_init(&s->lifecycle, lifecycle_fired, 1.0, 1.0);
+    s->lifecycle.data = s;
+    ev_timer_start(loop, &s->lifecycle);
+    *ret = s;
+    return 0;
+}
+
+scheduler *scheduler_free(scheduler *s)
+{
+    if (!s)
+        return NULL;
+    ev_timer_stop(s->loop, &s->retry);
+    ev_timer_stop(s->loop, &s->lifecycle);
+    for (int i = 0; i < _INF_MAX; i++)
+        s->inf[i] = informer_free(s->inf[i]);
+    s->q = workqueue_free(s->q);
+    s->client = rpc_client_free(s->client);
+    json_decref(s->parked);
+    json_decref(s->lost);
+    json_decref(s->failures);
+    json_decref(s->reported);
+    free(s);
+    return NULL;
+}
+
+void scheduler_stats_read(scheduler *s, scheduler_stats *ret)
+{
+    *ret = s->stats;
+}
