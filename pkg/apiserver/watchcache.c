@@ -51,7 +51,9 @@ typedef struct watcher {
     api_field_selector *fs;
     bool bookmarks;
     int64_t from_rev; /* as asked; 0 = from now */
-    int64_t sent_rev; /* every event up to here has been considered */
+    /* Events at or before this revision are the client's already (its List, or "from now").
+     * It never moves with deliveries: one transaction is many events at one revision. */
+    int64_t skip_until;
     int64_t bookmark_rev;
     bool cancelled; /* set by gRPC's cancel callback; under wc->lock */
     struct watchcache *srv_wc;
@@ -137,9 +139,8 @@ static int send_event(wc_event *ev, int type, watcher *w)
 /* Offers one event to one watcher. Returns < 0 when the watcher must go. */
 static int deliver(wc_event *ev, watcher *w)
 {
-    if (ev->rev <= w->sent_rev)
+    if (ev->rev <= w->skip_until)
         return 0;
-    w->sent_rev = ev->rev;
     if (ev->k != w->k || (w->ns && !streq(w->ns, ev->ns)))
         return 0;
     int type;
@@ -309,7 +310,7 @@ static void rewatch_fired(struct ev_loop *loop, ev_timer *t, int revents)
 static void watcher_start(watchcache *wc, watcher *w)
 {
     if (w->from_rev == 0)
-        w->sent_rev = wc->head;
+        w->skip_until = wc->head;
     else if (w->from_rev < wc->base) {
         char msg[200];
         snprintf(msg, sizeof(msg),
@@ -319,7 +320,7 @@ static void watcher_start(watchcache *wc, watcher *w)
         watcher_end(wc, w, RPC_CODE_RELIST, msg);
         return;
     } else
-        w->sent_rev = w->from_rev;
+        w->skip_until = w->from_rev;
     for (size_t i = 0; i < wc->count; i++)
         if (deliver(&wc->ring[(wc->first + i) % wc->cap], w) < 0) {
             watcher_end(wc, w, RPC_CODE_RELIST, "the watch fell behind; list again and re-watch");
@@ -379,7 +380,8 @@ static void bookmark_fired(struct ev_loop *loop, ev_timer *t, int revents)
     watcher **pp = &wc->active;
     while (*pp) {
         watcher *w = *pp;
-        int64_t at = MAX(wc->head, w->sent_rev);
+        /* every event up to head has been offered to every watcher: a bookmark may say so */
+        int64_t at = MAX(wc->head, w->skip_until);
         if (w->bookmarks && at > w->bookmark_rev) {
             char rv[24];
             snprintf(rv, sizeof(rv), "%lld", (long long)at);
@@ -391,7 +393,7 @@ static void bookmark_fired(struct ev_loop *loop, ev_timer *t, int revents)
                 watcher_end(wc, w, RPC_CODE_RELIST, "the watch fell behind; list again");
                 continue;
             }
-            w->bookmark_rev = w->sent_rev = at;
+            w->bookmark_rev = at;
         }
         pp = &w->next;
     }

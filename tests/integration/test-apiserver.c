@@ -626,6 +626,70 @@ static void oversize_request_is_refused(void)
     CHECK_OK(fx_get(fx, "flavor", NULL, "tiny", NULL, &st)); /* still serving */
 }
 
+static void watch_sees_every_object_of_a_transaction(void)
+{
+    /* One Bind of five instances to one node is one etcd transaction: five events at one
+     * revision. Every one must reach the watcher (a dedupe on revision once dropped four). */
+    setup();
+    base_objects();
+    rpc_status st;
+    CHECK_OK(fx_apply(fx, "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Node\",\"metadata\":{\"name\":"
+                          "\"txn-node\"},\"spec\":{}}", NULL, NULL, &st));
+    CHECK_OK(update_status("node", NULL, "txn-node", NULL,
+                           "{\"allocatable\":{\"vcpus\":64,\"memoryMiB\":65536,\"diskGiB\":1000}}",
+                           NULL, NULL, &st));
+    char uids[5][40];
+    for (int i = 0; i < 5; i++) {
+        char doc[512], name[16];
+        snprintf(name, sizeof(name), "t%d", i);
+        snprintf(doc, sizeof(doc),
+                 "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":\"%s\","
+                 "\"namespace\":\"txn\"},\"spec\":{\"flavor\":\"tiny\",\"image\":\"img\"}}", name);
+        json_t *obj = NULL;
+        CHECK_OK(fx_apply(fx, doc, NULL, &obj, &st));
+        snprintf(uids[i], sizeof(uids[i]), "%s", api_object_uid(obj));
+        json_decref(obj);
+    }
+    Stratus__V1__ListResponse *lr = NULL;
+    CHECK_OK(list("instances", "txn", false, NULL, NULL, 0, NULL, &lr, &st));
+    rpc_watch *w = watch("instances", "txn", NULL, NULL, lr->resource_version, false);
+    rpc_message_free(lr);
+
+    Stratus__V1__Binding b[5], *bp[5];
+    for (int i = 0; i < 5; i++) {
+        char *name = xasprintf("t%d", i);
+        stratus__v1__binding__init(&b[i]);
+        b[i].namespace_ = "txn";
+        b[i].name = name;
+        b[i].uid = uids[i];
+        b[i].node = "txn-node";
+        bp[i] = &b[i];
+    }
+    Stratus__V1__BindRequest req = STRATUS__V1__BIND_REQUEST__INIT;
+    req.n_bindings = 5;
+    req.bindings = bp;
+    Stratus__V1__BindResponse *rep = NULL;
+    CHECK_OK(rpc_client_call(fx->client, RPC_METHOD_BIND, &req.base, 10 * USEC_PER_SEC,
+                             (ProtobufCMessage **)&rep, &st));
+    for (size_t i = 0; i < rep->n_results; i++)
+        CHECK(rep->results[i]->ok);
+    rpc_message_free(rep);
+    for (int i = 0; i < 5; i++)
+        free(b[i].name);
+
+    char rv[24] = "";
+    for (int i = 0; i < 5; i++) {
+        Stratus__V1__WatchEvent *ev = next_event(w, 10 * USEC_PER_SEC, &st);
+        CHECK(ev != NULL);
+        CHECK_INT(ev->type, ==, STRATUS__V1__WATCH_EVENT__TYPE__MODIFIED);
+        if (i == 0)
+            snprintf(rv, sizeof(rv), "%s", ev->resource_version);
+        CHECK_STR(ev->resource_version, rv); /* one transaction, one revision */
+        rpc_message_free(ev);
+    }
+    rpc_watch_free(w);
+}
+
 static void lease_is_visible_and_expires(void)
 {
     setup();
@@ -668,4 +732,5 @@ CHECK_MAIN(CASE(apply_create_unchanged_configured),
            CASE(concurrent_updates_lose_nothing), CASE(status_is_validated_and_preconditioned),
            CASE(delete_waits_for_finalizers), CASE(watch_sees_changes_with_selectors),
            CASE(watch_resumes_and_expires), CASE(watch_errors_are_clear), CASE(health_reports_etcd),
-           CASE(oversize_request_is_refused), CASE(lease_is_visible_and_expires))
+           CASE(oversize_request_is_refused), CASE(watch_sees_every_object_of_a_transaction),
+           CASE(lease_is_visible_and_expires))
