@@ -7,6 +7,7 @@
  * slow timer retries them anyway. Conflicts with other schedulers (the apiserver refused because
  * its ledger moved) are retried with per-key backoff against fresh caches. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,10 @@ struct scheduler {
     json_t *lost;      /* node → monotonic usec its lease was first seen missing */
     json_t *failures;  /* node → Unbinds seen from it (decays) */
     json_t *reported;  /* key → the unschedulable message last written, to write it once */
+    json_t *deferred;  /* key → true: left to its owner once, taken over when it comes back */
+    char lease_name[64]; /* "stratus-scheduler.<id>": this scheduler's presence */
+    int64_t lease_id;
+    ev_timer presence;
     ev_timer retry;    /* parked → queue */
     ev_timer lifecycle;
     unsigned seed;
@@ -79,6 +84,61 @@ static bool synced(scheduler *s)
     return true;
 }
 
+/* ---- sharing the work between schedulers
+ *
+ * Every scheduler considers every Pending instance; with several, each instance would be bound
+ * by all of them at once and all but one would lose. So each scheduler announces itself with a
+ * Lease ("stratus-scheduler.<id>", renewed like a node's), and rendezvous hashing over the live
+ * ones names one owner per instance: the owner places it at once, the others only after a
+ * takeover delay, if it is still Pending — so a scheduler that dies (its lease expires) costs
+ * its share that delay, nothing more. Correctness never depended on this: the ledger decides. */
+
+#define PRESENCE_PREFIX "stratus-scheduler."
+#define PRESENCE_TTL    6
+#define TAKEOVER_DELAY  (2 * USEC_PER_SEC)
+
+static uint64_t hash_pair(const char *a, const char *b)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const char *p = a; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (const char *p = b; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h ^ (h >> 29);
+}
+
+static bool owns(scheduler *s, const char *key)
+{
+    json_t **leases = NULL;
+    size_t n = 0;
+    informer_list(s->inf[INF_LEASES], &leases, &n);
+    uint64_t mine = hash_pair(key, s->lease_name);
+    bool owner = true;
+    for (size_t i = 0; i < n && owner; i++) {
+        const char *name = api_object_name(leases[i]);
+        if (name && strncmp(name, PRESENCE_PREFIX, strlen(PRESENCE_PREFIX)) == 0 &&
+            !streq(name, s->lease_name) && hash_pair(key, name) > mine)
+            owner = false;
+    }
+    informer_items_free(leases, n);
+    return owner;
+}
+
+static void presence_fired(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    scheduler *s = t->data;
+    Stratus__V1__RenewLeaseRequest req = STRATUS__V1__RENEW_LEASE_REQUEST__INIT;
+    req.node = s->lease_name;
+    req.ttl_seconds = PRESENCE_TTL;
+    req.lease_id = s->lease_id;
+    Stratus__V1__RenewLeaseResponse *rep = NULL;
+    rpc_status st;
+    if (rpc_client_renew_lease(s->client, &req, RPC_TIMEOUT, &rep, &st) == 0)
+        s->lease_id = rep->lease_id;
+    rpc_message_free(rep);
+}
+
 /* ---- informer handlers: decide what goes into the queue */
 
 static void instance_changed(informer *inf, const char *key, json_t *obj, void *ud)
@@ -109,6 +169,7 @@ static void instance_deleted(informer *inf, const char *key, json_t *obj, void *
     scheduler *s = ud;
     json_object_del(s->parked, key);
     json_object_del(s->reported, key);
+    json_object_del(s->deferred, key);
     if (is_bound(obj))
         unpark_all(s);
 }
@@ -423,6 +484,15 @@ static size_t schedule_batch(scheduler *s)
             free(key);
             continue;
         }
+        if (!json_object_get(s->deferred, key) && !owns(s, key)) {
+            json_object_set_new(s->deferred, key, json_true());
+            workqueue_done(s->q, key);
+            workqueue_add_after(s->q, key, TAKEOVER_DELAY);
+            json_decref(inst);
+            free(key);
+            continue;
+        }
+        json_object_del(s->deferred, key);
         json_t *attempts = api_json_lookup(inst, "status.attempts");
         if (json_array_size(attempts) >= s->o.max_attempts) {
             give_up(s, inst, json_array_size(attempts));
@@ -661,12 +731,16 @@ int scheduler_new(struct ev_loop *loop, const scheduler_options *o, scheduler **
     s->lost = json_object();
     s->failures = json_object();
     s->reported = json_object();
+    s->deferred = json_object();
+    snprintf(s->lease_name, sizeof(s->lease_name), PRESENCE_PREFIX "%08x%04x", s->seed,
+             (unsigned)(now_realtime() & 0xffff));
     int r = rpc_client_new(o->server, NULL, &s->client);
     if (r < 0) {
         scheduler_free(s);
         return r;
     }
-    workqueue_options wo = {.backoff_base = 20 * USEC_PER_MSEC, .backoff_max = 10 * USEC_PER_SEC,
+    /* A refused binding means "look again with fresher caches", not "overloaded": retry soon. */
+    workqueue_options wo = {.backoff_base = 10 * USEC_PER_MSEC, .backoff_max = USEC_PER_SEC,
                             .qps = -1};
     if ((r = workqueue_new(&wo, &s->q)) < 0 || (r = workqueue_attach(s->q, loop, schedule_ready, s)) < 0) {
         scheduler_free(s);
@@ -689,6 +763,9 @@ int scheduler_new(struct ev_loop *loop, const scheduler_options *o, scheduler **
                   (double)s->o.retry_interval / USEC_PER_SEC);
     s->retry.data = s;
     ev_timer_start(loop, &s->retry);
+    ev_timer_init(&s->presence, presence_fired, 0.0, PRESENCE_TTL / 3.0);
+    s->presence.data = s;
+    ev_timer_start(loop, &s->presence);
     ev_timer_init(&s->lifecycle, lifecycle_fired, 1.0, 1.0);
     s->lifecycle.data = s;
     ev_timer_start(loop, &s->lifecycle);
@@ -702,6 +779,7 @@ scheduler *scheduler_free(scheduler *s)
         return NULL;
     ev_timer_stop(s->loop, &s->retry);
     ev_timer_stop(s->loop, &s->lifecycle);
+    ev_timer_stop(s->loop, &s->presence);
     for (int i = 0; i < _INF_MAX; i++)
         s->inf[i] = informer_free(s->inf[i]);
     s->q = workqueue_free(s->q);
@@ -710,6 +788,7 @@ scheduler *scheduler_free(scheduler *s)
     json_decref(s->lost);
     json_decref(s->failures);
     json_decref(s->reported);
+    json_decref(s->deferred);
     free(s);
     return NULL;
 }
