@@ -41,7 +41,7 @@ typedef struct store_watch store_watch;
 
 #define STORE_ENDPOINTS_MAX         16
 #define STORE_DEFAULT_TIMEOUT       (5 * USEC_PER_SEC)
-#define STORE_DEFAULT_CONNECT       (1 * USEC_PER_SEC)
+#define STORE_DEFAULT_CONNECT       (3 * USEC_PER_SEC)
 #define STORE_DEFAULT_MAX_RESPONSE  ((size_t)64 << 20)
 #define STORE_DEFAULT_MAX_EVENTLINE ((size_t)64 << 20)
 #define STORE_DEFAULT_CONNECTIONS   64

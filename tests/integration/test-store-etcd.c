@@ -719,7 +719,8 @@ static void tls_with_client_certificates(void)
         loop = ev_loop_new(EVFLAG_AUTO);
     store_options o = {.n_endpoints = 1, .endpoints = {etcd_fixture_endpoint(tls)},
                        .ca_file = etcd_fixture_ca(tls), .cert_file = etcd_fixture_client_cert(tls),
-                       .key_file = etcd_fixture_client_key(tls)};
+                       .key_file = etcd_fixture_client_key(tls),
+                       .connect_timeout = 5 * USEC_PER_SEC, .request_timeout = 10 * USEC_PER_SEC};
     _cleanup_(store_freep) store *s = NULL;
     CHECK_OK(store_new(loop, &o, &s));
     _cleanup_(store_result_freep) store_result *r = NULL;
