@@ -283,5 +283,7 @@ const api_field api_instance_status_fields[] = {
     API_F_ARRAY("attempts", false, API_ATTEMPTS_MAX, &attempt_elem, NULL),
     API_F_ARRAY("timeline", false, API_TIMELINE_MAX, &timeline_elem, NULL),
     API_F_INT("observedGeneration", false, 0, INT64_MAX),
+    API_F_STRING("consoleLog", false, API_CONSOLE_LOG_MAX, NULL),
+    API_F_STRING("domainUUID", false, API_UID_MAX, NULL),
     API_F_END,
 };

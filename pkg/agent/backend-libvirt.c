@@ -1,0 +1,675 @@
+/* The libvirt backend: one implementation for hollow nodes (`test:///<node.xml>`, libvirt's
+ * in-memory test driver) and real ones (`qemu:///system`); the URI decides, and nothing here
+ * branches on it except creating the storage pool, which the test driver's node.xml already has.
+ *
+ * Disks are volumes of one directory pool (overlays are volumes with a <backingStore>, which
+ * libvirt creates with qemu-img on a real host); networks are libvirt networks; domains carry
+ * <metadata><stratus:instance uid=… generation=… namespace=… name=…/></metadata>, read back by
+ * domain_list so a restarted agent can adopt them.
+ *
+ * Events: libvirt needs an event loop registered before the first virConnectOpen and a thread
+ * that runs it (PLATFORM.md). This file owns both, process-wide: the first open registers the
+ * default implementation and starts one detached thread that runs it for the life of the process;
+ * lifecycle callbacks run there and only hand the domain name to the subscriber. Errors are kept
+ * off stderr (virSetErrorFunc) and turned into -errno plus backend_last_error(). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "agent/backend.h"
+#include "base/alloc.h"
+#include "base/buf.h"
+
+#define METADATA_NS  "https://stratus.io/xmlns/instance/1"
+#define METADATA_KEY "stratus"
+
+typedef struct lv_backend {
+    backend base;
+    virConnectPtr conn;
+    char *pool_name;
+    bool is_test;
+    int event_id; /* -1: not subscribed */
+    backend_event_fn on_event;
+    void *event_userdata;
+    /* libvirt calls the registration's free function once no dispatch can use it any more;
+     * unsubscribing waits for that. */
+    pthread_mutex_t event_lock;
+    pthread_cond_t event_cond;
+    bool event_released;
+} lv_backend;
+
+/* ---- process-wide: error silencing and the event loop thread ---- */
+
+static void silent_error(void *userdata, virErrorPtr err) {}
+
+static void *event_thread(void *arg)
+{
+    for (;;)
+        if (virEventRunDefaultImpl() < 0)
+            break;
+    return NULL;
+}
+
+static int event_setup_result;
+
+static void event_setup(void)
+{
+    virSetErrorFunc(NULL, silent_error);
+    if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
+        event_setup_result = -EIO;
+        return;
+    }
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    event_setup_result = -pthread_create(&t, &a, event_thread, NULL);
+    pthread_attr_destroy(&a);
+}
+
+/* The libvirt error of this thread as a -errno, with its text kept for backend_last_error(). */
+static int lv_error(const char *what)
+{
+    virErrorPtr e = virGetLastError();
+    int r = -EIO;
+    if (e) {
+        switch (e->code) {
+        case VIR_ERR_NO_DOMAIN:
+        case VIR_ERR_NO_STORAGE_VOL:
+        case VIR_ERR_NO_STORAGE_POOL:
+        case VIR_ERR_NO_NETWORK:
+            r = -ENOENT;
+            break;
+        case VIR_ERR_OPERATION_INVALID:
+            r = -EBUSY;
+            break;
+        case VIR_ERR_NO_SUPPORT:
+            r = -EOPNOTSUPP;
+            break;
+        case VIR_ERR_SYSTEM_ERROR:
+        case VIR_ERR_NO_CONNECT:
+        case VIR_ERR_RPC:
+            r = -EHOSTDOWN;
+            break;
+        case VIR_ERR_XML_ERROR:
+        case VIR_ERR_XML_DETAIL:
+        case VIR_ERR_INVALID_ARG:
+            r = -EINVAL;
+            break;
+        default:
+            break;
+        }
+    }
+    backend_set_error(r, "%s: %s", what, e && e->message ? e->message : "libvirt error");
+    virResetLastError();
+    return r;
+}
+
+static lv_backend *LV(backend *b)
+{
+    return (lv_backend *)b;
+}
+
+/* ---- open / close ---- */
+
+static int ensure_pool(lv_backend *lb, const backend_config *cfg)
+{
+    virStoragePoolPtr pool = virStoragePoolLookupByName(lb->conn, lb->pool_name);
+    if (!pool) {
+        if (!cfg->pool_dir)
+            return backend_set_error(-EINVAL, "storage pool %s is missing and no folder was given",
+                                     lb->pool_name);
+        if (mkdir(cfg->pool_dir, 0711) < 0 && errno != EEXIST)
+            return backend_set_error(-errno, "cannot create %s: %s", cfg->pool_dir,
+                                     strerror(errno));
+        _cleanup_free_ char *xml = xasprintf("<pool type='dir'><name>%s</name><target><path>%s"
+                                             "</path></target></pool>",
+                                             lb->pool_name, cfg->pool_dir);
+        pool = virStoragePoolDefineXML(lb->conn, xml, 0);
+        if (!pool)
+            return lv_error("define storage pool");
+        virStoragePoolSetAutostart(pool, 1);
+    }
+    int r = 0;
+    if (virStoragePoolIsActive(pool) != 1 && virStoragePoolCreate(pool, 0) < 0)
+        r = lv_error("start storage pool");
+    virStoragePoolFree(pool);
+    return r;
+}
+
+static void lv_close(backend *b)
+{
+    lv_backend *lb = LV(b);
+    if (lb->conn) {
+        backend_events_unsubscribe(b);
+        virConnectClose(lb->conn);
+    }
+    pthread_mutex_destroy(&lb->event_lock);
+    pthread_cond_destroy(&lb->event_cond);
+    free(lb->pool_name);
+    free(lb);
+}
+
+static int lv_open(const backend_config *cfg, backend **ret)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, event_setup);
+    if (event_setup_result < 0)
+        return backend_set_error(event_setup_result, "libvirt event loop: %s",
+                                 strerror(-event_setup_result));
+    lv_backend *lb = xnew(lv_backend, 1);
+    lb->event_id = -1;
+    pthread_mutex_init(&lb->event_lock, NULL);
+    pthread_cond_init(&lb->event_cond, NULL);
+    lb->pool_name = xstrdup(cfg->pool_name ? cfg->pool_name : "stratus");
+    lb->is_test = strneq(cfg->uri, "test:", 5);
+    lb->conn = virConnectOpen(cfg->uri);
+    if (!lb->conn) {
+        int r = lv_error(cfg->uri);
+        lv_close(&lb->base);
+        return r;
+    }
+    int r = ensure_pool(lb, cfg);
+    if (r < 0) {
+        lv_close(&lb->base);
+        return r;
+    }
+    *ret = &lb->base;
+    return 0;
+}
+
+/* ---- host ---- */
+
+static void version_string(unsigned long v, char *out, size_t n)
+{
+    snprintf(out, n, "%lu.%lu.%lu", v / 1000000, (v / 1000) % 1000, v % 1000);
+}
+
+static int lv_host_info(backend *b, backend_host_info *ret)
+{
+    lv_backend *lb = LV(b);
+    virNodeInfo ni;
+    if (virNodeGetInfo(lb->conn, &ni) < 0)
+        return lv_error("node info");
+    backend_host_info h = {0};
+    h.vcpus = ni.cpus;
+    h.memory_mib = (int64_t)(ni.memory / 1024);
+    snprintf(h.cpu_model, sizeof(h.cpu_model), "%s", ni.model);
+    snprintf(h.arch, sizeof(h.arch), "%s", ni.model);
+    virStoragePoolPtr pool = virStoragePoolLookupByName(lb->conn, lb->pool_name);
+    if (pool) {
+        virStoragePoolInfo pi;
+        if (virStoragePoolGetInfo(pool, &pi) == 0)
+            h.disk_gib = (int64_t)(pi.capacity >> 30);
+        virStoragePoolFree(pool);
+    } else
+        virResetLastError();
+    char *host = virConnectGetHostname(lb->conn);
+    if (host) {
+        snprintf(h.hostname, sizeof(h.hostname), "%s", host);
+        free(host);
+    } else
+        virResetLastError();
+    const char *type = virConnectGetType(lb->conn);
+    snprintf(h.hypervisor, sizeof(h.hypervisor), "%s", type ? type : "");
+    unsigned long v = 0;
+    if (virConnectGetVersion(lb->conn, &v) == 0)
+        version_string(v, h.hypervisor_version, sizeof(h.hypervisor_version));
+    if (virConnectGetLibVersion(lb->conn, &v) == 0)
+        version_string(v, h.libvirt_version, sizeof(h.libvirt_version));
+    virResetLastError();
+    *ret = h;
+    return 0;
+}
+
+/* ---- domains ---- */
+
+static backend_domain_state map_state(int state, int reason)
+{
+    switch (state) {
+    case VIR_DOMAIN_RUNNING:
+    case VIR_DOMAIN_BLOCKED:
+        return BACKEND_DOMAIN_RUNNING;
+    case VIR_DOMAIN_PAUSED:
+    case VIR_DOMAIN_PMSUSPENDED:
+        return BACKEND_DOMAIN_PAUSED;
+    case VIR_DOMAIN_SHUTDOWN:
+        return BACKEND_DOMAIN_STOPPING;
+    case VIR_DOMAIN_SHUTOFF:
+        return reason == VIR_DOMAIN_SHUTOFF_CRASHED ? BACKEND_DOMAIN_CRASHED
+                                                    : BACKEND_DOMAIN_SHUTOFF;
+    case VIR_DOMAIN_CRASHED:
+        return BACKEND_DOMAIN_CRASHED;
+    default:
+        return BACKEND_DOMAIN_OTHER;
+    }
+}
+
+static int lookup(lv_backend *lb, const char *name, virDomainPtr *ret)
+{
+    virDomainPtr d = virDomainLookupByName(lb->conn, name);
+    if (!d)
+        return lv_error(name);
+    *ret = d;
+    return 0;
+}
+
+static int lv_domain_define(backend *b, const char *xml, char ret_uuid[BACKEND_UUID_MAX])
+{
+    virDomainPtr d = virDomainDefineXML(LV(b)->conn, xml);
+    if (!d)
+        return lv_error("define domain");
+    int r = 0;
+    if (virDomainGetUUIDString(d, ret_uuid) < 0)
+        r = lv_error("domain uuid");
+    virDomainFree(d);
+    return r;
+}
+
+/* Runs op on a domain unless it is already in the state op leads to (active == want_active
+ * means there is nothing to do). */
+static int domain_op(backend *b, const char *name, int want_active, int (*op)(virDomainPtr),
+                     const char *what)
+{
+    virDomainPtr d = NULL;
+    int r = lookup(LV(b), name, &d);
+    if (r < 0)
+        return r;
+    int active = virDomainIsActive(d);
+    if (active == want_active) {
+        virDomainFree(d);
+        return 0;
+    }
+    if (op(d) < 0) {
+        r = lv_error(what);
+        /* Lost a race with the guest or another caller: it is in the state asked for. */
+        if (r == -EBUSY && virDomainIsActive(d) == want_active)
+            r = 0;
+    }
+    virDomainFree(d);
+    return r;
+}
+
+static int lv_domain_start(backend *b, const char *name)
+{
+    return domain_op(b, name, 1, virDomainCreate, "start domain");
+}
+
+static int lv_domain_shutdown(backend *b, const char *name)
+{
+    return domain_op(b, name, 0, virDomainShutdown, "shut down domain");
+}
+
+static int lv_domain_destroy(backend *b, const char *name)
+{
+    return domain_op(b, name, 0, virDomainDestroy, "destroy domain");
+}
+
+static int lv_domain_undefine(backend *b, const char *name)
+{
+    virDomainPtr d = NULL;
+    int r = lookup(LV(b), name, &d);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0)
+        return r;
+    if (virDomainUndefine(d) < 0)
+        r = lv_error("undefine domain");
+    virDomainFree(d);
+    return r == -ENOENT ? 0 : r;
+}
+
+static int lv_domain_state(backend *b, const char *name, backend_domain_state *ret_state,
+                           char ret_uuid[BACKEND_UUID_MAX])
+{
+    virDomainPtr d = NULL;
+    int r = lookup(LV(b), name, &d);
+    if (r < 0)
+        return r;
+    int state = 0, reason = 0;
+    char uuid[VIR_UUID_STRING_BUFLEN];
+    if (virDomainGetState(d, &state, &reason, 0) < 0 || virDomainGetUUIDString(d, uuid) < 0)
+        r = lv_error("domain state");
+    virDomainFree(d);
+    if (r < 0)
+        return r;
+    *ret_state = map_state(state, reason);
+    if (ret_uuid)
+        snprintf(ret_uuid, BACKEND_UUID_MAX, "%s", uuid);
+    return 0;
+}
+
+/* The value of attribute `name` in an XML start tag, unescaped; NULL when absent. Enough for the
+ * one element we write ourselves. */
+static char *xml_attr(const char *tag, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = tag; (p = strstr(p, name)); p += n) {
+        if (p > tag && p[-1] != ' ' && p[-1] != '\t' && p[-1] != '\n')
+            continue;
+        const char *q = p + n;
+        if (*q != '=')
+            continue;
+        q++;
+        char quote = *q;
+        if (quote != '"' && quote != '\'')
+            continue;
+        const char *end = strchr(++q, quote);
+        if (!end)
+            return NULL;
+        buf out = BUF_INIT(BACKEND_NAME_MAX);
+        while (q < end) {
+            static const struct {
+                const char *ent;
+                char c;
+            } ents[] = {
+                {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+            size_t i;
+            for (i = 0; i < ELEMENTSOF(ents); i++)
+                if (strneq(q, ents[i].ent, strlen(ents[i].ent)))
+                    break;
+            char c = i < ELEMENTSOF(ents) ? ents[i].c : *q;
+            q += i < ELEMENTSOF(ents) ? strlen(ents[i].ent) : 1;
+            if (buf_append(&out, &c, 1) < 0) {
+                buf_done(&out);
+                return NULL;
+            }
+        }
+        return buf_steal(&out, NULL);
+    }
+    return NULL;
+}
+
+static void read_metadata(virDomainPtr d, backend_domain *out)
+{
+    char *md = virDomainGetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0);
+    if (!md) {
+        virResetLastError();
+        return;
+    }
+    out->uid = xml_attr(md, "uid");
+    out->namespace_ = xml_attr(md, "namespace");
+    out->instance = xml_attr(md, "name");
+    _cleanup_free_ char *gen = xml_attr(md, "generation");
+    out->generation = gen ? strtoll(gen, NULL, 10) : 0;
+    free(md);
+}
+
+static int lv_domain_list(backend *b, backend_domain **ret, size_t *ret_n)
+{
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(LV(b)->conn, &doms, 0);
+    if (n < 0)
+        return lv_error("list domains");
+    size_t keep = MIN((size_t)n, (size_t)BACKEND_LIST_MAX);
+    backend_domain *out = xnew(backend_domain, keep + 1);
+    size_t m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m < keep) {
+            backend_domain *o = &out[m];
+            const char *name = virDomainGetName(doms[i]);
+            int state = 0, reason = 0;
+            if (name && virDomainGetState(doms[i], &state, &reason, 0) == 0 &&
+                virDomainGetUUIDString(doms[i], o->uuid) == 0) {
+                o->name = xstrdup(name);
+                o->state = map_state(state, reason);
+                read_metadata(doms[i], o);
+                m++;
+            } else
+                virResetLastError(); /* went away while we listed */
+        }
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    *ret = out;
+    *ret_n = m;
+    return 0;
+}
+
+static int lv_console_log_path(backend *b, const char *name, char **ret)
+{
+    virDomainPtr d = NULL;
+    int r = lookup(LV(b), name, &d);
+    if (r < 0)
+        return r;
+    char *xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE);
+    virDomainFree(d);
+    if (!xml)
+        return lv_error("domain XML");
+    const char *p = strstr(xml, "<log file=");
+    char *path = p ? xml_attr(p, "file") : NULL;
+    free(xml);
+    if (!path)
+        return backend_set_error(-ENOENT, "domain %s has no console log", name);
+    *ret = path;
+    return 0;
+}
+
+/* ---- storage ---- */
+
+static int pool_get(lv_backend *lb, virStoragePoolPtr *ret)
+{
+    virStoragePoolPtr p = virStoragePoolLookupByName(lb->conn, lb->pool_name);
+    if (!p)
+        return lv_error("storage pool");
+    *ret = p;
+    return 0;
+}
+
+static int vol_path(virStorageVolPtr v, char **ret)
+{
+    char *p = virStorageVolGetPath(v);
+    if (!p)
+        return lv_error("volume path");
+    *ret = p;
+    return 0;
+}
+
+static int lv_disk_create(backend *b, const backend_disk_request *d, char **ret_path)
+{
+    lv_backend *lb = LV(b);
+    if (!d->name || !*d->name || strchr(d->name, '/') || strpbrk(d->name, "<>&'\"") ||
+        (d->backing_path && strpbrk(d->backing_path, "<>&'\"")))
+        return backend_set_error(-EINVAL, "bad disk name or backing path");
+    virStoragePoolPtr pool = NULL;
+    int r = pool_get(lb, &pool);
+    if (r < 0)
+        return r;
+    virStorageVolPtr v = virStorageVolLookupByName(pool, d->name);
+    if (!v) {
+        virResetLastError();
+        buf x = BUF_INIT(0);
+        buf_printf(&x,
+                   "<volume><name>%s</name><capacity unit='bytes'>%llu</capacity>"
+                   "<target><format type='%s'/><permissions><mode>0600</mode></permissions>"
+                   "</target>",
+                   d->name, (unsigned long long)d->size_bytes,
+                   backend_disk_format_to_string(d->format));
+        if (d->backing_path)
+            buf_printf(&x, "<backingStore><path>%s</path><format type='%s'/></backingStore>",
+                       d->backing_path, backend_disk_format_to_string(d->backing_format));
+        buf_append_str(&x, "</volume>");
+        v = virStorageVolCreateXML(pool, x.data, 0);
+        buf_done(&x);
+        if (!v)
+            r = lv_error("create volume");
+    }
+    virStoragePoolFree(pool);
+    if (r < 0)
+        return r;
+    r = vol_path(v, ret_path);
+    virStorageVolFree(v);
+    return r;
+}
+
+static int lv_disk_delete(backend *b, const char *name)
+{
+    virStoragePoolPtr pool = NULL;
+    int r = pool_get(LV(b), &pool);
+    if (r < 0)
+        return r;
+    virStorageVolPtr v = virStorageVolLookupByName(pool, name);
+    virStoragePoolFree(pool);
+    if (!v) {
+        r = lv_error("volume");
+        return r == -ENOENT ? 0 : r;
+    }
+    if (virStorageVolDelete(v, 0) < 0)
+        r = lv_error("delete volume");
+    virStorageVolFree(v);
+    return r == -ENOENT ? 0 : r;
+}
+
+static int lv_disk_list(backend *b, char ***ret_names, size_t *ret_n)
+{
+    lv_backend *lb = LV(b);
+    virStoragePoolPtr pool = NULL;
+    int r = pool_get(lb, &pool);
+    if (r < 0)
+        return r;
+    if (!lb->is_test && virStoragePoolRefresh(pool, 0) < 0)
+        virResetLastError();
+    virStorageVolPtr *vols = NULL;
+    int n = virStoragePoolListAllVolumes(pool, &vols, 0);
+    virStoragePoolFree(pool);
+    if (n < 0)
+        return lv_error("list volumes");
+    size_t keep = MIN((size_t)n, (size_t)BACKEND_LIST_MAX);
+    char **names = xnew(char *, keep + 1);
+    size_t m = 0;
+    for (int i = 0; i < n; i++) {
+        const char *nm = virStorageVolGetName(vols[i]);
+        if (nm && m < keep)
+            names[m++] = xstrdup(nm);
+        virStorageVolFree(vols[i]);
+    }
+    free(vols);
+    *ret_names = names;
+    *ret_n = m;
+    return 0;
+}
+
+/* ---- networks ---- */
+
+static int lv_network_ensure(backend *b, const backend_network_request *n)
+{
+    lv_backend *lb = LV(b);
+    if (!n->name || strpbrk(n->name, "<>&'\"/") || !n->bridge || strpbrk(n->bridge, "<>&'\"/") ||
+        (n->gateway && strpbrk(n->gateway, "<>&'\"")))
+        return backend_set_error(-EINVAL, "bad network name, bridge or gateway");
+    virNetworkPtr net = virNetworkLookupByName(lb->conn, n->name);
+    int r = 0;
+    if (!net) {
+        virResetLastError();
+        buf x = BUF_INIT(0);
+        /* No DNS or DHCP from libvirt (addresses reach guests by config drive or ip=): no
+         * dnsmasq needed. */
+        buf_printf(&x, "<network><name>%s</name><bridge name='%s' stp='off'/><dns enable='no'/>",
+                   n->name, n->bridge);
+        if (n->mtu > 0)
+            buf_printf(&x, "<mtu size='%d'/>", n->mtu);
+        if (n->gateway)
+            buf_printf(&x, "<ip address='%s' prefix='%d'/>", n->gateway, n->prefix);
+        buf_append_str(&x, "</network>");
+        net = virNetworkDefineXML(lb->conn, x.data);
+        buf_done(&x);
+        if (!net)
+            return lv_error("define network");
+        if (!lb->is_test)
+            virNetworkSetAutostart(net, 1);
+    }
+    if (virNetworkIsActive(net) != 1 && virNetworkCreate(net) < 0) {
+        r = lv_error("start network");
+        if (r == -EBUSY && virNetworkIsActive(net) == 1)
+            r = 0;
+    }
+    virNetworkFree(net);
+    return r;
+}
+
+/* ---- events ---- */
+
+static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
+{
+    lv_backend *lb = opaque;
+    const char *name = virDomainGetName(dom);
+    if (name && lb->on_event)
+        lb->on_event(name, lb->event_userdata);
+    return 0;
+}
+
+static void lifecycle_released(void *opaque)
+{
+    lv_backend *lb = opaque;
+    pthread_mutex_lock(&lb->event_lock);
+    lb->event_released = true;
+    pthread_cond_broadcast(&lb->event_cond);
+    pthread_mutex_unlock(&lb->event_lock);
+}
+
+static int lv_events_subscribe(backend *b, backend_event_fn fn, void *userdata)
+{
+    lv_backend *lb = LV(b);
+    if (lb->event_id >= 0)
+        return backend_set_error(-EALREADY, "already subscribed");
+    lb->on_event = fn;
+    lb->event_userdata = userdata;
+    lb->event_released = false;
+    int id = virConnectDomainEventRegisterAny(lb->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                              VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), lb,
+                                              lifecycle_released);
+    if (id < 0)
+        return lv_error("domain events");
+    lb->event_id = id;
+    return 0;
+}
+
+static int lv_events_unsubscribe(backend *b)
+{
+    lv_backend *lb = LV(b);
+    if (lb->event_id < 0)
+        return 0;
+    int r = virConnectDomainEventDeregisterAny(lb->conn, lb->event_id) < 0 ? lv_error("events") : 0;
+    lb->event_id = -1;
+    if (r == 0) {
+        /* A dispatch in progress on the event thread may still be inside lifecycle_cb. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        pthread_mutex_lock(&lb->event_lock);
+        while (!lb->event_released)
+            if (pthread_cond_timedwait(&lb->event_cond, &lb->event_lock, &until) != 0)
+                break;
+        pthread_mutex_unlock(&lb->event_lock);
+    }
+    lb->on_event = NULL;
+    return r;
+}
+
+const backend_ops backend_libvirt_ops = {
+    .name = "libvirt",
+    .open = lv_open,
+    .close = lv_close,
+    .host_info = lv_host_info,
+    .domain_define = lv_domain_define,
+    .domain_start = lv_domain_start,
+    .domain_shutdown = lv_domain_shutdown,
+    .domain_destroy = lv_domain_destroy,
+    .domain_undefine = lv_domain_undefine,
+    .domain_state = lv_domain_state,
+    .domain_list = lv_domain_list,
+    .disk_create = lv_disk_create,
+    .disk_delete = lv_disk_delete,
+    .disk_list = lv_disk_list,
+    .network_ensure = lv_network_ensure,
+    .console_log_path = lv_console_log_path,
+    .events_subscribe = lv_events_subscribe,
+    .events_unsubscribe = lv_events_unsubscribe,
+};

@@ -1,0 +1,136 @@
+/* The node agent's reconcile of one instance: a level-triggered step machine that looks at the
+ * instance (desired) and the backend (actual) and does the next thing — Nova's
+ * _build_and_run_instance as steps that are each safe to run again:
+ *
+ *   Claim → BlockDevices → Network → ConfigDrive → Domain      (domain absent: build)
+ *   start / graceful shutdown, then destroy after a timeout      (domain present: power state)
+ *   shutdown → destroy → undefine → disks → files → finalizer    (metadata.deletionTimestamp)
+ *
+ * Each build step is a timeline entry ({step, startTime, endTime, result}) and, except the
+ * config drive, a condition (ResourcesClaimed, BlockDevicesReady, NetworkReady, DomainRunning).
+ * A failed step leaves its condition False with a reason, produces a Warning event and asks for a
+ * retry with backoff; after `build_retries` failed attempts in a row the partial build is removed
+ * and the instance is given back (Unbind, reason BuildFailed) so the scheduler can try another
+ * node. Two failures are final (phase Failed): an image whose sha256 does not match, and a config
+ * drive that cannot be made on a real host.
+ *
+ * What it does not do: talk to the apiserver. The caller (agent.c) looks up the referenced
+ * objects, runs this on a worker thread, then writes ctx->status (UpdateStatus), calls Unbind, or
+ * drops the finalizer, and applies the events — so the unit tests run it against a fake backend.
+ *
+ * Threads: any worker thread; one reconcile per instance at a time (the work queue's rule). */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/backend.h"
+#include "agent/image.h"
+#include "agent/plan.h"
+#include "api/limits.h"
+#include "base/timeutil.h"
+
+#define AGENT_FINALIZER "stratus.io/node-agent"
+
+typedef struct agent_resources {
+    int64_t vcpus;
+    int64_t memory_mib;
+    int64_t disk_gib;
+} agent_resources;
+
+/* What an instance of this flavor takes: vcpus, memory, root + ephemeral + swap (rounded up to
+ * GiB), as the apiserver's ledger counts it. */
+agent_resources agent_flavor_resources(const json_t *flavor);
+
+/* Whether want fits next to used within cap; when not, why (API_MESSAGE_MAX bytes) names the
+ * first resource short ("insufficient memory: requested 2048 MiB, 1024 MiB free of 4096 MiB"). */
+bool agent_resources_fit(const agent_resources *cap, const agent_resources *used,
+                         const agent_resources *want, char *why);
+
+typedef enum agent_outcome {
+    AGENT_OUTCOME_DONE,    /* converged (or failed for good): wait for the next change */
+    AGENT_OUTCOME_REQUEUE, /* converging (a shutdown in progress): look again after requeue_after */
+    AGENT_OUTCOME_RETRY,   /* a step failed: retry with backoff */
+    AGENT_OUTCOME_UNBIND,  /* give the instance back: Unbind with reason and message */
+    AGENT_OUTCOME_FINALIZE, /* deleted and cleaned up: remove the agent's finalizer */
+    _AGENT_OUTCOME_MAX,
+} agent_outcome;
+const char *agent_outcome_to_string(agent_outcome o);
+
+typedef struct agent_event {
+    bool warning;
+    char reason[API_REASON_MAX + 1];
+    char message[API_MESSAGE_MAX + 1];
+} agent_event;
+
+#define AGENT_EVENTS_MAX 8
+
+/* The node, as the step machine sees it. Shared by all reconciles; read-only during them. */
+typedef struct agent_node_env {
+    const agent_settings *settings;
+    backend *be;
+    image_cache *images;
+    usec_t shutdown_timeout; /* graceful shutdown, then destroy */
+    usec_t start_timeout;    /* how long to wait for a started domain to be running */
+    unsigned build_retries;  /* failed attempts in a row before giving the instance back */
+    bool console_log_status; /* put the console tail in status.consoleLog (needs API support) */
+    size_t console_log_max;
+} agent_node_env;
+
+typedef struct agent_reconcile_ctx agent_reconcile_ctx;
+
+/* How the caller takes part. NULL functions: claim checks ctx->capacity with nothing else on the
+ * node and persists nothing. */
+typedef struct agent_step_hooks {
+    /* The claim: check that `want` fits next to what the node already holds and, if so, persist
+     * ctx->status (which already says ResourcesClaimed=True) before anyone else may claim —
+     * under one lock per node. Returns 0 when claimed; -ENOSPC when it does not fit (why, of
+     * API_MESSAGE_MAX bytes, says what is short); another -errno to retry. */
+    int (*claim)(void *userdata, agent_reconcile_ctx *ctx, const agent_resources *want, char *why);
+    void *userdata;
+} agent_step_hooks;
+
+struct agent_reconcile_ctx {
+    /* Inputs. */
+    const agent_node_env *env;
+    const json_t *instance; /* borrowed, not modified */
+    agent_refs refs;        /* the objects it refers to, looked up by the caller */
+    agent_resources capacity;
+    bool fenced;           /* the node lost its lease: start nothing */
+    unsigned failures;     /* failed reconciles of this instance in a row */
+    usec_t now;            /* realtime, for timestamps */
+    usec_t now_mono;       /* monotonic, for timeouts */
+    usec_t shutdown_since; /* in/out: monotonic time a graceful shutdown began; 0: none */
+    agent_step_hooks hooks;
+
+    /* Outputs. */
+    json_t *status; /* the status to write: the instance's, changed */
+    agent_outcome outcome;
+    usec_t requeue_after;
+    char reason[API_REASON_MAX + 1]; /* UNBIND and RETRY: why */
+    char message[API_MESSAGE_MAX + 1];
+    agent_event events[AGENT_EVENTS_MAX];
+    size_t n_events;
+    char domain_uuid[BACKEND_UUID_MAX];
+};
+
+/* Prepares ctx for one reconcile of instance (status: a deep copy of its status). */
+void agent_reconcile_ctx_init(agent_reconcile_ctx *ctx, const agent_node_env *env,
+                              const json_t *instance);
+void agent_reconcile_ctx_clear(agent_reconcile_ctx *ctx);
+/* Whether ctx->status differs from the instance's status. */
+bool agent_reconcile_status_changed(const agent_reconcile_ctx *ctx);
+
+/* Runs the step machine once. Returns 0 with ctx->outcome set (failures of steps are outcomes,
+ * not errors); never fails otherwise. */
+int agent_reconcile_instance(agent_reconcile_ctx *ctx);
+
+/* Removes everything the agent made for the instance with this uid: its domain (destroyed, not
+ * shut down), its disks ("<uid>-*" in the pool; kept block devices and Volumes stay) and its
+ * folder. Idempotent. Returns 0 or the first -errno (with backend_last_error()). */
+int agent_instance_cleanup(const agent_node_env *env, const char *domain_name, const char *uid);
+
+/* Whether the instance is bound (not merely forced to a node by its user): the apiserver's
+ * finalizer, or Scheduled=True, or status.nodeName set. */
+bool agent_instance_is_bound(const json_t *instance, const char *node);

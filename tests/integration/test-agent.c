@@ -1,0 +1,676 @@
+/* The node agent against a real etcd and apiserver (tests/lib/apiserver-fixture.h), in this
+ * process on libvirt's test driver. The agent is in-process because the test driver is private to
+ * its connection: the test opens the backend, lends it to the agent (and to the agent after a
+ * restart), and changes the world behind the agent's back through it. Nothing here waits for a
+ * fixed time to assert: every check polls until a deadline.
+ *
+ * Cases: registration; bind → running with conditions and timeline; stop and start through
+ * spec.powerState; drift (a domain destroyed behind the agent's back is started again, with an
+ * Event); delete cleans everything and the finalizer goes; an agent restart adopts (same domain
+ * UUID, no second domain); a build interrupted after its disks were made converges without
+ * duplicates; a claim that does not fit is given back (Unbind, attempt recorded); a sha256
+ * mismatch fails the instance with nothing started; orphans are removed; one process runs
+ * several hollow nodes; losing the lease
+ * fences the node (domains stopped) and getting it back starts them again. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/files.h"
+#include "agent/image.h"
+#include "api/object.h"
+#include "apiserver-fixture.h"
+#include "base/alloc.h"
+#include "check.h"
+
+#define NODE    "node-a"
+#define NS      "agt"
+#define TIMEOUT (20 * USEC_PER_SEC)
+#define RPC_T   (10 * USEC_PER_SEC)
+
+static apiserver_fixture *fx;
+static char *state_dir;
+static backend *be; /* the node's test driver, kept across agent restarts */
+static agent *ag;
+static char image_sha[65];
+static char *image_url;
+
+static char *fmt(const char *f, ...) _printf_(1, 2);
+static char *fmt(const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    char *s = xvasprintf(f, ap);
+    va_end(ap);
+    return s;
+}
+
+static void on_log(void *userdata, agent_log_level level, const char *node, const char *msg)
+{
+    if (level <= AGENT_LOG_WARNING || getenv("STRATUS_TEST_VERBOSE"))
+        fprintf(stderr, "  agent %s: %s\n", node, msg);
+}
+
+static void teardown(void)
+{
+    ag = agent_free(ag);
+    be = backend_free(be);
+    if (state_dir && !getenv("STRATUS_TEST_KEEP"))
+        fs_rm_rf(state_dir);
+}
+
+static void apply_ok(const char *json)
+{
+    rpc_status st;
+    for (int i = 0; i < 20; i++) {
+        int r = fx_apply(fx, json, NULL, NULL, &st);
+        if (r == 0)
+            return;
+        if (r != -ESTALE)
+            break;
+    }
+    check_fail(__FILE__, __LINE__, "apply %s: %s", json, st.message);
+}
+
+static void agent_start(void)
+{
+    agent_options o = {
+        .client = fx->client,
+        .node_name = NODE,
+        .backend = be,
+        .state_dir = state_dir,
+        .zone = "zone-1",
+        .vcpus = 8,
+        .memory_mib = 16384,
+        .disk_gib = 200,
+        .workers = 2,
+        .lease_ttl = USEC_PER_SEC,
+        .fencing_timeout = 3 * USEC_PER_SEC,
+        .resync_interval = 2 * USEC_PER_SEC,
+        .orphan_grace = USEC_PER_SEC,
+        .shutdown_timeout = 2 * USEC_PER_SEC,
+        .node_status_interval = 600 * USEC_PER_SEC,
+        .log = on_log,
+    };
+    int r = agent_new(&o, &ag);
+    if (r < 0)
+        check_fail(__FILE__, __LINE__, "agent_new: %s", backend_last_error());
+}
+
+static void setup(void)
+{
+    if (fx)
+        return;
+    fx = apiserver_fixture_start(NULL);
+    char t[] = "/tmp/stratus-agent-it-XXXXXX";
+    if (!mkdtemp(t))
+        abort();
+    state_dir = xstrdup(t);
+    atexit(teardown);
+    /* A small "qcow2" image (just the header, 64 MiB virtual) served by file://. */
+    _cleanup_free_ char *img = fmt("%s/cirros.qcow2", state_dir);
+    unsigned char h[4096] = {'Q', 'F', 'I', 0xfb, 0, 0, 0, 3};
+    h[24 + 4] = 0x04;
+    int fd = open(img, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || write(fd, h, sizeof(h)) != (ssize_t)sizeof(h))
+        abort();
+    close(fd);
+    if (image_file_sha256(img, image_sha) < 0)
+        abort();
+    image_url = fmt("file://%s", img);
+
+    _cleanup_free_ char *pool = fmt("%s/nodes/%s/disks", state_dir, NODE);
+    _cleanup_free_ char *nodedir = fmt("%s/nodes/%s", state_dir, NODE);
+    _cleanup_free_ char *xml = fmt("%s/test-node.xml", state_dir);
+    fs_mkdir_p(nodedir, 0700);
+    if (backend_test_node_xml_write(xml, 8, 16384, 200, "stratus", pool) < 0)
+        abort();
+    _cleanup_free_ char *uri = fmt("test://%s", xml);
+    backend_config cfg = {.uri = uri, .pool_dir = pool};
+    if (backend_open(&cfg, &be) < 0) {
+        fprintf(stderr, "test driver: %s\n", backend_last_error());
+        abort();
+    }
+
+    _cleanup_free_ char *image =
+        fmt("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Image\",\"metadata\":{\"name\":\"cirros\"},"
+            "\"spec\":{\"source\":{\"url\":\"%s\",\"sha256\":\"%s\"}}}",
+            image_url, image_sha);
+    apply_ok(image);
+    _cleanup_free_ char *bad = fmt(
+        "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Image\",\"metadata\":{\"name\":\"tampered\"},"
+        "\"spec\":{\"source\":{\"url\":\"%s\",\"sha256\":\"%s\"}}}",
+        image_url, "0000000000000000000000000000000000000000000000000000000000000000");
+    apply_ok(bad);
+    apply_ok("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":\"small\"},"
+             "\"spec\":{\"vcpus\":1,\"memoryMiB\":256,\"rootDiskGiB\":1,\"ephemeralGiB\":1}}");
+    apply_ok("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":\"huge\"},"
+             "\"spec\":{\"vcpus\":12,\"memoryMiB\":1024}}");
+    apply_ok("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Network\",\"metadata\":{\"name\":\"lan\","
+             "\"namespace\":\"" NS "\"},\"spec\":{\"cidr\":\"10.20.0.0/24\"}}");
+    agent_start();
+}
+
+/* ---- helpers ---- */
+
+static json_t *get_inst(const char *name, int *ret_err)
+{
+    json_t *o = NULL;
+    rpc_status st;
+    int r = fx_get(fx, "Instance", NS, name, &o, &st);
+    if (ret_err)
+        *ret_err = r;
+    return r == 0 ? o : NULL;
+}
+
+static const char *str(const json_t *o, const char *path)
+{
+    return json_string_value(api_json_lookup(o, path));
+}
+
+static const char *cond(const json_t *o, const char *type)
+{
+    const json_t *c = api_json_lookup(o, "status.conditions");
+    for (size_t i = 0; i < json_array_size(c); i++) {
+        const json_t *e = json_array_get(c, i);
+        if (streq(json_string_value(json_object_get(e, "type")) ?: "", type))
+            return json_string_value(json_object_get(e, "status"));
+    }
+    return NULL;
+}
+
+/* Polls until the instance's status.phase is `phase` (NULL: until the instance is gone). */
+static json_t *wait_phase(const char *name, const char *phase)
+{
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    const char *last = "?";
+    json_t *o = NULL;
+    for (;;) {
+        int err = 0;
+        json_decref(o);
+        o = get_inst(name, &err);
+        if (!phase && err == -ENOENT)
+            return NULL;
+        if (o && phase && streq(str(o, "status.phase") ?: "", phase))
+            return o;
+        if (o)
+            last = str(o, "status.phase") ?: "-";
+        if (now_monotonic() > deadline)
+            break;
+        usleep(50000);
+    }
+    _cleanup_free_ char *dump = o ? json_dumps(json_object_get(o, "status"), JSON_COMPACT) : NULL;
+    json_decref(o);
+    check_fail(__FILE__, __LINE__, "%s: phase %s, wanted %s; status %s", name, last,
+               phase ? phase : "(deleted)", dump ? dump : "-");
+    return NULL;
+}
+
+static char *create(const char *name, const char *flavor, const char *image, const char *extra)
+{
+    _cleanup_free_ char *j =
+        fmt("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":\"%s\","
+            "\"namespace\":\"" NS "\"},\"spec\":{\"flavor\":\"%s\",\"image\":\"%s\","
+            "\"networks\":[{\"network\":\"lan\"}]%s}}",
+            name, flavor, image, extra ? extra : "");
+    json_t *o = NULL;
+    rpc_status st;
+    if (fx_apply(fx, j, NULL, &o, &st) < 0)
+        check_fail(__FILE__, __LINE__, "create %s: %s", name, st.message);
+    char *uid = xstrdup(api_object_uid(o));
+    json_decref(o);
+    return uid;
+}
+
+static void bind_to(const char *name, const char *uid, const char *node)
+{
+    Stratus__V1__Binding b = STRATUS__V1__BINDING__INIT, *pb = &b;
+    b.namespace_ = NS;
+    b.name = (char *)name;
+    b.uid = (char *)uid;
+    b.node = (char *)node;
+    Stratus__V1__BindRequest req = STRATUS__V1__BIND_REQUEST__INIT;
+    req.n_bindings = 1;
+    req.bindings = &pb;
+    Stratus__V1__BindResponse *rep = NULL;
+    rpc_status st;
+    int r = rpc_client_bind(fx->client, &req, RPC_T, &rep, &st);
+    bool ok = r == 0 && rep->n_results == 1 && rep->results[0]->ok;
+    _cleanup_free_ char *msg = xstrdup(r < 0            ? st.message
+                                       : rep->n_results ? rep->results[0]->message
+                                                        : "?");
+    rpc_message_free(rep);
+    if (!ok)
+        check_fail(__FILE__, __LINE__, "bind %s: %s", name, msg);
+}
+
+static void bind(const char *name, const char *uid)
+{
+    bind_to(name, uid, NODE);
+}
+
+static char *domain_of(const char *name, const char *uid)
+{
+    return fmt(NS ".%s.%s", name, uid);
+}
+
+static int dom_state(const char *dom, char uuid[BACKEND_UUID_MAX])
+{
+    backend_domain_state st;
+    char u[BACKEND_UUID_MAX];
+    int r = backend_domain_state_get(be, dom, &st, uuid ? uuid : u);
+    return r < 0 ? r : (int)st;
+}
+
+static bool wait_dom_state(const char *dom, int want)
+{
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    while (now_monotonic() < deadline) {
+        if (dom_state(dom, NULL) == want)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+static size_t count_disks(const char *uid)
+{
+    char **names = NULL;
+    size_t n = 0, k = 0;
+    if (backend_disk_list(be, &names, &n) < 0)
+        return (size_t)-1;
+    for (size_t i = 0; i < n; i++)
+        if (strstr(names[i], uid))
+            k++;
+    backend_names_free(names, n);
+    return k;
+}
+
+static size_t count_domains(void)
+{
+    backend_domain *d = NULL;
+    size_t n = 0;
+    if (backend_domain_list(be, &d, &n) < 0)
+        return (size_t)-1;
+    backend_domains_free(d, n);
+    return n;
+}
+
+static size_t events_about(const char *name, const char *reason)
+{
+    _cleanup_free_ char *sel = fmt("spec.involvedObject.name=%s,spec.reason=%s", name, reason);
+    Stratus__V1__ListRequest req = STRATUS__V1__LIST_REQUEST__INIT;
+    req.kind = "Event";
+    req.namespace_ = NS;
+    req.field_selector = sel;
+    Stratus__V1__ListResponse *rep = NULL;
+    rpc_status st;
+    if (rpc_client_list(fx->client, &req, RPC_T, &rep, &st) < 0)
+        return 0;
+    size_t n = rep->n_items_json;
+    rpc_message_free(rep);
+    return n;
+}
+
+static bool wait_events(const char *name, const char *reason)
+{
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    while (now_monotonic() < deadline) {
+        if (events_about(name, reason) > 0)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+static void set_power(const char *name, const char *state)
+{
+    _cleanup_free_ char *j =
+        fmt("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":\"%s\","
+            "\"namespace\":\"" NS "\"},\"spec\":{\"flavor\":\"small\",\"image\":\"cirros\","
+            "\"networks\":[{\"network\":\"lan\"}],\"powerState\":\"%s\"}}",
+            name, state);
+    apply_ok(j);
+}
+
+/* ---- cases ---- */
+
+static void node_registered(void)
+{
+    setup();
+    json_t *n = NULL;
+    rpc_status st;
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    while (now_monotonic() < deadline) {
+        json_decref(n);
+        n = NULL;
+        if (fx_get(fx, "Node", NULL, NODE, &n, &st) == 0 && cond(n, "Ready"))
+            break;
+        usleep(50000);
+    }
+    CHECK(n);
+    CHECK_STR(cond(n, "Ready"), "True");
+    CHECK_INT(json_integer_value(api_json_lookup(n, "status.capacity.vcpus")), ==, 8);
+    CHECK_INT(json_integer_value(api_json_lookup(n, "status.allocatable.memoryMiB")), ==, 16384);
+    CHECK_INT(json_integer_value(api_json_lookup(n, "status.capacity.diskGiB")), ==, 200);
+    CHECK_STR(str(n, "metadata.labels.topology\\.stratus\\.io/zone")
+                  ?: json_string_value(json_object_get(api_json_lookup(n, "metadata.labels"),
+                                                       "topology.stratus.io/zone")),
+              "zone-1");
+    CHECK_STR(str(n, "status.nodeInfo.backend"), "libvirt-test");
+    json_decref(n);
+    agent_stats s;
+    usleep(1500000);
+    agent_stats_read(ag, &s);
+    CHECK_INT(s.lease_failures, ==, 0);
+}
+
+static void bound_instance_runs(void)
+{
+    setup();
+    _cleanup_free_ char *uid = create("web", "small", "cirros", NULL);
+    /* A user's forced spec.nodeName alone is not a binding: nothing happens before Bind. */
+    bind("web", uid);
+    json_t *o = wait_phase("web", "Running");
+    static const char *const conds[] = {"Scheduled",    "ResourcesClaimed", "BlockDevicesReady",
+                                        "NetworkReady", "DomainRunning",    "Ready"};
+    for (size_t i = 0; i < ELEMENTSOF(conds); i++)
+        if (!cond(o, conds[i]) || !streq(cond(o, conds[i]), "True"))
+            check_fail(__FILE__, __LINE__, "condition %s is %s", conds[i],
+                       cond(o, conds[i]) ?: "absent");
+    json_t *tl = api_json_lookup(o, "status.timeline");
+    CHECK_INT(json_array_size(tl), >=, 4);
+    CHECK_STR(str(json_array_get(tl, 0), "step"), "Claim");
+    CHECK_STR(str(json_array_get(tl, 3), "step"), "Domain");
+    CHECK_STR(str(json_array_get(tl, 3), "result"), "Succeeded");
+    CHECK_INT(json_integer_value(api_json_lookup(o, "status.observedGeneration")), ==, 1);
+    CHECK_STR(str(o, "status.nodeName"), NODE);
+    CHECK_INT(json_array_size(api_json_lookup(o, "status.addresses")), ==, 1);
+    json_decref(o);
+    _cleanup_free_ char *dom = domain_of("web", uid);
+    CHECK_INT(dom_state(dom, NULL), ==, BACKEND_DOMAIN_RUNNING);
+    CHECK_INT(count_disks(uid), ==, 2); /* root overlay + ephemeral */
+    _cleanup_free_ char *cached = fmt("%s/images/%s", state_dir, image_sha);
+    CHECK(access(cached, F_OK) == 0);
+}
+
+static void stop_and_start(void)
+{
+    setup();
+    _cleanup_free_ char *uid = create("power", "small", "cirros", NULL);
+    bind("power", uid);
+    json_decref(wait_phase("power", "Running"));
+    _cleanup_free_ char *dom = domain_of("power", uid);
+    set_power("power", "Stopped");
+    json_t *o = wait_phase("power", "Stopped");
+    CHECK_STR(cond(o, "DomainRunning"), "False");
+    CHECK_STR(cond(o, "Ready"), "False");
+    CHECK_INT(json_integer_value(api_json_lookup(o, "status.observedGeneration")), ==, 2);
+    json_decref(o);
+    CHECK_INT(dom_state(dom, NULL), ==, BACKEND_DOMAIN_SHUTOFF);
+    set_power("power", "Running");
+    o = wait_phase("power", "Running");
+    CHECK_STR(cond(o, "Ready"), "True");
+    json_decref(o);
+    CHECK_INT(dom_state(dom, NULL), ==, BACKEND_DOMAIN_RUNNING);
+    CHECK_INT(events_about("power", "DomainStoppedUnexpectedly"), ==, 0);
+}
+
+static void drift_corrected(void)
+{
+    setup();
+    _cleanup_free_ char *uid = create("drift", "small", "cirros", NULL);
+    bind("drift", uid);
+    json_decref(wait_phase("drift", "Running"));
+    _cleanup_free_ char *dom = domain_of("drift", uid);
+    char before[BACKEND_UUID_MAX];
+    CHECK_INT(dom_state(dom, before), ==, BACKEND_DOMAIN_RUNNING);
+    CHECK_OK(backend_domain_destroy(be, dom));
+    CHECK(wait_events("drift", "DomainStoppedUnexpectedly"));
+    CHECK(wait_dom_state(dom, BACKEND_DOMAIN_RUNNING));
+    char after[BACKEND_UUID_MAX];
+    dom_state(dom, after);
+    CHECK_STR(after, before);
+}
+
+static void delete_cleans_up(void)
+{
+    setup();
+    _cleanup_free_ char *uid = create("gone", "small", "cirros", NULL);
+    bind("gone", uid);
+    json_decref(wait_phase("gone", "Running"));
+    _cleanup_free_ char *dom = domain_of("gone", uid);
+    json_t *o = NULL;
+    rpc_status st;
+    CHECK_OK(fx_delete(fx, "Instance", NS, "gone", &o, &st));
+    json_decref(o);
+    wait_phase("gone", NULL);
+    CHECK_INT(dom_state(dom, NULL), ==, -ENOENT);
+    CHECK_INT(count_disks(uid), ==, 0);
+    _cleanup_free_ char *files = fmt("%s/nodes/" NODE "/instances/%s", state_dir, uid);
+    CHECK(access(files, F_OK) != 0);
+}
+
+static void restart_adopts(void)
+{
+    setup();
+    _cleanup_free_ char *uid = create("keep", "small", "cirros", NULL);
+    bind("keep", uid);
+    json_t *o = wait_phase("keep", "Running");
+    _cleanup_free_ char *rv = xstrdup(str(o, "metadata.resourceVersion"));
+    json_decref(o);
+    _cleanup_free_ char *dom = domain_of("keep", uid);
+    char before[BACKEND_UUID_MAX];
+    CHECK_INT(dom_state(dom, before), ==, BACKEND_DOMAIN_RUNNING);
+    size_t doms = count_domains();
+    ag = agent_free(ag);
+    agent_start();
+    /* Give the new agent time to list, adopt and resync once. */
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    agent_stats s = {0};
+    while (now_monotonic() < deadline) {
+        agent_stats_read(ag, &s);
+        if (agent_node_synced(ag, 0) && s.reconciles >= 2)
+            break;
+        usleep(50000);
+    }
+    usleep(500000);
+    char after[BACKEND_UUID_MAX];
+    CHECK_INT(dom_state(dom, after), ==, BACKEND_DOMAIN_RUNNING);
+    CHECK_STR(after, before);
+    CHECK_INT(count_domains(), ==, doms);
+    o = wait_phase("keep", "Running");
+    /* Nothing to write: the adopted instance's status was already right. */
+    CHECK_STR(str(o, "metadata.resourceVersion"), rv);
+    json_decref(o);
+}
+
+static void interrupted_build_converges(void)
+{
+    setup();
+    _cleanup_free_ char *uid = create("crashy", "small", "cirros", NULL);
+    /* What an agent killed mid-build leaves: its disks (and the cached image). */
+    _cleanup_free_ char *root = fmt("%s-root.qcow2", uid);
+    _cleanup_free_ char *eph = fmt("%s-ephemeral0.qcow2", uid);
+    char *path = NULL;
+    backend_disk_request r1 = {.name = root, .size_bytes = 1ULL << 30};
+    CHECK_OK(backend_disk_create(be, &r1, &path));
+    free(path);
+    backend_disk_request r2 = {.name = eph, .size_bytes = 1ULL << 30};
+    CHECK_OK(backend_disk_create(be, &r2, &path));
+    free(path);
+    size_t doms = count_domains();
+    bind("crashy", uid);
+    json_decref(wait_phase("crashy", "Running"));
+    CHECK_INT(count_disks(uid), ==, 2);
+    CHECK_INT(count_domains(), ==, doms + 1);
+}
+
+static void claim_failure_unbinds(void)
+{
+    setup();
+    /* The Node says it has room (as a stale or wrong status would), the agent knows better. */
+    Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
+    req.kind = "Node";
+    req.name = NODE;
+    req.status_json = "{\"allocatable\":{\"vcpus\":64,\"memoryMiB\":65536,\"diskGiB\":1000}}";
+    Stratus__V1__ObjectResponse *rep = NULL;
+    rpc_status st;
+    CHECK_OK(rpc_client_update_status(fx->client, &req, RPC_T, &rep, &st));
+    rpc_message_free(rep);
+    _cleanup_free_ char *uid = create("big", "huge", "cirros", NULL);
+    bind("big", uid);
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    json_t *o = NULL;
+    while (now_monotonic() < deadline) {
+        json_decref(o);
+        o = get_inst("big", NULL);
+        if (o && json_array_size(api_json_lookup(o, "status.attempts")) > 0)
+            break;
+        usleep(50000);
+    }
+    json_t *at = json_array_get(api_json_lookup(o, "status.attempts"), 0);
+    CHECK(at);
+    CHECK_STR(str(at, "nodeName"), NODE);
+    CHECK_STR(str(at, "reason"), "InsufficientResources");
+    CHECK(strstr(str(at, "message") ?: "", "insufficient vcpus"));
+    CHECK_STR(str(o, "status.phase"), "Pending");
+    CHECK(!str(o, "spec.nodeName"));
+    json_decref(o);
+    CHECK_INT(count_disks(uid), ==, 0);
+    _cleanup_free_ char *dom = domain_of("big", uid);
+    CHECK_INT(dom_state(dom, NULL), ==, -ENOENT);
+    CHECK(wait_events("big", "InsufficientResources"));
+    /* Put the node's status back as the agent reports it. */
+    ag = agent_free(ag);
+    agent_start();
+}
+
+static void checksum_mismatch_fails(void)
+{
+    setup();
+    _cleanup_free_ char *uid = create("tamper", "small", "tampered", NULL);
+    bind("tamper", uid);
+    json_t *o = wait_phase("tamper", "Failed");
+    CHECK_STR(str(o, "status.reason"), "ImageChecksumMismatch");
+    CHECK(strstr(str(o, "status.message") ?: "", "sha256 mismatch"));
+    CHECK_STR(cond(o, "BlockDevicesReady"), "False");
+    json_decref(o);
+    _cleanup_free_ char *dom = domain_of("tamper", uid);
+    CHECK_INT(dom_state(dom, NULL), ==, -ENOENT);
+    CHECK_INT(count_disks(uid), ==, 0);
+    CHECK(wait_events("tamper", "ImageChecksumMismatch"));
+}
+
+static void orphans_removed(void)
+{
+    setup();
+    const char *uid = "11111111-2222-4333-8444-555555555555";
+    _cleanup_free_ char *dom = fmt(NS ".ghost.%s", uid);
+    _cleanup_free_ char *xml = fmt(
+        "<domain type='test'><name>%s</name><metadata><stratus:instance "
+        "xmlns:stratus='https://stratus.io/xmlns/instance/1' uid='%s' generation='1' "
+        "namespace='" NS "' name='ghost'/></metadata><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type>hvm</type></os></domain>",
+        dom, uid);
+    char uuid[BACKEND_UUID_MAX];
+    CHECK_OK(backend_domain_define(be, xml, uuid));
+    CHECK_OK(backend_domain_start(be, dom));
+    _cleanup_free_ char *disk = fmt("%s-root.qcow2", uid);
+    backend_disk_request d = {.name = disk, .size_bytes = 1ULL << 30};
+    char *path = NULL;
+    CHECK_OK(backend_disk_create(be, &d, &path));
+    free(path);
+    /* A domain Stratus did not make is none of its business. */
+    const char *foreign = "<domain type='test'><name>someone-elses</name><memory unit='MiB'>64"
+                          "</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>";
+    CHECK_OK(backend_domain_define(be, foreign, uuid));
+    agent_resync(ag);
+    CHECK(wait_dom_state(dom, -ENOENT));
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    while (count_disks(uid) != 0 && now_monotonic() < deadline)
+        usleep(50000);
+    CHECK_INT(count_disks(uid), ==, 0);
+    CHECK_INT(dom_state("someone-elses", NULL), ==, BACKEND_DOMAIN_SHUTOFF);
+    CHECK(wait_events("ghost", "OrphanRemoved"));
+    backend_domain_undefine(be, "someone-elses");
+}
+
+static void fencing(void)
+{
+    setup();
+    _cleanup_free_ char *uid = create("fenced", "small", "cirros", NULL);
+    bind("fenced", uid);
+    json_decref(wait_phase("fenced", "Running"));
+    _cleanup_free_ char *dom = domain_of("fenced", uid);
+    /* The apiserver goes away: no lease renewal for the fencing timeout. */
+    fx->srv = apiserver_free(fx->srv, 0);
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    while (!agent_node_fenced(ag, 0) && now_monotonic() < deadline)
+        usleep(50000);
+    CHECK(agent_node_fenced(ag, 0));
+    CHECK_INT(dom_state(dom, NULL), ==, BACKEND_DOMAIN_SHUTOFF);
+    apiserver_fixture_restart(fx);
+    deadline = now_monotonic() + TIMEOUT;
+    while (agent_node_fenced(ag, 0) && now_monotonic() < deadline)
+        usleep(50000);
+    CHECK(!agent_node_fenced(ag, 0));
+    CHECK(wait_dom_state(dom, BACKEND_DOMAIN_RUNNING));
+}
+
+/* One process, several hollow nodes, each with its own test driver host. */
+static void hollow_nodes(void)
+{
+    setup();
+    _cleanup_free_ char *dir = fmt("%s/hollow", state_dir);
+    agent_options o = {
+        .client = fx->client,
+        .hollow_nodes = 3,
+        .name_prefix = "hollow-",
+        .state_dir = dir,
+        .vcpus = 4,
+        .workers = 2,
+        .lease_ttl = 2 * USEC_PER_SEC,
+        .log = on_log,
+    };
+    agent *h = NULL;
+    if (agent_new(&o, &h) < 0)
+        check_fail(__FILE__, __LINE__, "agent_new: %s", backend_last_error());
+    CHECK_INT(agent_node_count(h), ==, 3);
+    CHECK_STR(agent_node_name(h, 2), "hollow-2");
+    json_t *n = NULL;
+    rpc_status st;
+    CHECK_OK(fx_get(fx, "Node", NULL, "hollow-2", &n, &st));
+    CHECK_STR(cond(n, "Ready"), "True");
+    CHECK_INT(json_integer_value(api_json_lookup(n, "status.capacity.vcpus")), ==, 4);
+    CHECK_STR(json_string_value(
+                  json_object_get(api_json_lookup(n, "metadata.labels"), "stratus.io/hollow")),
+              "true");
+    json_decref(n);
+    _cleanup_free_ char *uid = create("hol", "small", "cirros", NULL);
+    bind_to("hol", uid, "hollow-1");
+    json_decref(wait_phase("hol", "Running"));
+    _cleanup_free_ char *dom = domain_of("hol", uid);
+    backend_domain_state ds;
+    char uuid[BACKEND_UUID_MAX];
+    CHECK_OK(backend_domain_state_get(agent_node_backend(h, 1), dom, &ds, uuid));
+    CHECK_INT(ds, ==, BACKEND_DOMAIN_RUNNING);
+    CHECK_INT(backend_domain_state_get(agent_node_backend(h, 0), dom, &ds, uuid), ==, -ENOENT);
+    json_t *o2 = NULL;
+    CHECK_OK(fx_delete(fx, "Instance", NS, "hol", &o2, &st));
+    json_decref(o2);
+    wait_phase("hol", NULL);
+    CHECK_INT(backend_domain_state_get(agent_node_backend(h, 1), dom, &ds, uuid), ==, -ENOENT);
+    agent_free(h);
+}
+
+CHECK_MAIN(CASE(node_registered), CASE(bound_instance_runs), CASE(stop_and_start),
+           CASE(drift_corrected), CASE(delete_cleans_up), CASE(restart_adopts),
+           CASE(interrupted_build_converges), CASE(claim_failure_unbinds),
+           CASE(checksum_mismatch_fails), CASE(orphans_removed), CASE(hollow_nodes), CASE(fencing))
