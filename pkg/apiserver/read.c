@@ -118,8 +118,12 @@ void handle_list(worker *w, rpc_call *call, const ProtobufCMessage *request)
     bool more = true;
     char *last = NULL; /* last key read from etcd, owned by `after` */
     while (more && n_items < limit && bytes < LIST_PAGE_BYTES) {
+        /* Without selectors every key read is returned: read just what the page still needs,
+         * or the next page would read the rest again. With them, read ahead in chunks. */
+        bool filtering = ls->n_requirements > 0 || fs->n_requirements > 0;
+        int64_t chunk = filtering ? LIST_SCAN_CHUNK : (int64_t)(limit - n_items);
         store_range_opts o = {.key = prefix, .range_end = end, .after = after, .revision = rev,
-                              .limit = LIST_SCAN_CHUNK};
+                              .limit = chunk};
         _cleanup_(store_result_freep) store_result *r = NULL;
         int err = sx_range(w, &o, &r);
         if (err < 0) {

@@ -55,6 +55,8 @@ typedef struct watcher {
      * It never moves with deliveries: one transaction is many events at one revision. */
     int64_t skip_until;
     int64_t bookmark_rev;
+    uint64_t cursor; /* sequence number of the next ring event to offer */
+    bool live;       /* caught up: gets events as they come; else catches up from the ring */
     bool cancelled; /* set by gRPC's cancel callback; under wc->lock */
     struct watchcache *srv_wc;
 } watcher;
@@ -78,6 +80,8 @@ struct watchcache {
     /* owned by the cache's thread */
     wc_event *ring;
     size_t cap, first, count;
+    uint64_t first_seq; /* sequence number of ring[first]; events are numbered as they come */
+    ev_timer catchup;   /* runs while some watcher is catching up */
     int64_t base, head;
     watcher *active;
     char *prefix_end;
@@ -155,15 +159,73 @@ static int deliver(wc_event *ev, watcher *w)
     return type < 0 ? 0 : send_event(ev, type, w);
 }
 
-static void fan_out(watchcache *wc, wc_event *ev)
+#define CATCHUP_MARGIN 64 /* leave room in a stream's queue for what comes live meanwhile */
+
+static wc_event *ring_at(watchcache *wc, uint64_t seq)
+{
+    return &wc->ring[(wc->first + (size_t)(seq - wc->first_seq)) % wc->cap];
+}
+
+/* Offers a watcher the ring's events from its cursor on, as fast as its stream drains. Returns
+ * < 0 when it must go; leaves it not live when its queue is full (the timer comes back). */
+static int catch_up(watchcache *wc, watcher *w)
+{
+    uint64_t end = wc->first_seq + wc->count;
+    while (w->cursor < end) {
+        if (rpc_stream_room(w->call) < CATCHUP_MARGIN)
+            return 0;
+        if (deliver(ring_at(wc, w->cursor), w) < 0)
+            return -1;
+        w->cursor++;
+    }
+    w->live = true;
+    return 0;
+}
+
+static void catchup_needed(watchcache *wc)
+{
+    if (!ev_is_active(&wc->catchup))
+        ev_timer_again(wc->loop, &wc->catchup);
+}
+
+static void catchup_fired(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    watchcache *wc = t->data;
+    bool behind = false;
+    watcher **pp = &wc->active;
+    while (*pp) {
+        watcher *w = *pp;
+        if (!w->live && catch_up(wc, w) < 0) {
+            *pp = w->next;
+            watcher_end(wc, w, RPC_CODE_RELIST, "the watch fell behind; list again and re-watch");
+            continue;
+        }
+        behind |= !w->live;
+        pp = &w->next;
+    }
+    if (!behind)
+        ev_timer_stop(loop, t);
+}
+
+/* A new event (the newest in the ring, numbered seq) to every live watcher. A watcher whose
+ * queue is full is not dropped: it falls back to catching up from the ring, and is told to relist
+ * only if the ring moves past it — so a slow client costs the shared ring, never its own copy. */
+static void fan_out(watchcache *wc, wc_event *ev, uint64_t seq)
 {
     watcher **pp = &wc->active;
     while (*pp) {
         watcher *w = *pp;
-        if (deliver(ev, w) < 0) {
-            *pp = w->next;
-            watcher_end(wc, w, RPC_CODE_RELIST, "the watch fell behind; list again and re-watch");
-            continue;
+        if (w->live) {
+            if (rpc_stream_room(w->call) == 0) {
+                w->live = false;
+                w->cursor = seq;
+                catchup_needed(wc);
+            } else if (deliver(ev, w) < 0) {
+                *pp = w->next;
+                watcher_end(wc, w, RPC_CODE_RELIST, "the watch fell behind; list again and re-watch");
+                continue;
+            } else
+                w->cursor = seq + 1;
         }
         pp = &w->next;
     }
@@ -211,16 +273,29 @@ static const api_kind_info *key_kind(const char *key, char **ret_ns)
 static void ring_push(watchcache *wc, wc_event *ev)
 {
     if (wc->count == wc->cap) {
+        /* whoever still needs the oldest event can no longer be caught up */
+        watcher **pp = &wc->active;
+        while (*pp) {
+            watcher *w = *pp;
+            if (!w->live && w->cursor <= wc->first_seq) {
+                *pp = w->next;
+                watcher_end(wc, w, RPC_CODE_RELIST,
+                            "the watch fell behind the apiserver's watch cache; list again and re-watch");
+                continue;
+            }
+            pp = &w->next;
+        }
         wc_event *old = &wc->ring[wc->first];
         wc->base = old->rev; /* events after it stay complete */
         event_clear(old);
         wc->first = (wc->first + 1) % wc->cap;
+        wc->first_seq++;
         wc->count--;
     }
     size_t at = (wc->first + wc->count) % wc->cap;
     wc->ring[at] = *ev;
     wc->count++;
-    fan_out(wc, &wc->ring[at]);
+    fan_out(wc, &wc->ring[at], wc->first_seq + wc->count - 1);
 }
 
 static void start_watch(watchcache *wc, int64_t from);
@@ -302,6 +377,7 @@ static void rewatch_fired(struct ev_loop *loop, ev_timer *t, int revents)
     for (; wc->count > 0; wc->count--) {
         event_clear(&wc->ring[wc->first]);
         wc->first = (wc->first + 1) % wc->cap;
+        wc->first_seq++;
     }
     start_watch(wc, rev + 1);
 }
@@ -321,11 +397,15 @@ static void watcher_start(watchcache *wc, watcher *w)
         return;
     } else
         w->skip_until = w->from_rev;
-    for (size_t i = 0; i < wc->count; i++)
-        if (deliver(&wc->ring[(wc->first + i) % wc->cap], w) < 0) {
-            watcher_end(wc, w, RPC_CODE_RELIST, "the watch fell behind; list again and re-watch");
-            return;
-        }
+    /* Replayed from the ring at the pace the client reads, then live. */
+    w->cursor = wc->first_seq;
+    w->live = false;
+    if (catch_up(wc, w) < 0) {
+        watcher_end(wc, w, RPC_CODE_RELIST, "the watch fell behind; list again and re-watch");
+        return;
+    }
+    if (!w->live)
+        catchup_needed(wc);
     w->next = wc->active;
     wc->active = w;
 }
@@ -434,6 +514,9 @@ int watchcache_new(apiserver *srv, watchcache **ret)
     ev_timer_init(&wc->bookmark_timer, bookmark_fired, every, every);
     wc->bookmark_timer.data = wc;
     ev_timer_start(wc->loop, &wc->bookmark_timer);
+    ev_init(&wc->catchup, catchup_fired);
+    wc->catchup.repeat = 0.002;
+    wc->catchup.data = wc;
     ev_init(&wc->rewatch_timer, rewatch_fired);
     wc->rewatch_timer.data = wc;
     start_watch(wc, rev + 1);

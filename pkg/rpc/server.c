@@ -438,6 +438,17 @@ int rpc_stream_send_encoded(rpc_call *call, const rpc_encoded *e)
     return r;
 }
 
+size_t rpc_stream_room(rpc_call *call)
+{
+    pthread_mutex_lock(&call->lock);
+    size_t room = 0;
+    if (!call->owner_done && !call->cancelled && !call->server_ended && !call->status_started &&
+        call->gcall)
+        room = call->queue_len >= call->queue_max ? 0 : call->queue_max - call->queue_len;
+    pthread_mutex_unlock(&call->lock);
+    return room;
+}
+
 int rpc_stream_send(rpc_call *call, const ProtobufCMessage *msg)
 {
     rpc_encoded *e;

@@ -95,6 +95,9 @@ int rpc_call_reply(rpc_call *call, rpc_code code, const char *message,
  * -EINVAL for a message of the wrong type or a non-streaming call. Any thread, while the handler
  * owns the call; one thread at a time per call keeps the order. */
 int rpc_stream_send(rpc_call *call, const ProtobufCMessage *msg);
+/* How many more messages rpc_stream_send would queue now without ending the stream (0 once the
+ * call is cancelled or ended), so a producer can go at the client's pace. Any thread. */
+size_t rpc_stream_room(rpc_call *call);
 /* The same with a message encoded once for many streams; e is not consumed. */
 int rpc_stream_send_encoded(rpc_call *call, const rpc_encoded *e);
 /* Ends a streaming call with a status after the queued messages have been sent. Consumes the

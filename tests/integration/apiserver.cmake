@@ -12,3 +12,6 @@ endif()
 
 stratus_test(test-apiserver-compact LABEL integration SOURCES integration/test-apiserver-compact.c
              LIBS stratus_apiserver_fixture stratus_apiserver TIMEOUT 120)
+
+stratus_test(test-apiserver-replay LABEL integration SOURCES integration/test-apiserver-replay.c
+             LIBS stratus_apiserver_fixture stratus_apiserver TIMEOUT 300)
