@@ -32,6 +32,15 @@ bench: deps
 	$(MAKE) build
 	./bench/run-all.sh $(BUILD)
 
+# A local cluster (docs/local-cluster.md): etcd, apiserver, scheduler, three hollow nodes and,
+# as root with libvirt + qemu, one real node; the demo applied and Running. State in _local/.
+up: deps
+	$(MAKE) build
+	./tools/local-cluster.sh up
+
+down:
+	./tools/local-cluster.sh down
+
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
 

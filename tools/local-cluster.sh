@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# A kind-like local Stratus cluster: etcd, the apiserver, the scheduler and node agents (hollow
+# nodes on libvirt's test driver), all on loopback, with every file under _local/ in the
+# checkout. `up` is safe to run twice; `down` stops everything it started and removes _local/
+# and the client config it wrote. See docs/local-cluster.md.
+#
+#   tools/local-cluster.sh up|down|status
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+state=$top/_local
+bin=${STRATUS_BIN:-$top/build/bin}
+nodes=${STRATUS_NODES:-3}
+config_dir=${HOME:-/root}/.stratus
+config=$config_dir/config
+marker='"writtenBy":"stratus make up"'
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+free_port() {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # port what pidfile
+    local port=$1 what=$2 pidfile=$3
+    for _ in $(seq 1 200); do
+        if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            die "$what exited during start-up; see $state/logs/"
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    die "$what did not listen on port $port; see $state/logs/"
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start() { # name pidfile logfile command...
+    local name=$1 pidfile=$2 log=$3
+    shift 3
+    if alive "$pidfile"; then
+        return 0
+    fi
+    setsid "$@" >>"$log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+}
+
+stop_pid() { # pidfile
+    local pidfile=$1 pid
+    [ -f "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
+cmd_up() {
+    [ -x "$bin/stratus-apiserver" ] || die "build first: make build (no $bin/stratus-apiserver)"
+    mkdir -p "$state"/{etcd,logs,run,nodes}
+    if [ ! -f "$state/ports" ]; then
+        printf 'ETCD=%s\nPEER=%s\nAPI=%s\n' "$(free_port)" "$(free_port)" "$(free_port)" >"$state/ports"
+    fi
+    # shellcheck disable=SC1091
+    . "$state/ports"
+    local etcd_url=http://127.0.0.1:$ETCD peer_url=http://127.0.0.1:$PEER server=127.0.0.1:$API
+
+    start etcd "$state/run/etcd.pid" "$state/logs/etcd.log" \
+        etcd --name local --data-dir "$state/etcd" --listen-client-urls "$etcd_url" \
+        --advertise-client-urls "$etcd_url" --listen-peer-urls "$peer_url" \
+        --initial-advertise-peer-urls "$peer_url" --initial-cluster "local=$peer_url" \
+        --log-level warn
+    wait_port "$ETCD" etcd "$state/run/etcd.pid"
+
+    start apiserver "$state/run/apiserver.pid" "$state/logs/apiserver.log" \
+        "$bin/stratus-apiserver" --listen "$server" --etcd "$etcd_url"
+    wait_port "$API" stratus-apiserver "$state/run/apiserver.pid"
+
+    start scheduler "$state/run/scheduler.pid" "$state/logs/scheduler.log" \
+        "$bin/stratus-scheduler" --server "$server"
+
+    if [ -x "$bin/stratus-node-agent" ]; then
+        local zones=(az-1 az-2 az-3) i
+        for i in $(seq 1 "$nodes"); do
+            local name=hollow-$i zone=${zones[$(((i - 1) % 3))]}
+            start "agent-$name" "$state/run/agent-$name.pid" "$state/logs/agent-$name.log" \
+                "$bin/stratus-node-agent" --server "$server" --node-name "$name" \
+                --backend test --zone "$zone" --vcpus $((8 * i)) --memory-mib $((16384 * i)) \
+                --disk-gib $((200 * i)) --state-dir "$state/nodes/$name"
+        done
+    fi
+
+    if real_node_possible; then
+        real_node_up "$server"
+    fi
+
+    mkdir -p "$config_dir"
+    if [ ! -f "$config" ] || grep -q "$marker" "$config"; then
+        printf '{"server":"%s",%s}\n' "$server" "$marker" >"$config"
+    else
+        say "note: $config exists and was not written by make up; use --server $server"
+    fi
+
+    demo_apply "$server"
+    say ""
+    say "Stratus is up: apiserver $server, etcd $etcd_url, state and logs in _local/"
+    say ""
+    "$bin/stratusctl" --server "$server" get nodes || true
+    say ""
+    "$bin/stratusctl" --server "$server" get instances -o wide || true
+    if [ -f "$state/run/agent-real-1.pid" ]; then
+        say ""
+        say "The real guest's serial console (stratusctl console instance/guest-1):"
+        "$bin/stratusctl" --server "$server" console instance/guest-1 | grep -E 'STRATUS-GUEST-OK' || true
+    fi
+    cat <<EOF
+
+Try next (stratusctl finds the cluster through ~/.stratus/config):
+  export PATH=\$PWD/build/bin:\$PATH
+  stratusctl get instances -o wide          # where everything runs, with addresses
+  stratusctl describe instance web-1        # conditions, the build timeline, events
+  stratusctl apply -f manifests/            # the example objects of every kind
+  stratusctl get instances -w               # watch changes as they happen
+  make down                                 # stop everything and remove _local/
+EOF
+}
+
+# ---- the demo: images that exist on this machine, with their real sha256
+
+demo_apply() { # server
+    local server=$1 demo=$state/demo
+    local ctl=("$bin/stratusctl" --server "$server")
+    mkdir -p "$demo" "$state/images"
+    if [ ! -f "$state/images/demo.qcow2" ]; then
+        qemu-img create -q -f qcow2 "$state/images/demo.qcow2" 64M
+    fi
+    local sum
+    sum=$(sha256sum "$state/images/demo.qcow2" | cut -d' ' -f1)
+    cat >"$demo/10-base.json" <<EOF
+{"apiVersion":"stratus/v1","kind":"List","items":[
+ {"apiVersion":"stratus/v1","kind":"Image","metadata":{"name":"demo-disk"},
+  "spec":{"source":{"url":"file://$state/images/demo.qcow2","sha256":"$sum","format":"qcow2"}}},
+ {"apiVersion":"stratus/v1","kind":"Network","metadata":{"name":"demo"},
+  "spec":{"cidr":"10.99.0.0/24"}}]}
+EOF
+    local items="" i
+    for i in 1 2 3; do
+        items="$items${items:+,}{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":\"web-$i\",\"labels\":{\"app\":\"web\"}},\"spec\":{\"flavor\":\"m1.tiny\",\"image\":\"demo-disk\",\"networks\":[{\"network\":\"demo\"}],\"availabilityZone\":\"az-$i\"}}"
+    done
+    printf '{"apiVersion":"stratus/v1","kind":"List","items":[%s]}\n' "$items" >"$demo/20-instances.json"
+    "${ctl[@]}" apply -f "$top/manifests/flavors.json" -f "$demo/10-base.json" -f "$demo/20-instances.json"
+    local waits=(instance/web-1 instance/web-2 instance/web-3)
+    if [ -f "$state/run/agent-real-1.pid" ] && [ -f "$state/guest/vmlinuz" ]; then
+        local k i2
+        k=$(sha256sum "$state/guest/vmlinuz" | cut -d' ' -f1)
+        i2=$(sha256sum "$state/guest/initrd.img" | cut -d' ' -f1)
+        cat >"$demo/30-guest.json" <<EOF
+{"apiVersion":"stratus/v1","kind":"List","items":[
+ {"apiVersion":"stratus/v1","kind":"Image","metadata":{"name":"stratus-guest"},
+  "spec":{"kernel":{"url":"file://$state/guest/vmlinuz","sha256":"$k"},
+          "initrd":{"url":"file://$state/guest/initrd.img","sha256":"$i2"},
+          "cmdline":"console=ttyS0","properties":{"architecture":"x86_64"}}},
+ {"apiVersion":"stratus/v1","kind":"Instance","metadata":{"name":"guest-1"},
+  "spec":{"flavor":"m1.tiny","image":"stratus-guest","networks":[{"network":"demo"}],
+          "availabilityZone":"az-real"}}]}
+EOF
+        "${ctl[@]}" apply -f "$demo/30-guest.json"
+        waits+=(instance/guest-1)
+    fi
+    local w
+    for w in "${waits[@]}"; do
+        "${ctl[@]}" wait "$w" --for=phase=Running --timeout=180s ||
+            say "warning: $w is not Running yet (stratusctl describe $w)"
+    done
+    if [ -f "$demo/30-guest.json" ]; then
+        local _
+        for _ in $(seq 1 120); do
+            "${ctl[@]}" console instance/guest-1 2>/dev/null | grep -q STRATUS-GUEST-OK && break
+            sleep 1
+        done
+    fi
+}
+
+# ---- the real node: libvirtd + qemu (TCG), when this host can run them
+
+real_node_possible() {
+    [ "${STRATUS_REAL_NODE:-1}" = 1 ] && [ "$(id -u)" = 0 ] && [ -x /usr/sbin/libvirtd ] &&
+        [ -x /usr/bin/qemu-system-x86_64 ] && command -v iptables >/dev/null
+}
+
+real_node_up() { # server
+    "$top/tools/libvirt-host-setup.sh"
+    if ! pgrep -x virtlogd >/dev/null; then
+        virtlogd -d && touch "$state/run/started-virtlogd"
+    fi
+    if ! pgrep -x libvirtd >/dev/null; then
+        libvirtd -d && touch "$state/run/started-libvirtd"
+    fi
+    local _
+    for _ in $(seq 1 100); do
+        virsh -q -c qemu:///system version >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    if [ ! -f "$state/guest/vmlinuz" ]; then
+        "$top/tools/build-guest-image.sh" "$state/guest" >>"$state/logs/guest-image.log" 2>&1 || {
+            say "note: could not build the guest image (_local/logs/guest-image.log): no real node"
+            return 0
+        }
+    fi
+    start agent-real-1 "$state/run/agent-real-1.pid" "$state/logs/agent-real-1.log" \
+        "$bin/stratus-node-agent" --server "$1" --node-name real-1 --backend qemu:///system \
+        --zone az-real --state-dir "$state/nodes/real-1"
+}
+
+real_node_down() {
+    # The agent removed its domains and disks when the instances were deleted; what a crash
+    # may have left is removed by name.
+    local d n p
+    for d in $(virsh -q -c qemu:///system list --all --name 2>/dev/null | grep '^stratus-' || true); do
+        virsh -q -c qemu:///system destroy "$d" >/dev/null 2>&1 || true
+        virsh -q -c qemu:///system undefine "$d" >/dev/null 2>&1 || true
+    done
+    for n in $(virsh -q -c qemu:///system net-list --all --name 2>/dev/null | grep '^stratus-' || true); do
+        virsh -q -c qemu:///system net-destroy "$n" >/dev/null 2>&1 || true
+        virsh -q -c qemu:///system net-undefine "$n" >/dev/null 2>&1 || true
+    done
+    for p in $(virsh -q -c qemu:///system pool-list --all --name 2>/dev/null | grep '^stratus' || true); do
+        virsh -q -c qemu:///system pool-destroy "$p" >/dev/null 2>&1 || true
+        virsh -q -c qemu:///system pool-undefine "$p" >/dev/null 2>&1 || true
+    done
+    if [ -f "$state/run/started-libvirtd" ]; then
+        pkill -x libvirtd || true
+    fi
+    if [ -f "$state/run/started-virtlogd" ]; then
+        pkill -x virtlogd || true
+    fi
+}
+
+
+cmd_down() {
+    local pidfile
+    if [ -f "$state/ports" ] && [ -f "$state/run/apiserver.pid" ] && alive "$state/run/apiserver.pid"; then
+        # delete the instances first, so the agents clean up their domains and disks
+        # shellcheck disable=SC1091
+        . "$state/ports"
+        local f
+        for f in "$state"/demo/20-instances.json "$state"/demo/30-guest.json; do
+            [ -f "$f" ] && "$bin/stratusctl" --server "127.0.0.1:$API" delete -f "$f" \
+                --ignore-not-found --wait=90s >/dev/null 2>&1 || true
+        done
+    fi
+    for pidfile in "$state"/run/agent-*.pid; do
+        [ -e "$pidfile" ] && stop_pid "$pidfile"
+    done
+    stop_pid "$state/run/scheduler.pid"
+    stop_pid "$state/run/apiserver.pid"
+    stop_pid "$state/run/etcd.pid"
+    if [ -d "$state/run" ] && [ -x /usr/bin/virsh ] && [ "$(id -u)" = 0 ]; then
+        real_node_down
+    fi
+    if [ -f "$config" ] && grep -q "$marker" "$config"; then
+        rm -f "$config"
+        rmdir "$config_dir" 2>/dev/null || true
+    fi
+    rm -rf "$state"
+    say "Stratus is down: processes stopped, _local/ removed"
+}
+
+cmd_status() {
+    local pidfile
+    for pidfile in "$state"/run/*.pid; do
+        [ -e "$pidfile" ] || { say "not running"; return 0; }
+        if alive "$pidfile"; then
+            say "$(basename "$pidfile" .pid): running (pid $(cat "$pidfile"))"
+        else
+            say "$(basename "$pidfile" .pid): dead (see _local/logs/)"
+        fi
+    done
+}
+
+case "${1:-}" in
+up) cmd_up ;;
+down) cmd_down ;;
+status) cmd_status ;;
+*) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
