@@ -104,8 +104,11 @@ int ctl_cmd_console(ctl *c, char **args, size_t n)
         return ctl_rpc_error(c, &st, NULL);
     const char *log = json_string_value(api_json_lookup(obj, "status.consoleLog"));
     if (log) {
+        /* a serial port ends lines with \r\n: print them as a terminal would show them */
         size_t len = strlen(log);
-        fwrite(log, 1, len, stdout);
+        for (size_t i = 0; i < len; i++)
+            if (log[i] != '\r' || (i + 1 < len && log[i + 1] != '\n'))
+                putchar(log[i]);
         if (len && log[len - 1] != '\n')
             putchar('\n');
     } else {

@@ -99,7 +99,7 @@ size_t status_timeline_begin(json_t *status, const char *step, usec_t now)
         json_array_remove(t, 0);
     char ts[TIMESTAMP_MAX];
     json_array_append_new(
-        t, json_pack("{s:s,s:s}", "step", step, "startTime", timestamp_format(now, ts)));
+        t, json_pack("{s:s,s:s}", "step", step, "startTime", timestamp_format_ms(now, ts)));
     return json_array_size(t) - 1;
 }
 
@@ -109,7 +109,7 @@ void status_timeline_end(json_t *status, size_t idx, bool succeeded, usec_t now)
     if (!e)
         return;
     char ts[TIMESTAMP_MAX];
-    json_object_set_new(e, "endTime", json_string(timestamp_format(now, ts)));
+    json_object_set_new(e, "endTime", json_string(timestamp_format_ms(now, ts)));
     json_object_set_new(e, "result", json_string(succeeded ? "Succeeded" : "Failed"));
 }
 

@@ -33,6 +33,16 @@ char *timestamp_format(usec_t t, char out[static TIMESTAMP_MAX])
     return out;
 }
 
+char *timestamp_format_ms(usec_t t, char out[static TIMESTAMP_MAX])
+{
+    time_t sec = (time_t)(t / USEC_PER_SEC);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(out, TIMESTAMP_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, TIMESTAMP_MAX - n, ".%03uZ", (unsigned)(t % USEC_PER_SEC / 1000));
+    return out;
+}
+
 int timestamp_parse(const char *s, usec_t *ret)
 {
     struct tm tm = {0};

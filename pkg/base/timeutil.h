@@ -17,6 +17,9 @@ usec_t now_realtime(void);
  * must hold at least TIMESTAMP_MAX bytes. Returns out. */
 #define TIMESTAMP_MAX 32
 char *timestamp_format(usec_t t, char out[static TIMESTAMP_MAX]);
+/* The same with milliseconds ("2026-11-22T02:31:00.123Z"), for durations that matter below a
+ * second (build steps). */
+char *timestamp_format_ms(usec_t t, char out[static TIMESTAMP_MAX]);
 /* Parses an RFC 3339 UTC timestamp ("...Z" with optional fraction). Returns 0 or -EINVAL. */
 int timestamp_parse(const char *s, usec_t *ret);
 /* Parses "250ms", "30s", "5m", "2h", "1h30m", or a bare number of seconds. Returns 0 or -EINVAL

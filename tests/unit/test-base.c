@@ -100,6 +100,9 @@ static void timestamps_round_trip(void)
     CHECK_INT(back, ==, t);
     CHECK_OK(timestamp_parse("2026-11-28T02:31:00.5Z", &back));
     CHECK_INT(back, ==, t + USEC_PER_SEC / 2);
+    CHECK_STR(timestamp_format_ms(t + 123456, out), "2026-11-28T02:31:00.123Z");
+    CHECK_OK(timestamp_parse(out, &back));
+    CHECK_INT(back, ==, t + 123000);
     CHECK_INT(timestamp_parse("2026-11-28 23:11:00", &back), ==, -EINVAL);
     CHECK_INT(timestamp_parse("2026-11-28T02:31:00+01:00", &back), ==, -EINVAL);
 }
