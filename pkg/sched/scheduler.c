@@ -193,25 +193,26 @@ static void cluster_shrunk(informer *inf, const char *key, json_t *obj, void *ud
 typedef struct snapshot {
     sched_node *nodes;
     size_t n;
-    json_t **instances;
-    size_t n_instances;
     json_t **node_objs;
+    json_t *index;  /* node name → its index */
+    json_t *images; /* node index (as text) → {image name: true}: warm image caches */
+    json_t *groups; /* "ns/group" → {node index (as text): members there, "": placed in all} */
 } snapshot;
 
 static void snapshot_free(snapshot *sn)
 {
-    informer_items_free(sn->instances, sn->n_instances);
     informer_items_free(sn->node_objs, sn->n);
     free(sn->nodes);
+    json_decref(sn->index);
+    json_decref(sn->images);
+    json_decref(sn->groups);
     *sn = (snapshot){0};
 }
 
 static int node_index(const snapshot *sn, const char *name)
 {
-    for (size_t i = 0; i < sn->n; i++)
-        if (streq(sn->nodes[i].name, name))
-            return (int)i;
-    return -1;
+    json_t *i = name ? json_object_get(sn->index, name) : NULL;
+    return i ? (int)json_integer_value(i) : -1;
 }
 
 static int flavor_resources(scheduler *s, const char *name, api_resources *ret)
@@ -224,63 +225,111 @@ static int flavor_resources(scheduler *s, const char *name, api_resources *ret)
     return 0;
 }
 
+static void counter_add(json_t *o, const char *key, json_int_t by)
+{
+    json_t *v = json_object_get(o, key);
+    if (v)
+        json_integer_set(v, json_integer_value(v) + by);
+    else
+        json_object_set_new(o, key, json_integer(by));
+}
+
+/* Counts an instance (bound, or just placed in this batch) on node ni: its claim, its image,
+ * its server-group membership. */
+static void snapshot_place(snapshot *sn, int ni, const json_t *inst, const api_resources *need)
+{
+    for (api_resource r = 0; r < _API_RESOURCE_MAX; r++)
+        sn->nodes[ni].used.amount[r] += need->amount[r];
+    sn->nodes[ni].n_instances++;
+    char idx[16];
+    snprintf(idx, sizeof(idx), "%d", ni);
+    const char *image = str_at(inst, "spec.image");
+    if (image) {
+        json_t *set = json_object_get(sn->images, idx);
+        if (!set)
+            json_object_set_new(sn->images, idx, set = json_object());
+        json_object_set_new(set, image, json_true());
+    }
+    const char *group = str_at(inst, "spec.serverGroup");
+    if (group) {
+        char gkey[600];
+        snprintf(gkey, sizeof(gkey), "%s/%s", api_object_namespace(inst), group);
+        json_t *g = json_object_get(sn->groups, gkey);
+        if (!g)
+            json_object_set_new(sn->groups, gkey, g = json_object());
+        counter_add(g, idx, 1);
+        counter_add(g, "", 1);
+    }
+}
+
 static void snapshot_take(scheduler *s, snapshot *sn)
 {
     *sn = (snapshot){0};
+    sn->index = json_object();
+    sn->images = json_object();
+    sn->groups = json_object();
     informer_list(s->inf[INF_NODES], &sn->node_objs, &sn->n);
-    informer_list(s->inf[INF_INSTANCES], &sn->instances, &sn->n_instances);
     sn->nodes = xnew(sched_node, sn->n);
     for (size_t i = 0; i < sn->n; i++) {
         sched_node *n = &sn->nodes[i];
         n->obj = sn->node_objs[i];
         n->name = api_object_name(n->obj);
+        if (n->name)
+            json_object_set_new(sn->index, n->name, json_integer((json_int_t)i));
         api_node_capacity_of(n->obj, &n->cap);
         json_t *lease = informer_get(s->inf[INF_LEASES], n->name);
         n->lease_alive = lease != NULL;
         json_decref(lease);
         n->recent_failures = (unsigned)json_integer_value(json_object_get(s->failures, n->name));
     }
-    for (size_t i = 0; i < sn->n_instances; i++) {
-        const json_t *inst = sn->instances[i];
+    json_t **instances = NULL;
+    size_t n_instances = 0;
+    informer_list(s->inf[INF_INSTANCES], &instances, &n_instances);
+    json_t *claims = json_object(); /* flavor name → looked up once */
+    for (size_t i = 0; i < n_instances; i++) {
+        const json_t *inst = instances[i];
         if (!is_bound(inst))
             continue;
         int ni = node_index(sn, str_at(inst, "spec.nodeName"));
-        api_resources need;
-        if (ni < 0 || flavor_resources(s, str_at(inst, "spec.flavor"), &need) < 0)
+        const char *flavor = str_at(inst, "spec.flavor");
+        if (ni < 0 || !flavor)
             continue;
-        for (api_resource r = 0; r < _API_RESOURCE_MAX; r++)
-            sn->nodes[ni].used.amount[r] += need.amount[r];
-        sn->nodes[ni].n_instances++;
+        api_resources need;
+        json_t *c = json_object_get(claims, flavor);
+        if (c) {
+            for (api_resource r = 0; r < _API_RESOURCE_MAX; r++)
+                need.amount[r] = json_integer_value(json_array_get(c, r));
+        } else {
+            if (flavor_resources(s, flavor, &need) < 0)
+                continue;
+            json_object_set_new(claims, flavor, json_pack("[I,I,I]", (json_int_t)need.amount[0],
+                                                          (json_int_t)need.amount[1],
+                                                          (json_int_t)need.amount[2]));
+        }
+        snapshot_place(sn, ni, inst, &need);
     }
+    json_decref(claims);
+    informer_items_free(instances, n_instances);
 }
 
 /* Per request: where the instance's server group already is, and where its image runs. */
 static void snapshot_for(scheduler *s, snapshot *sn, const json_t *inst, sched_request *r)
 {
-    const char *ns = api_object_namespace(inst);
     const char *group = str_at(inst, "spec.serverGroup");
     const char *image = str_at(inst, "spec.image");
-    for (size_t i = 0; i < sn->n; i++) {
-        sn->nodes[i].group_members = 0;
-        sn->nodes[i].image_here = false;
+    json_t *g = NULL;
+    if (group) {
+        char gkey[600];
+        snprintf(gkey, sizeof(gkey), "%s/%s", api_object_namespace(inst), group);
+        g = json_object_get(sn->groups, gkey);
     }
-    r->group_placed = 0;
-    for (size_t i = 0; i < sn->n_instances; i++) {
-        const json_t *o = sn->instances[i];
-        if (!is_bound(o))
-            continue;
-        int ni = node_index(sn, str_at(o, "spec.nodeName"));
-        if (ni < 0)
-            continue;
-        const char *g = str_at(o, "spec.serverGroup");
-        const char *ons = api_object_namespace(o);
-        if (group && g && streq(g, group) && ons && ns && streq(ons, ns)) {
-            sn->nodes[ni].group_members++;
-            r->group_placed++;
-        }
-        const char *im = str_at(o, "spec.image");
-        if (image && im && streq(im, image))
-            sn->nodes[ni].image_here = true;
+    r->group_placed = (size_t)json_integer_value(json_object_get(g, ""));
+    for (size_t i = 0; i < sn->n; i++) {
+        char idx[24];
+        snprintf(idx, sizeof(idx), "%zu", i);
+        sn->nodes[i].group_members = (size_t)json_integer_value(json_object_get(g, idx));
+        sn->nodes[i].image_here =
+            image && json_object_get(json_object_get(sn->images, idx), image) != NULL;
     }
 }
 
@@ -539,17 +588,8 @@ static size_t schedule_batch(scheduler *s)
                 sched_explain(&v, message, sizeof(message));
         }
         if (chosen >= 0) {
-            /* later picks in this batch see this one */
-            for (api_resource res = 0; res < _API_RESOURCE_MAX; res++)
-                sn.nodes[chosen].used.amount[res] += r.need.amount[res];
-            sn.nodes[chosen].n_instances++;
-            json_t *bound = json_deep_copy(inst);
-            json_object_set_new(json_object_get(bound, "spec"), "nodeName",
-                                json_string(sn.nodes[chosen].name));
-            json_object_set_new(bound, "status", json_pack("{s:s}", "phase", "Scheduled"));
-            /* keep the group/image views of the rest of the batch right */
-            sn.instances = xrealloc(sn.instances, (sn.n_instances + 1) * sizeof(json_t *));
-            sn.instances[sn.n_instances++] = bound;
+            /* later picks in this batch see this one: claim, image, group */
+            snapshot_place(&sn, chosen, inst, &r.need);
             picks[n_picks++] = (pick){.key = key, .inst = inst, .node = chosen};
         } else {
             report_unschedulable(s, key, inst, message);
