@@ -10,6 +10,7 @@
 
 #include "apiserver/apiserver.h"
 #include "base/alloc.h"
+#include "base/flags.h"
 #include "base/log.h"
 
 static void usage(FILE *f)
@@ -32,24 +33,12 @@ static void usage(FILE *f)
             "  --version, --help\n");
 }
 
-static int parse_size(const char *flag, const char *v, size_t *ret)
+static int parse_size(const char *flag, const char *v, long long max, size_t *ret)
 {
-    char *end;
-    long long n = strtoll(v, &end, 10);
-    if (*end || n <= 0) {
-        log_error("%s: \"%s\" is not a positive number", flag, v);
+    long long n;
+    if (flag_count(flag, v, max, &n) < 0)
         return -1;
-    }
     *ret = (size_t)n;
-    return 0;
-}
-
-static int parse_dur(const char *flag, const char *v, usec_t *ret)
-{
-    if (duration_parse(v, ret) < 0 || *ret == 0) {
-        log_error("%s: \"%s\" is not a duration like 30s or 5m", flag, v);
-        return -1;
-    }
     return 0;
 }
 
@@ -98,37 +87,32 @@ int main(int argc, char **argv)
             o.etcd.key_file = optarg;
             break;
         case O_WORKERS:
-            if (parse_size("--workers", optarg, &o.workers) < 0)
+            if (parse_size("--workers", optarg, 256, &o.workers) < 0)
                 return 2;
             break;
         case O_WC:
-            if (parse_size("--watch-cache", optarg, &o.watch_cache) < 0)
+            if (parse_size("--watch-cache", optarg, 10000000, &o.watch_cache) < 0)
                 return 2;
             break;
         case O_MAXW:
-            if (parse_size("--max-watchers", optarg, &o.watchers_max) < 0)
+            if (parse_size("--max-watchers", optarg, 1000000, &o.watchers_max) < 0)
                 return 2;
             break;
         case O_BM:
-            if (parse_dur("--bookmark-interval", optarg, &o.bookmark_interval) < 0)
+            if (flag_duration("--bookmark-interval", optarg, &o.bookmark_interval) < 0)
                 return 2;
             break;
         case O_COMPACT:
-            if (parse_dur("--compact-interval", optarg, &o.compact_interval) < 0)
+            if (flag_duration("--compact-interval", optarg, &o.compact_interval) < 0)
                 return 2;
             break;
         case O_PORTFILE:
             port_file = optarg;
             break;
-        case O_LOG: {
-            int l = log_level_from_string(optarg);
-            if (l < 0) {
-                log_error("--log-level: \"%s\" is not error, warning, info or debug", optarg);
+        case O_LOG:
+            if (flag_log_level("stratus-apiserver", optarg) < 0)
                 return 2;
-            }
-            log_setup("stratus-apiserver", (log_level)l);
             break;
-        }
         case O_VERSION:
             printf("stratus-apiserver %s\n", STRATUS_VERSION);
             return 0;

@@ -13,6 +13,7 @@
 
 #include "agent/agent.h"
 #include "base/alloc.h"
+#include "base/flags.h"
 #include "base/log.h"
 
 static void usage(FILE *f)
@@ -51,19 +52,6 @@ static void usage(FILE *f)
             "  --version, --help\n");
 }
 
-static int parse_int(const char *flag, const char *v, long long max, long long *ret)
-{
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (errno || *end || n <= 0 || n > max) {
-        log_error("%s: \"%s\" is not a number in 1..%lld", flag, v, max);
-        return -1;
-    }
-    *ret = n;
-    return 0;
-}
-
 static int parse_ratio(const char *flag, const char *v, double *ret)
 {
     char *end;
@@ -73,15 +61,6 @@ static int parse_ratio(const char *flag, const char *v, double *ret)
         return -1;
     }
     *ret = d;
-    return 0;
-}
-
-static int parse_dur(const char *flag, const char *v, usec_t *ret)
-{
-    if (duration_parse(v, ret) < 0 || *ret == 0) {
-        log_error("%s: \"%s\" is not a duration like 30s or 5m", flag, v);
-        return -1;
-    }
     return 0;
 }
 
@@ -172,7 +151,7 @@ int main(int argc, char **argv)
             o.uri = optarg;
             break;
         case O_HOLLOW:
-            if (parse_int("--hollow-nodes", optarg, AGENT_HOLLOW_NODES_MAX, &n) < 0)
+            if (flag_count("--hollow-nodes", optarg, AGENT_HOLLOW_NODES_MAX, &n) < 0)
                 return 2;
             o.hollow_nodes = (unsigned)n;
             break;
@@ -186,17 +165,17 @@ int main(int argc, char **argv)
             o.zone = optarg;
             break;
         case O_VCPUS:
-            if (parse_int("--vcpus", optarg, 65536, &n) < 0)
+            if (flag_count("--vcpus", optarg, 65536, &n) < 0)
                 return 2;
             o.vcpus = n;
             break;
         case O_MEM:
-            if (parse_int("--memory-mib", optarg, 1LL << 30, &n) < 0)
+            if (flag_count("--memory-mib", optarg, 1LL << 30, &n) < 0)
                 return 2;
             o.memory_mib = n;
             break;
         case O_DISK:
-            if (parse_int("--disk-gib", optarg, 1LL << 30, &n) < 0)
+            if (flag_count("--disk-gib", optarg, 1LL << 30, &n) < 0)
                 return 2;
             o.disk_gib = n;
             break;
@@ -223,12 +202,12 @@ int main(int argc, char **argv)
             o.machine = optarg;
             break;
         case O_WORKERS:
-            if (parse_int("--workers", optarg, 256, &n) < 0)
+            if (flag_count("--workers", optarg, 256, &n) < 0)
                 return 2;
             o.workers = (unsigned)n;
             break;
         case O_TTL:
-            if (parse_dur("--lease-ttl", optarg, &o.lease_ttl) < 0)
+            if (flag_duration("--lease-ttl", optarg, &o.lease_ttl) < 0)
                 return 2;
             if (o.lease_ttl < USEC_PER_SEC || o.lease_ttl > 300 * USEC_PER_SEC) {
                 log_error("--lease-ttl: must be between 1s and 300s");
@@ -236,38 +215,33 @@ int main(int argc, char **argv)
             }
             break;
         case O_FENCE:
-            if (parse_dur("--fencing-timeout", optarg, &o.fencing_timeout) < 0)
+            if (flag_duration("--fencing-timeout", optarg, &o.fencing_timeout) < 0)
                 return 2;
             break;
         case O_RESYNC:
-            if (parse_dur("--resync-interval", optarg, &o.resync_interval) < 0)
+            if (flag_duration("--resync-interval", optarg, &o.resync_interval) < 0)
                 return 2;
             break;
         case O_ORPHAN:
-            if (parse_dur("--orphan-grace", optarg, &o.orphan_grace) < 0)
+            if (flag_duration("--orphan-grace", optarg, &o.orphan_grace) < 0)
                 return 2;
             break;
         case O_SHUTDOWN:
-            if (parse_dur("--shutdown-timeout", optarg, &o.shutdown_timeout) < 0)
+            if (flag_duration("--shutdown-timeout", optarg, &o.shutdown_timeout) < 0)
                 return 2;
             break;
         case O_RETRIES:
-            if (parse_int("--build-retries", optarg, 100, &n) < 0)
+            if (flag_count("--build-retries", optarg, 100, &n) < 0)
                 return 2;
             o.build_retries = (unsigned)n;
             break;
         case O_CONSOLE:
             o.console_log_status = false;
             break;
-        case O_LOG: {
-            int l = log_level_from_string(optarg);
-            if (l < 0) {
-                log_error("--log-level: \"%s\" is not error, warning, info or debug", optarg);
+        case O_LOG:
+            if (flag_log_level("stratus-node-agent", optarg) < 0)
                 return 2;
-            }
-            log_setup("stratus-node-agent", (log_level)l);
             break;
-        }
         case O_VERSION:
             printf("stratus-node-agent %s\n", STRATUS_VERSION);
             return 0;

@@ -9,6 +9,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "base/flags.h"
 #include "base/log.h"
 #include "sched/scheduler.h"
 
@@ -59,8 +60,7 @@ int main(int argc, char **argv)
                                                               : "127.0.0.1:7443"};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end;
-        long n;
+        long long n;
         switch (c) {
         case O_SERVER:
             o.server = optarg;
@@ -73,44 +73,30 @@ int main(int argc, char **argv)
             o.pack = strcmp(optarg, "pack") == 0;
             break;
         case O_ATTEMPTS:
-        case O_BATCH:
-            n = strtol(optarg, &end, 10);
-            if (*end || n <= 0 || n > 100000) {
-                log_error("--%s: \"%s\" is not a positive number",
-                          c == O_ATTEMPTS ? "max-attempts" : "batch-size", optarg);
+            if (flag_count("--max-attempts", optarg, 100, &n) < 0)
                 return 2;
-            }
-            if (c == O_ATTEMPTS)
-                o.max_attempts = (unsigned)n;
-            else
-                o.batch_size = (size_t)n;
+            o.max_attempts = (unsigned)n;
+            break;
+        case O_BATCH:
+            if (flag_count("--batch-size", optarg, 100000, &n) < 0)
+                return 2;
+            o.batch_size = (size_t)n;
             break;
         case O_FENCE:
-        case O_RETRY: {
-            usec_t d;
-            if (duration_parse(optarg, &d) < 0 || d == 0) {
-                log_error("--%s: \"%s\" is not a duration like 30s",
-                          c == O_FENCE ? "fencing-margin" : "retry-interval", optarg);
+            if (flag_duration("--fencing-margin", optarg, &o.fencing_margin) < 0)
                 return 2;
-            }
-            if (c == O_FENCE)
-                o.fencing_margin = d;
-            else
-                o.retry_interval = d;
             break;
-        }
+        case O_RETRY:
+            if (flag_duration("--retry-interval", optarg, &o.retry_interval) < 0)
+                return 2;
+            break;
         case O_NAME:
             o.name = optarg;
             break;
-        case O_LOG: {
-            int l = log_level_from_string(optarg);
-            if (l < 0) {
-                log_error("--log-level: \"%s\" is not error, warning, info or debug", optarg);
+        case O_LOG:
+            if (flag_log_level("stratus-scheduler", optarg) < 0)
                 return 2;
-            }
-            log_setup("stratus-scheduler", (log_level)l);
             break;
-        }
         case O_VERSION:
             printf("stratus-scheduler %s\n", STRATUS_VERSION);
             return 0;
