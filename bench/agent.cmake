@@ -1,0 +1,5 @@
+if(TARGET stratus_apiserver_fixture AND TARGET stratus-node-agent)
+  add_executable(agent-bench agent-bench.c)
+  target_link_libraries(agent-bench PRIVATE stratus_apiserver_fixture)
+  add_dependencies(agent-bench stratus-node-agent)
+endif()
