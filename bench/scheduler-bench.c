@@ -263,18 +263,22 @@ int main(int argc, char **argv)
     double s = run_parallel(n_nodes, NULL, 8);
     printf("setup_nodes: %.1f s\n", s);
 
+    double rates[4] = {0};
     for (int count = 1; count <= 3; count += 2) {
         const char *ns = count == 1 ? "one" : "three";
         s = run_parallel(n_instances, ns, 8);
         printf("setup_instances_%d: %.1f s (%.0f applies/s)\n", count, s, n_instances / s);
         size_t conflicts = 0;
         s = place_all(ns, count, &conflicts);
+        rates[count] = n_instances / s;
         printf("scheduler_bound_per_sec_%d_scheduler%s: %.0f instances/s\n", count,
-               count > 1 ? "s" : "", n_instances / s);
+               count > 1 ? "s" : "", rates[count]);
         printf("scheduler_conflicts_%d: %zu\n", count, conflicts);
     }
     double raw = raw_txn_rate(n_instances);
     printf("etcd_raw_txn_per_sec_64_inflight: %.0f txn/s (reference)\n", raw);
+    for (int count = 1; count <= 3; count += 2)
+        printf("scheduler_vs_raw_txn_ratio_%d: %.1f %%\n", count, 100.0 * rates[count] / raw);
     apiserver_fixture_stop(fx);
     return 0;
 }
