@@ -75,8 +75,8 @@ int main(int argc, char **argv)
     char dir[] = "/tmp/stratus-agent-bench-XXXXXX";
     if (!mkdtemp(dir))
         return 1;
-    char *cmd = xasprintf("qemu-img create -q -f qcow2 %s/disk.qcow2 64M && sha256sum %s/disk.qcow2",
-                          dir, dir);
+    char *cmd = xasprintf(
+        "qemu-img create -q -f qcow2 %s/disk.qcow2 64M && sha256sum %s/disk.qcow2", dir, dir);
     FILE *p = popen(cmd, "r");
     char sum[65] = "";
     if (!p || fscanf(p, "%64s", sum) != 1)
@@ -87,10 +87,12 @@ int main(int argc, char **argv)
     snprintf(doc, sizeof(doc),
              "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Image\",\"metadata\":{\"name\":\"disk\"},"
              "\"spec\":{\"source\":{\"url\":\"file://%s/disk.qcow2\",\"sha256\":\"%s\",\"format\":"
-             "\"qcow2\"}}}", dir, sum);
+             "\"qcow2\"}}}",
+             dir, sum);
     if (fx_apply(fx, doc, NULL, NULL, &st) < 0 ||
-        fx_apply(fx, "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":"
-                     "\"tiny\"},\"spec\":{\"vcpus\":1,\"memoryMiB\":64,\"rootDiskGiB\":1}}",
+        fx_apply(fx,
+                 "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":"
+                 "\"tiny\"},\"spec\":{\"vcpus\":1,\"memoryMiB\":64,\"rootDiskGiB\":1}}",
                  NULL, NULL, &st) < 0)
         die("setup", &st);
 
@@ -120,9 +122,11 @@ int main(int argc, char **argv)
     usec_t *bound_at = xnew(usec_t, (size_t)n), *lat = xnew(usec_t, (size_t)n);
     for (int i = 0; i < n; i++) {
         json_t *obj = NULL;
-        snprintf(doc, sizeof(doc),
-                 "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":"
-                 "\"b%04d\",\"namespace\":\"bench\"},\"spec\":{\"flavor\":\"tiny\",\"image\":\"disk\"}}", i);
+        snprintf(
+            doc, sizeof(doc),
+            "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":"
+            "\"b%04d\",\"namespace\":\"bench\"},\"spec\":{\"flavor\":\"tiny\",\"image\":\"disk\"}}",
+            i);
         if (fx_apply(fx, doc, NULL, &obj, &st) < 0)
             die("apply", &st);
         char name[16];
@@ -137,7 +141,8 @@ int main(int argc, char **argv)
         br.bindings = &bp;
         Stratus__V1__BindResponse *rep = NULL;
         if (rpc_client_call(fx->client, RPC_METHOD_BIND, &br.base, 10 * USEC_PER_SEC,
-                            (ProtobufCMessage **)&rep, &st) < 0 || !rep->results[0]->ok)
+                            (ProtobufCMessage **)&rep, &st) < 0 ||
+            !rep->results[0]->ok)
             die("bind", &st);
         bound_at[i] = now_monotonic();
         rpc_message_free(rep);
@@ -164,11 +169,13 @@ int main(int argc, char **argv)
     usleep(1000000);
     long rss_n = rss_kib(pid);
     qsort(lat, (size_t)n, sizeof(usec_t), cmp_usec);
-    printf("# agent-bench: one hollow node (libvirt test driver), %d instances bound one by one\n", n);
+    printf("# agent-bench: one hollow node (libvirt test driver), %d instances bound one by one\n",
+           n);
     printf("agent_rss_0_instances: %.1f MiB\n", rss0 / 1024.0);
     printf("agent_rss_%d_instances: %.1f MiB\n", n, rss_n / 1024.0);
     printf("agent_bind_to_running_p50: %.1f ms\n", lat[n / 2] / 1000.0);
-    printf("agent_bind_to_running_p99: %.1f ms\n", lat[(n * 99) / 100 >= n ? n - 1 : (n * 99) / 100] / 1000.0);
+    printf("agent_bind_to_running_p99: %.1f ms\n",
+           lat[(n * 99) / 100 >= n ? n - 1 : (n * 99) / 100] / 1000.0);
 
     rpc_watch_free(w);
     kill(pid, SIGTERM);

@@ -44,12 +44,15 @@ static void *setup_range(void *arg)
         if (j->ns)
             snprintf(doc, sizeof(doc),
                      "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":"
-                     "\"i%05d\",\"namespace\":\"%s\"},\"spec\":{\"flavor\":\"small\",\"image\":\"img\"}}",
+                     "\"i%05d\",\"namespace\":\"%s\"},\"spec\":{\"flavor\":\"small\",\"image\":"
+                     "\"img\"}}",
                      i, j->ns);
         else
             snprintf(doc, sizeof(doc),
-                     "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"n%04d\"},"
-                     "\"spec\":{}}", i);
+                     "{\"apiVersion\":\"stratus/"
+                     "v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"n%04d\"},"
+                     "\"spec\":{}}",
+                     i);
         Stratus__V1__ApplyRequest ar = STRATUS__V1__APPLY_REQUEST__INIT;
         ar.object_json = doc;
         Stratus__V1__ApplyResponse *arep = NULL;
@@ -63,9 +66,10 @@ static void *setup_range(void *arg)
         Stratus__V1__UpdateStatusRequest ur = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
         ur.kind = "Node";
         ur.name = name;
-        ur.status_json = "{\"allocatable\":{\"vcpus\":64,\"memoryMiB\":262144,\"diskGiB\":4000},"
-                         "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"Bench\","
-                         "\"message\":\"ready\"}]}";
+        ur.status_json =
+            "{\"allocatable\":{\"vcpus\":64,\"memoryMiB\":262144,\"diskGiB\":4000},"
+            "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"Bench\","
+            "\"message\":\"ready\"}]}";
         Stratus__V1__ObjectResponse *orep = NULL;
         if (rpc_client_update_status(c, &ur, 30 * USEC_PER_SEC, &orep, &st) < 0)
             die("node status", &st);
@@ -147,8 +151,8 @@ static double place_all(const char *ns, int count, size_t *ret_conflicts)
     sched_thread *t = xnew(sched_thread, (size_t)count);
     usec_t t0 = now_monotonic();
     for (int i = 0; i < count; i++) {
-        t[i].o = (scheduler_options){.server = fx->target, .seed = (unsigned)(i + 1),
-                                     .batch_size = 500};
+        t[i].o =
+            (scheduler_options){.server = fx->target, .seed = (unsigned)(i + 1), .batch_size = 500};
         t[i].loop = ev_loop_new(EVFLAG_AUTO);
         ev_async_init(&t[i].stop, stop_cb);
         ev_async_start(t[i].loop, &t[i].stop);
@@ -253,11 +257,18 @@ int main(int argc, char **argv)
     apiserver_options ao = {.workers = 16};
     fx = apiserver_fixture_start(&ao);
     rpc_status st;
-    if (fx_apply(fx, "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":\"small\"},"
-                     "\"spec\":{\"vcpus\":1,\"memoryMiB\":512,\"rootDiskGiB\":1}}", NULL, NULL, &st) < 0 ||
-        fx_apply(fx, "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Image\",\"metadata\":{\"name\":\"img\"},"
-                     "\"spec\":{\"source\":{\"url\":\"file:///x\",\"sha256\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"format\":\"qcow2\"}}}",
-                 NULL, NULL, &st) < 0)
+    if (fx_apply(
+            fx,
+            "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":\"small\"},"
+            "\"spec\":{\"vcpus\":1,\"memoryMiB\":512,\"rootDiskGiB\":1}}",
+            NULL, NULL, &st) < 0 ||
+        fx_apply(
+            fx,
+            "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Image\",\"metadata\":{\"name\":\"img\"},"
+            "\"spec\":{\"source\":{\"url\":\"file:///"
+            "x\",\"sha256\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+            "\"format\":\"qcow2\"}}}",
+            NULL, NULL, &st) < 0)
         die("setup", &st);
     printf("# scheduler-bench: %d nodes, %d instances per run\n", n_nodes, n_instances);
     double s = run_parallel(n_nodes, NULL, 8);

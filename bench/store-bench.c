@@ -245,8 +245,10 @@ static double raw_watch(int64_t start, const char *end, int events)
 {
     _cleanup_free_ char *k = b64_encode("/bench/watch/", 13);
     _cleanup_free_ char *e = b64_encode(end, strlen(end));
-    _cleanup_free_ char *body = xasprintf("{\"create_request\":{\"key\":\"%s\",\"range_end\":\"%s\","
-                                          "\"start_revision\":\"%lld\"}}", k, e, (long long)start);
+    _cleanup_free_ char *body =
+        xasprintf("{\"create_request\":{\"key\":\"%s\",\"range_end\":\"%s\","
+                  "\"start_revision\":\"%lld\"}}",
+                  k, e, (long long)start);
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     CURL *easy = raw_easy("/v3/watch", h);
     int raw_n = 0;

@@ -15,22 +15,22 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: stratus-apiserver [OPTIONS]\n"
-            "Serves the Stratus API (gRPC stratus.v1.Stratus) over objects stored in etcd.\n\n"
-            "  --listen ADDR            address to serve on (default 127.0.0.1:7443; port 0 = any)\n"
-            "  --etcd URL[,URL...]      etcd client URLs (default http://127.0.0.1:2379)\n"
-            "  --etcd-ca FILE           CA bundle for https etcd endpoints\n"
-            "  --etcd-cert FILE         client certificate for etcd\n"
-            "  --etcd-key FILE          client key for etcd\n"
-            "  --workers N              threads serving unary calls (default 8)\n"
-            "  --watch-cache N          events kept for watchers to resume from (default 20000)\n"
-            "  --max-watchers N         open watches (default 10000)\n"
-            "  --bookmark-interval DUR  how often watchers get bookmarks (default 5s)\n"
-            "  --compact-interval DUR   etcd history older than this is compacted (default 5m)\n"
-            "  --port-file FILE         write the port served on to FILE once listening\n"
-            "  --log-level LEVEL        error, warning, info or debug (default info)\n"
-            "  --version, --help\n");
+    fprintf(
+        f, "Usage: stratus-apiserver [OPTIONS]\n"
+           "Serves the Stratus API (gRPC stratus.v1.Stratus) over objects stored in etcd.\n\n"
+           "  --listen ADDR            address to serve on (default 127.0.0.1:7443; port 0 = any)\n"
+           "  --etcd URL[,URL...]      etcd client URLs (default http://127.0.0.1:2379)\n"
+           "  --etcd-ca FILE           CA bundle for https etcd endpoints\n"
+           "  --etcd-cert FILE         client certificate for etcd\n"
+           "  --etcd-key FILE          client key for etcd\n"
+           "  --workers N              threads serving unary calls (default 8)\n"
+           "  --watch-cache N          events kept for watchers to resume from (default 20000)\n"
+           "  --max-watchers N         open watches (default 10000)\n"
+           "  --bookmark-interval DUR  how often watchers get bookmarks (default 5s)\n"
+           "  --compact-interval DUR   etcd history older than this is compacted (default 5m)\n"
+           "  --port-file FILE         write the port served on to FILE once listening\n"
+           "  --log-level LEVEL        error, warning, info or debug (default info)\n"
+           "  --version, --help\n");
 }
 
 static int parse_size(const char *flag, const char *v, long long max, size_t *ret)
@@ -44,8 +44,22 @@ static int parse_size(const char *flag, const char *v, long long max, size_t *re
 
 int main(int argc, char **argv)
 {
-    enum { O_LISTEN = 256, O_ETCD, O_CA, O_CERT, O_KEY, O_WORKERS, O_WC, O_MAXW, O_BM, O_COMPACT,
-           O_PORTFILE, O_LOG, O_VERSION, O_HELP };
+    enum {
+        O_LISTEN = 256,
+        O_ETCD,
+        O_CA,
+        O_CERT,
+        O_KEY,
+        O_WORKERS,
+        O_WC,
+        O_MAXW,
+        O_BM,
+        O_COMPACT,
+        O_PORTFILE,
+        O_LOG,
+        O_VERSION,
+        O_HELP
+    };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"etcd", required_argument, 0, O_ETCD},

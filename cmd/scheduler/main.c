@@ -15,19 +15,20 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: stratus-scheduler [OPTIONS]\n"
-            "Places Pending instances on nodes and binds them through the apiserver.\n\n"
-            "  --server ADDR           apiserver address (default 127.0.0.1:7443; or STRATUS_SERVER)\n"
-            "  --strategy spread|pack  spread load across nodes (default) or fill nodes first\n"
-            "  --max-attempts N        placements before an instance is Failed (default 3)\n"
-            "  --batch-size N          bindings per Bind call (default 200)\n"
-            "  --fencing-margin DUR    a node without a lease this long loses its instances\n"
-            "                          (default 40s; keep it above the agents' fencing timeout)\n"
-            "  --retry-interval DUR    unschedulable instances retried at least this often (30s)\n"
-            "  --name NAME             reported as the source of events\n"
-            "  --log-level LEVEL       error, warning, info or debug (default info)\n"
-            "  --version, --help\n");
+    fprintf(
+        f,
+        "Usage: stratus-scheduler [OPTIONS]\n"
+        "Places Pending instances on nodes and binds them through the apiserver.\n\n"
+        "  --server ADDR           apiserver address (default 127.0.0.1:7443; or STRATUS_SERVER)\n"
+        "  --strategy spread|pack  spread load across nodes (default) or fill nodes first\n"
+        "  --max-attempts N        placements before an instance is Failed (default 3)\n"
+        "  --batch-size N          bindings per Bind call (default 200)\n"
+        "  --fencing-margin DUR    a node without a lease this long loses its instances\n"
+        "                          (default 40s; keep it above the agents' fencing timeout)\n"
+        "  --retry-interval DUR    unschedulable instances retried at least this often (30s)\n"
+        "  --name NAME             reported as the source of events\n"
+        "  --log-level LEVEL       error, warning, info or debug (default info)\n"
+        "  --version, --help\n");
 }
 
 static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
@@ -40,8 +41,18 @@ static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
 
 int main(int argc, char **argv)
 {
-    enum { O_SERVER = 256, O_STRATEGY, O_ATTEMPTS, O_BATCH, O_FENCE, O_RETRY, O_NAME, O_LOG,
-           O_VERSION, O_HELP };
+    enum {
+        O_SERVER = 256,
+        O_STRATEGY,
+        O_ATTEMPTS,
+        O_BATCH,
+        O_FENCE,
+        O_RETRY,
+        O_NAME,
+        O_LOG,
+        O_VERSION,
+        O_HELP
+    };
     static const struct option opts[] = {
         {"server", required_argument, 0, O_SERVER},
         {"strategy", required_argument, 0, O_STRATEGY},

@@ -22,9 +22,9 @@
 #define API_RESOURCE_VERSION_MAX 20 /* decimal digits of an int64 */
 
 /* Free text. */
-#define API_SHORT_STRING_MAX 64   /* enum-like words: steps, condition types, node info fields */
-#define API_REASON_MAX       128  /* CamelCase reasons on conditions, attempts and events */
-#define API_MESSAGE_MAX      1024 /* human messages on conditions, attempts and events */
+#define API_SHORT_STRING_MAX 64    /* enum-like words: steps, condition types, node info fields */
+#define API_REASON_MAX       128   /* CamelCase reasons on conditions, attempts and events */
+#define API_MESSAGE_MAX      1024  /* human messages on conditions, attempts and events */
 #define API_CONSOLE_LOG_MAX  16384 /* the tail of an instance's serial console in its status */
 #define API_URL_MAX          2048
 #define API_CMDLINE_MAX      4096

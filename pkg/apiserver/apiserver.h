@@ -13,15 +13,15 @@
 typedef struct apiserver apiserver;
 
 typedef struct apiserver_options {
-    const char *listen;   /* "127.0.0.1:7443"; port 0 picks a free one (apiserver_port) */
-    store_options etcd;   /* endpoints, timeouts, TLS */
-    size_t workers;       /* unary request threads; 0 → 8 */
-    size_t queue_max;     /* unary calls waiting for a worker; more get RESOURCE_EXHAUSTED; 0 → 10000 */
-    size_t watch_cache;   /* events kept for watchers to resume from; 0 → 20000 */
-    size_t watchers_max;  /* open watches; 0 → 10000 */
+    const char *listen; /* "127.0.0.1:7443"; port 0 picks a free one (apiserver_port) */
+    store_options etcd; /* endpoints, timeouts, TLS */
+    size_t workers;     /* unary request threads; 0 → 8 */
+    size_t queue_max; /* unary calls waiting for a worker; more get RESOURCE_EXHAUSTED; 0 → 10000 */
+    size_t watch_cache;       /* events kept for watchers to resume from; 0 → 20000 */
+    size_t watchers_max;      /* open watches; 0 → 10000 */
     usec_t bookmark_interval; /* 0 → 5 s */
     usec_t compact_interval;  /* history older than this is compacted; 0 → 5 min */
-    size_t max_request;   /* bytes of one request; 0 → 4 MiB */
+    size_t max_request;       /* bytes of one request; 0 → 4 MiB */
 } apiserver_options;
 
 /* Starts serving: connects the watch cache to etcd (returns -EHOSTDOWN if etcd cannot be reached)

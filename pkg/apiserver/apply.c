@@ -66,8 +66,7 @@ static int admit_references(worker *w, const api_kind_info *k, const json_t *obj
         }
         size_t j;
         json_t *it;
-        json_array_foreach(json_object_get(spec, ref->array), j, it)
-        {
+        json_array_foreach (json_object_get(spec, ref->array), j, it) {
             const char *name = json_string_value(json_object_get(it, ref->field));
             snprintf(path, sizeof(path), "spec.%s[%zu].%s", ref->array, j, ref->field);
             if (name && check_reference(w, ns, path, name, ref->to, e) < 0)
@@ -90,7 +89,8 @@ static bool spec_field_equal(const json_t *a, const json_t *b, const char *field
 static int instance_update_rules(json_t *obj, const json_t *cur, apierr *e)
 {
     json_t *spec = json_object_get(obj, "spec");
-    const char *bound = json_string_value(json_object_get(json_object_get(cur, "spec"), "nodeName"));
+    const char *bound =
+        json_string_value(json_object_get(json_object_get(cur, "spec"), "nodeName"));
     const char *want = json_string_value(json_object_get(spec, "nodeName"));
     if (bound) {
         if (want && !streq(want, bound))

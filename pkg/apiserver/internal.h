@@ -66,7 +66,8 @@ typedef struct apierr {
     char message[RPC_MESSAGE_MAX];
 } apierr;
 
-int apierr_set(apierr *e, rpc_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int apierr_set(apierr *e, rpc_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Maps a store error for the object `what` ("instances \"web\"") and returns -1. */
 int apierr_store(apierr *e, int error, const char *what);
 /* INVALID_ARGUMENT with "path: message". */

@@ -122,8 +122,8 @@ void handle_list(worker *w, rpc_call *call, const ProtobufCMessage *request)
          * or the next page would read the rest again. With them, read ahead in chunks. */
         bool filtering = ls->n_requirements > 0 || fs->n_requirements > 0;
         int64_t chunk = filtering ? LIST_SCAN_CHUNK : (int64_t)(limit - n_items);
-        store_range_opts o = {.key = prefix, .range_end = end, .after = after, .revision = rev,
-                              .limit = chunk};
+        store_range_opts o = {
+            .key = prefix, .range_end = end, .after = after, .revision = rev, .limit = chunk};
         _cleanup_(store_result_freep) store_result *r = NULL;
         int err = sx_range(w, &o, &r);
         if (err < 0) {

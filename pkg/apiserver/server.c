@@ -208,8 +208,7 @@ void object_set_condition(json_t *obj, const char *type, const char *status, con
     json_t *c = NULL;
     size_t i;
     json_t *it;
-    json_array_foreach(conds, i, it)
-    {
+    json_array_foreach (conds, i, it) {
         const char *t = json_string_value(json_object_get(it, "type"));
         if (t && streq(t, type))
             c = it;
@@ -235,8 +234,8 @@ void uuid_random(char out[37])
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 int parse_revision(const char *text, const char *field, int64_t *ret, apierr *e)
@@ -259,8 +258,7 @@ bool json_strv_contains(const json_t *arr, const char *s)
 {
     size_t i;
     json_t *it;
-    json_array_foreach(arr, i, it)
-    {
+    json_array_foreach (arr, i, it) {
         const char *v = json_string_value(it);
         if (v && streq(v, s))
             return true;
@@ -386,8 +384,8 @@ static void *cron_main(void *arg)
 
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        usec_t until = (usec_t)ts.tv_sec * USEC_PER_SEC + (usec_t)ts.tv_nsec / 1000 +
-                       s->opts.compact_interval;
+        usec_t until =
+            (usec_t)ts.tv_sec * USEC_PER_SEC + (usec_t)ts.tv_nsec / 1000 + s->opts.compact_interval;
         ts.tv_sec = (time_t)(until / USEC_PER_SEC);
         ts.tv_nsec = (long)(until % USEC_PER_SEC) * 1000;
         pthread_mutex_lock(&s->cron_lock);
@@ -446,7 +444,8 @@ int apiserver_new(const apiserver_options *opts, apiserver **ret)
     for (int m = 0; m < _RPC_METHOD_MAX; m++)
         h[m] = (rpc_handler){.fn = m == RPC_METHOD_WATCH ? on_watch : on_unary, .userdata = s};
     rpc_server_options ro = {.max_receive_bytes = s->opts.max_request,
-                             .max_calls = (unsigned)(s->opts.queue_max + s->opts.watchers_max + 64)};
+                             .max_calls =
+                                 (unsigned)(s->opts.queue_max + s->opts.watchers_max + 64)};
     e = rpc_server_new(s->opts.listen, &ro, h, &s->rpc);
     if (e < 0) {
         apiserver_free(s, 0);

@@ -106,8 +106,7 @@ void handle_update_status(worker *w, rpc_call *call, const ProtobufCMessage *req
         if (err != -ESTALE && err != -ENOENT)
             break;
         if (want_rev) {
-            apierr_set(&e, RPC_CODE_ABORTED, "%s was changed by someone else; read it again",
-                       what);
+            apierr_set(&e, RPC_CODE_ABORTED, "%s was changed by someone else; read it again", what);
             break;
         }
         if (err == -ENOENT) {

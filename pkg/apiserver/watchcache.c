@@ -35,7 +35,7 @@ static const Stratus__V1__WatchEvent__Type wc_proto_type[_WC_TYPE_MAX] = {
 typedef struct wc_event {
     int64_t rev;
     const api_kind_info *k;
-    char *ns; /* "" for cluster-scoped kinds */
+    char *ns;     /* "" for cluster-scoped kinds */
     json_t *obj;  /* new state, or the last state of a deleted object (resourceVersion = rev) */
     json_t *prev; /* the state before a modification; NULL for a creation or deletion */
     bool deleted;
@@ -57,7 +57,7 @@ typedef struct watcher {
     int64_t bookmark_rev;
     uint64_t cursor; /* sequence number of the next ring event to offer */
     bool live;       /* caught up: gets events as they come; else catches up from the ring */
-    bool cancelled; /* set by gRPC's cancel callback; under wc->lock */
+    bool cancelled;  /* set by gRPC's cancel callback; under wc->lock */
     struct watchcache *srv_wc;
 } watcher;
 
@@ -222,7 +222,8 @@ static void fan_out(watchcache *wc, wc_event *ev, uint64_t seq)
                 catchup_needed(wc);
             } else if (deliver(ev, w) < 0) {
                 *pp = w->next;
-                watcher_end(wc, w, RPC_CODE_RELIST, "the watch fell behind; list again and re-watch");
+                watcher_end(wc, w, RPC_CODE_RELIST,
+                            "the watch fell behind; list again and re-watch");
                 continue;
             } else
                 w->cursor = seq + 1;
@@ -279,8 +280,9 @@ static void ring_push(watchcache *wc, wc_event *ev)
             watcher *w = *pp;
             if (!w->live && w->cursor <= wc->first_seq) {
                 *pp = w->next;
-                watcher_end(wc, w, RPC_CODE_RELIST,
-                            "the watch fell behind the apiserver's watch cache; list again and re-watch");
+                watcher_end(
+                    wc, w, RPC_CODE_RELIST,
+                    "the watch fell behind the apiserver's watch cache; list again and re-watch");
                 continue;
             }
             pp = &w->next;

@@ -72,7 +72,8 @@ int b64_decode(const char *text, size_t len, char **ret, size_t *ret_len)
                 return -EINVAL;
             }
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         unsigned char bytes[3] = {w >> 16 & 0xff, w >> 8 & 0xff, w & 0xff};
         for (int k = 0; k < 3 && o < out_len; k++)
             out[o++] = (char)bytes[k];

@@ -50,11 +50,13 @@ int log_full(log_level level, int error, const char *fmt, ...)
     char line[4096 + 256];
     int n;
     if (error)
-        n = snprintf(line, sizeof(line), "%s %s[%d]: %s: %s: %s\n", timestamp_format(now_realtime(), ts),
-                     log_program, (int)getpid(), log_level_table[level], msg, strerror(-error));
+        n = snprintf(line, sizeof(line), "%s %s[%d]: %s: %s: %s\n",
+                     timestamp_format(now_realtime(), ts), log_program, (int)getpid(),
+                     log_level_table[level], msg, strerror(-error));
     else
-        n = snprintf(line, sizeof(line), "%s %s[%d]: %s: %s\n", timestamp_format(now_realtime(), ts),
-                     log_program, (int)getpid(), log_level_table[level], msg);
+        n = snprintf(line, sizeof(line), "%s %s[%d]: %s: %s\n",
+                     timestamp_format(now_realtime(), ts), log_program, (int)getpid(),
+                     log_level_table[level], msg);
     if (n > 0)
         (void)!write(STDERR_FILENO, line, MIN((size_t)n, sizeof(line) - 1));
     return error;

@@ -5,14 +5,14 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _unused_     __attribute__((unused))
-#define _noreturn_   __attribute__((noreturn))
-#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _cleanup_(f)         __attribute__((cleanup(f)))
+#define _unused_             __attribute__((unused))
+#define _noreturn_           __attribute__((noreturn))
+#define _printf_(a, b)       __attribute__((format(printf, a, b)))
 #define _warn_unused_result_ __attribute__((warn_unused_result))
-#define _fallthrough_ __attribute__((fallthrough))
-#define _likely_(x)   __builtin_expect(!!(x), 1)
-#define _unlikely_(x) __builtin_expect(!!(x), 0)
+#define _fallthrough_        __attribute__((fallthrough))
+#define _likely_(x)          __builtin_expect(!!(x), 1)
+#define _unlikely_(x)        __builtin_expect(!!(x), 0)
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
@@ -49,5 +49,5 @@ static inline void *mfree(void *p)
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
-#define streq(a, b) (strcmp((a), (b)) == 0)
+#define streq(a, b)     (strcmp((a), (b)) == 0)
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)

@@ -299,8 +299,8 @@ char *cli_doc_error(const cli_doc *d, const char *message)
 
 static int apply_rank(const json_t *obj)
 {
-    static const char *const order[] = {"Flavor", "Image", "Network", "Volume", "ServerGroup",
-                                        "Node", "Instance", "Event"};
+    static const char *const order[] = {"Flavor",      "Image", "Network",  "Volume",
+                                        "ServerGroup", "Node",  "Instance", "Event"};
     const char *kind = json_string_value(json_object_get(obj, "kind"));
     for (size_t i = 0; kind && i < sizeof(order) / sizeof(order[0]); i++)
         if (strcmp(kind, order[i]) == 0)

@@ -14,8 +14,7 @@ static bool condition_false(const json_t *obj, const char *type)
 {
     size_t i;
     json_t *c;
-    json_array_foreach(api_json_lookup(obj, "status.conditions"), i, c)
-    {
+    json_array_foreach (api_json_lookup(obj, "status.conditions"), i, c) {
         const char *t = json_string_value(json_object_get(c, "type"));
         const char *st = json_string_value(json_object_get(c, "status"));
         if (t && st && streq(t, type))
@@ -54,8 +53,7 @@ static bool tolerated(const json_t *tolerations, const json_t *taint)
     const char *effect = json_string_value(json_object_get(taint, "effect"));
     size_t i;
     json_t *t;
-    json_array_foreach(tolerations, i, t)
-    {
+    json_array_foreach (tolerations, i, t) {
         const char *tk = json_string_value(json_object_get(t, "key"));
         const char *op = json_string_value(json_object_get(t, "operator"));
         const char *tv = json_string_value(json_object_get(t, "value"));
@@ -78,7 +76,7 @@ static bool fits_taints(const sched_request *r, const sched_node *n)
 {
     size_t i;
     json_t *taint;
-    json_array_foreach(api_json_lookup(n->obj, "spec.taints"), i, taint)
+    json_array_foreach (api_json_lookup(n->obj, "spec.taints"), i, taint)
         if (!tolerated(r->tolerations, taint))
             return false;
     return true;
@@ -215,8 +213,8 @@ unsigned sched_score_node(const sched_request *r, const sched_node *n, bool pack
     return weights ? total / weights : 0;
 }
 
-int sched_select(const sched_request *r, const sched_node *nodes, size_t n,
-                 const sched_options *o, unsigned *seed, sched_verdict *ret)
+int sched_select(const sched_request *r, const sched_node *nodes, size_t n, const sched_options *o,
+                 unsigned *seed, sched_verdict *ret)
 {
     memset(ret, 0, sizeof(*ret));
     ret->n_nodes = n;

@@ -17,10 +17,10 @@
 
 typedef struct sched_node {
     const char *name;
-    const json_t *obj;   /* the Node object */
-    bool lease_alive;    /* its heartbeat, as the scheduler sees it */
+    const json_t *obj; /* the Node object */
+    bool lease_alive;  /* its heartbeat, as the scheduler sees it */
     api_node_capacity cap;
-    api_resources used;  /* claims of instances bound here, assumed ones included */
+    api_resources used; /* claims of instances bound here, assumed ones included */
     size_t n_instances;
     unsigned recent_failures; /* builds that failed here lately (Unbinds) */
     /* set per request by the caller: */
@@ -78,7 +78,7 @@ int sched_filter_node(const sched_request *r, const sched_node *n);
 /* The weighted score of a node that fits, 0..100. */
 unsigned sched_score_node(const sched_request *r, const sched_node *n, bool pack);
 /* Picks the best node: returns its index, or -1 when none fits (verdict says why). */
-int sched_select(const sched_request *r, const sched_node *nodes, size_t n,
-                 const sched_options *o, unsigned *seed, sched_verdict *ret);
+int sched_select(const sched_request *r, const sched_node *nodes, size_t n, const sched_options *o,
+                 unsigned *seed, sched_verdict *ret);
 /* "0/12 nodes available: 8 insufficient memory, 4 anti-affinity" into out. */
 void sched_explain(const sched_verdict *v, char *out, size_t size);

@@ -24,7 +24,7 @@
 enum { INF_INSTANCES, INF_NODES, INF_FLAVORS, INF_IMAGES, INF_GROUPS, INF_LEASES, _INF_MAX };
 
 static const char *const inf_kinds[_INF_MAX] = {
-    [INF_INSTANCES] = "Instance", [INF_NODES] = "Node",          [INF_FLAVORS] = "Flavor",
+    [INF_INSTANCES] = "Instance", [INF_NODES] = "Node",         [INF_FLAVORS] = "Flavor",
     [INF_IMAGES] = "Image",       [INF_GROUPS] = "ServerGroup", [INF_LEASES] = "Lease",
 };
 
@@ -34,15 +34,15 @@ struct scheduler {
     rpc_client *client;
     informer *inf[_INF_MAX];
     workqueue *q;
-    json_t *parked;    /* key → true: unschedulable, waiting for the cluster to change */
-    json_t *lost;      /* node → monotonic usec its lease was first seen missing */
-    json_t *failures;  /* node → Unbinds seen from it (decays) */
-    json_t *reported;  /* key → the unschedulable message last written, to write it once */
-    json_t *deferred;  /* key → true: left to its owner once, taken over when it comes back */
+    json_t *parked;      /* key → true: unschedulable, waiting for the cluster to change */
+    json_t *lost;        /* node → monotonic usec its lease was first seen missing */
+    json_t *failures;    /* node → Unbinds seen from it (decays) */
+    json_t *reported;    /* key → the unschedulable message last written, to write it once */
+    json_t *deferred;    /* key → true: left to its owner once, taken over when it comes back */
     char lease_name[64]; /* "stratus-scheduler.<id>": this scheduler's presence */
     int64_t lease_id;
     ev_timer presence;
-    ev_timer retry;    /* parked → queue */
+    ev_timer retry; /* parked → queue */
     ev_timer lifecycle;
     unsigned seed;
     scheduler_stats stats;
@@ -65,14 +65,16 @@ static bool is_bound(const json_t *inst)
 static bool needs_scheduling(const json_t *inst)
 {
     const char *phase = str_at(inst, "status.phase");
-    return !api_json_lookup(inst, "metadata.deletionTimestamp") && (!phase || streq(phase, "Pending"));
+    return !api_json_lookup(inst, "metadata.deletionTimestamp") &&
+           (!phase || streq(phase, "Pending"));
 }
 
 static void unpark_all(scheduler *s)
 {
     const char *key;
     json_t *v;
-    json_object_foreach(s->parked, key, v) workqueue_add(s->q, key);
+    json_object_foreach (s->parked, key, v)
+        workqueue_add(s->q, key);
     json_object_clear(s->parked);
 }
 
@@ -154,10 +156,12 @@ static void instance_updated(informer *inf, const char *key, json_t *old, json_t
     if (is_bound(old) && !is_bound(obj)) {
         /* given back (Unbind): capacity freed, and the node that gave it back is noted */
         size_t n = json_array_size(api_json_lookup(obj, "status.attempts"));
-        const char *node = str_at(json_array_get(api_json_lookup(obj, "status.attempts"), n - 1), "nodeName");
+        const char *node =
+            str_at(json_array_get(api_json_lookup(obj, "status.attempts"), n - 1), "nodeName");
         if (node)
-            json_object_set_new(s->failures, node,
-                                json_integer(json_integer_value(json_object_get(s->failures, node)) + 1));
+            json_object_set_new(
+                s->failures, node,
+                json_integer(json_integer_value(json_object_get(s->failures, node)) + 1));
         unpark_all(s);
     }
     json_object_del(s->parked, key);
@@ -184,9 +188,7 @@ static void cluster_updated(informer *inf, const char *key, json_t *old, json_t 
     unpark_all(ud);
 }
 
-static void cluster_shrunk(informer *inf, const char *key, json_t *obj, void *ud)
-{
-}
+static void cluster_shrunk(informer *inf, const char *key, json_t *obj, void *ud) {}
 
 /* ---- the snapshot */
 
@@ -302,9 +304,9 @@ static void snapshot_take(scheduler *s, snapshot *sn)
         } else {
             if (flavor_resources(s, flavor, &need) < 0)
                 continue;
-            json_object_set_new(claims, flavor, json_pack("[I,I,I]", (json_int_t)need.amount[0],
-                                                          (json_int_t)need.amount[1],
-                                                          (json_int_t)need.amount[2]));
+            json_object_set_new(claims, flavor,
+                                json_pack("[I,I,I]", (json_int_t)need.amount[0],
+                                          (json_int_t)need.amount[1], (json_int_t)need.amount[2]));
         }
         snapshot_place(sn, ni, inst, &need);
     }
@@ -347,19 +349,20 @@ static void emit_event(scheduler *s, const json_t *inst, const char *reason, con
     char ts[TIMESTAMP_MAX];
     timestamp_format(now_realtime(), ts);
     const api_kind_info *k = api_object_kind(inst);
-    json_t *ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:s, "
-                           "s:s, s:{s:s}}}",
-                           "apiVersion", API_VERSION, "kind", "Event", "metadata", "name", name,
-                           "namespace", k && k->namespaced ? api_object_namespace(inst) : "default",
-                           "spec", "involvedObject", "kind", k ? k->name : "Instance", "name",
-                           api_object_name(inst), "uid", api_object_uid(inst) ? api_object_uid(inst) : "",
-                           "namespace", k && k->namespaced ? api_object_namespace(inst) : "default",
-                           "reason", reason, "type", type, "message", message, "lastTimestamp", ts,
-                           "source", "component", s->o.name);
+    json_t *ev = json_pack(
+        "{s:s, s:s, s:{s:s, s:s}, s:{s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:s, "
+        "s:s, s:{s:s}}}",
+        "apiVersion", API_VERSION, "kind", "Event", "metadata", "name", name, "namespace",
+        k && k->namespaced ? api_object_namespace(inst) : "default", "spec", "involvedObject",
+        "kind", k ? k->name : "Instance", "name", api_object_name(inst), "uid",
+        api_object_uid(inst) ? api_object_uid(inst) : "", "namespace",
+        k && k->namespaced ? api_object_namespace(inst) : "default", "reason", reason, "type", type,
+        "message", message, "lastTimestamp", ts, "source", "component", s->o.name);
     if (!ev)
         return;
     if (k && !k->namespaced)
-        json_object_del(json_object_get(json_object_get(ev, "spec"), "involvedObject"), "namespace");
+        json_object_del(json_object_get(json_object_get(ev, "spec"), "involvedObject"),
+                        "namespace");
     char *text = json_dumps(ev, JSON_COMPACT);
     Stratus__V1__ApplyRequest req = STRATUS__V1__APPLY_REQUEST__INIT;
     req.object_json = text;
@@ -390,7 +393,9 @@ static int write_status(scheduler *s, const json_t *inst, const char *phase, con
     json_t *c = NULL;
     size_t i;
     json_t *it;
-    json_array_foreach(conds, i, it) if (streq(str_at(it, "type") ? str_at(it, "type") : "", "Scheduled")) c = it;
+    json_array_foreach (conds, i, it)
+        if (streq(str_at(it, "type") ? str_at(it, "type") : "", "Scheduled"))
+            c = it;
     if (!c) {
         c = json_object();
         json_object_set_new(c, "type", json_string("Scheduled"));
@@ -398,7 +403,8 @@ static int write_status(scheduler *s, const json_t *inst, const char *phase, con
     }
     char ts[TIMESTAMP_MAX];
     if (!str_at(c, "status") || !streq(str_at(c, "status"), status))
-        json_object_set_new(c, "lastTransitionTime", json_string(timestamp_format(now_realtime(), ts)));
+        json_object_set_new(c, "lastTransitionTime",
+                            json_string(timestamp_format(now_realtime(), ts)));
     json_object_set_new(c, "status", json_string(status));
     json_object_set_new(c, "reason", json_string(reason));
     json_object_set_new(c, "message", json_string(message));
@@ -438,8 +444,7 @@ static void give_up(scheduler *s, const json_t *inst, size_t attempts)
     int off = snprintf(msg, sizeof(msg), "gave up after %zu attempts:", attempts);
     size_t i;
     json_t *a;
-    json_array_foreach(api_json_lookup(inst, "status.attempts"), i, a)
-    {
+    json_array_foreach (api_json_lookup(inst, "status.attempts"), i, a) {
         if (off < 0 || (size_t)off >= sizeof(msg))
             break;
         off += snprintf(msg + off, sizeof(msg) - (size_t)off, "%s node %s: %s (%s)", i ? ";" : "",
@@ -500,7 +505,8 @@ static void bind_batch(scheduler *s, snapshot *sn, pick *picks, size_t n)
             json_object_del(s->reported, picks[i].key);
             s->stats.bound++;
             workqueue_forget(s->q, picks[i].key);
-        } else if (res && (res->code == RPC_CODE_NOT_FOUND || res->code == RPC_CODE_ALREADY_EXISTS)) {
+        } else if (res &&
+                   (res->code == RPC_CODE_NOT_FOUND || res->code == RPC_CODE_ALREADY_EXISTS)) {
             workqueue_forget(s->q, picks[i].key); /* deleted, or someone else bound it */
         } else {
             /* lost a race with another scheduler, or the apiserver was away: fresh caches, later */
@@ -558,15 +564,19 @@ static size_t schedule_batch(scheduler *s)
         const char *failed[64];
         size_t i;
         json_t *a;
-        json_array_foreach(attempts, i, a) if (r.n_failed < ELEMENTSOF(failed) && str_at(a, "nodeName"))
-            failed[r.n_failed++] = str_at(a, "nodeName");
+        json_array_foreach (attempts, i, a)
+            if (r.n_failed < ELEMENTSOF(failed) && str_at(a, "nodeName"))
+                failed[r.n_failed++] = str_at(a, "nodeName");
         r.failed_nodes = failed;
-        json_t *image = str_at(inst, "spec.image") ? informer_get(s->inf[INF_IMAGES], str_at(inst, "spec.image")) : NULL;
+        json_t *image = str_at(inst, "spec.image")
+                            ? informer_get(s->inf[INF_IMAGES], str_at(inst, "spec.image"))
+                            : NULL;
         r.image = image;
         json_t *group = NULL;
         if (str_at(inst, "spec.serverGroup")) {
             char gkey[600];
-            snprintf(gkey, sizeof(gkey), "%s/%s", api_object_namespace(inst), str_at(inst, "spec.serverGroup"));
+            snprintf(gkey, sizeof(gkey), "%s/%s", api_object_namespace(inst),
+                     str_at(inst, "spec.serverGroup"));
             group = informer_get(s->inf[INF_GROUPS], gkey);
             r.group_policy = str_at(group, "spec.policy");
             r.max_per_node = json_integer_value(api_json_lookup(group, "spec.maxPerNode"));
@@ -633,13 +643,16 @@ static void set_node_not_ready(scheduler *s, const json_t *node, const char *mes
     if (!json_is_array(conds))
         json_object_set_new(st, "conditions", conds = json_array());
     for (size_t i = json_array_size(conds); i-- > 0;)
-        if (streq(str_at(json_array_get(conds, i), "type") ? str_at(json_array_get(conds, i), "type") : "", "Ready"))
+        if (streq(str_at(json_array_get(conds, i), "type")
+                      ? str_at(json_array_get(conds, i), "type")
+                      : "",
+                  "Ready"))
             json_array_remove(conds, i);
     char ts[TIMESTAMP_MAX];
-    json_array_append_new(conds, json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "Ready", "status",
-                                           "False", "reason", "NodeLeaseExpired", "message",
-                                           message, "lastTransitionTime",
-                                           timestamp_format(now_realtime(), ts)));
+    json_array_append_new(conds,
+                          json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "Ready", "status", "False",
+                                    "reason", "NodeLeaseExpired", "message", message,
+                                    "lastTransitionTime", timestamp_format(now_realtime(), ts)));
     char *text = json_dumps(st, JSON_COMPACT);
     json_decref(st);
     Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
@@ -711,7 +724,7 @@ static void lifecycle_fired(struct ev_loop *loop, ev_timer *t, int revents)
             bool ready_false = false;
             size_t j;
             json_t *c;
-            json_array_foreach(api_json_lookup(nodes[i], "status.conditions"), j, c)
+            json_array_foreach (api_json_lookup(nodes[i], "status.conditions"), j, c)
                 if (streq(str_at(c, "type") ? str_at(c, "type") : "", "Ready") &&
                     streq(str_at(c, "status") ? str_at(c, "status") : "", "False"))
                     ready_false = true;
@@ -739,8 +752,7 @@ static void retry_fired(struct ev_loop *loop, ev_timer *t, int revents)
     const char *k;
     json_t *v;
     void *tmp;
-    json_object_foreach_safe(s->failures, tmp, k, v)
-    {
+    json_object_foreach_safe (s->failures, tmp, k, v) {
         json_int_t x = json_integer_value(v) / 2;
         if (x)
             json_integer_set(v, x);
@@ -780,9 +792,10 @@ int scheduler_new(struct ev_loop *loop, const scheduler_options *o, scheduler **
         return r;
     }
     /* A refused binding means "look again with fresher caches", not "overloaded": retry soon. */
-    workqueue_options wo = {.backoff_base = 10 * USEC_PER_MSEC, .backoff_max = USEC_PER_SEC,
-                            .qps = -1};
-    if ((r = workqueue_new(&wo, &s->q)) < 0 || (r = workqueue_attach(s->q, loop, schedule_ready, s)) < 0) {
+    workqueue_options wo = {
+        .backoff_base = 10 * USEC_PER_MSEC, .backoff_max = USEC_PER_SEC, .qps = -1};
+    if ((r = workqueue_new(&wo, &s->q)) < 0 ||
+        (r = workqueue_attach(s->q, loop, schedule_ready, s)) < 0) {
         scheduler_free(s);
         return r;
     }

@@ -16,14 +16,14 @@
 typedef struct scheduler scheduler;
 
 typedef struct scheduler_options {
-    const char *server;       /* apiserver address, host:port */
-    const char *name;         /* who reports events; default "stratus-scheduler" */
-    bool pack;                /* fill nodes first instead of spreading */
-    unsigned max_attempts;    /* placements before an instance is Failed; 0 → 3 */
-    size_t batch_size;        /* bindings per Bind call; 0 → 200 */
-    usec_t fencing_margin;    /* lease gone this long → reschedule the node's instances; 0 → 40 s */
-    usec_t retry_interval;    /* unschedulable instances are retried at least this often; 0 → 30 s */
-    unsigned seed;            /* tie-breaks; 0 → from the clock */
+    const char *server;    /* apiserver address, host:port */
+    const char *name;      /* who reports events; default "stratus-scheduler" */
+    bool pack;             /* fill nodes first instead of spreading */
+    unsigned max_attempts; /* placements before an instance is Failed; 0 → 3 */
+    size_t batch_size;     /* bindings per Bind call; 0 → 200 */
+    usec_t fencing_margin; /* lease gone this long → reschedule the node's instances; 0 → 40 s */
+    usec_t retry_interval; /* unschedulable instances are retried at least this often; 0 → 30 s */
+    unsigned seed;         /* tie-breaks; 0 → from the clock */
 } scheduler_options;
 
 int scheduler_new(struct ev_loop *loop, const scheduler_options *o, scheduler **ret);
@@ -31,11 +31,11 @@ int scheduler_new(struct ev_loop *loop, const scheduler_options *o, scheduler **
 scheduler *scheduler_free(scheduler *s);
 
 typedef struct scheduler_stats {
-    size_t bound;          /* bindings the apiserver accepted */
-    size_t conflicts;      /* bindings refused because another scheduler got there first */
-    size_t unschedulable;  /* decisions that no node fits */
-    size_t failed;         /* instances given up on after max_attempts */
-    size_t rescheduled;    /* instances handed back from lost nodes */
+    size_t bound;         /* bindings the apiserver accepted */
+    size_t conflicts;     /* bindings refused because another scheduler got there first */
+    size_t unschedulable; /* decisions that no node fits */
+    size_t failed;        /* instances given up on after max_attempts */
+    size_t rescheduled;   /* instances handed back from lost nodes */
 } scheduler_stats;
 
 void scheduler_stats_read(scheduler *s, scheduler_stats *ret);

@@ -62,7 +62,8 @@ static void multi_sock_ready(struct ev_loop *loop, ev_io *io, int revents)
 {
     store_sock *sk = io->data;
     store_multi *mu = sk->mu;
-    int action = (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
+    int action =
+        (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
     int running;
     curl_multi_socket_action(mu->multi, sk->fd, action, &running);
     multi_check_done(mu);
@@ -168,7 +169,8 @@ void store_easy_setup(store *s, CURL *easy, size_t endpoint, const char *path, c
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(s->opts.connect_timeout / USEC_PER_MSEC));
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(s->opts.connect_timeout / USEC_PER_MSEC));
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     /* No "Expect: 100-continue" round trip on large bodies. */
     static struct curl_slist *headers;
@@ -276,9 +278,11 @@ static void requests_done(store_multi *mu, CURL *easy, CURLcode code)
         long status = 0;
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
         if (status == 200)
-            e = store_parse_response(q->kind, q->response.data ? q->response.data : "", q->response.len, r);
+            e = store_parse_response(q->kind, q->response.data ? q->response.data : "",
+                                     q->response.len, r);
         else
-            e = store_parse_error(status, q->response.data ? q->response.data : "", q->response.len, r);
+            e = store_parse_error(status, q->response.data ? q->response.data : "", q->response.len,
+                                  r);
     } else {
         e = curl_error(q, code);
         r->error = e;

@@ -161,12 +161,15 @@ static const char *const cmp_target_names[_STORE_CMP_TARGET_MAX] = {
     [STORE_CMP_VALUE] = "VALUE",     [STORE_CMP_LEASE] = "LEASE",
 };
 static const char *const cmp_target_fields[_STORE_CMP_TARGET_MAX] = {
-    [STORE_CMP_VERSION] = "version", [STORE_CMP_CREATE] = "create_revision",
-    [STORE_CMP_MOD] = "mod_revision", [STORE_CMP_VALUE] = "value", [STORE_CMP_LEASE] = "lease",
+    [STORE_CMP_VERSION] = "version",  [STORE_CMP_CREATE] = "create_revision",
+    [STORE_CMP_MOD] = "mod_revision", [STORE_CMP_VALUE] = "value",
+    [STORE_CMP_LEASE] = "lease",
 };
 static const char *const cmp_op_names[_STORE_CMP_OP_MAX] = {
-    [STORE_CMP_EQUAL] = "EQUAL", [STORE_CMP_NOT_EQUAL] = "NOT_EQUAL",
-    [STORE_CMP_LESS] = "LESS",   [STORE_CMP_GREATER] = "GREATER",
+    [STORE_CMP_EQUAL] = "EQUAL",
+    [STORE_CMP_NOT_EQUAL] = "NOT_EQUAL",
+    [STORE_CMP_LESS] = "LESS",
+    [STORE_CMP_GREATER] = "GREATER",
 };
 
 static json_t *compare_new(const char *key, store_cmp_target target, store_cmp_op op)
@@ -241,8 +244,8 @@ int store_txn_commit(store *s, const store_txn *t, store_cb cb, void *userdata)
 }
 
 /* A one-key compare-then-put/delete whose failure branch reads the key back. */
-static int submit_guarded(store *s, store_txn *t, const char *key, store_shape shape,
-                          store_cb cb, void *userdata)
+static int submit_guarded(store *s, store_txn *t, const char *key, store_shape shape, store_cb cb,
+                          void *userdata)
 {
     store_txn_get(t, STORE_ON_FAILURE, key, NULL);
     int e = store_submit(s, STORE_KIND_TXN, shape, txn_body(t), cb, userdata);
@@ -277,8 +280,8 @@ int store_delete(store *s, const char *key, int64_t mod_revision, store_cb cb, v
     if (!key || mod_revision < 0 || !cb)
         return -EINVAL;
     if (mod_revision == 0)
-        return store_submit(s, STORE_KIND_DELETE, STORE_SHAPE_DELETE,
-                            delete_request(key, NULL, 0), cb, userdata);
+        return store_submit(s, STORE_KIND_DELETE, STORE_SHAPE_DELETE, delete_request(key, NULL, 0),
+                            cb, userdata);
     store_txn *t = store_txn_new();
     store_txn_compare(t, key, STORE_CMP_MOD, STORE_CMP_EQUAL, mod_revision);
     store_txn_delete(t, STORE_ON_SUCCESS, key, NULL, 0);

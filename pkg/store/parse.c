@@ -168,7 +168,8 @@ static int parse_header(json_t *root, store_result *r)
 
 static int parse_range_body(json_t *o, store_result *r)
 {
-    if (parse_kv_array(json_object_get(o, "kvs"), r) < 0 || json_bool_field(o, "more", &r->more) < 0 ||
+    if (parse_kv_array(json_object_get(o, "kvs"), r) < 0 ||
+        json_bool_field(o, "more", &r->more) < 0 ||
         store_json_int64(json_object_get(o, "count"), &r->count) < 0)
         return -EBADMSG;
     return 0;
@@ -311,8 +312,8 @@ int store_error_from_etcd(int grpc_code, const char *message)
         if (strstr(message, by_message[i].needle))
             return by_message[i].error;
     switch (grpc_code) {
-    case 3: /* INVALID_ARGUMENT */
-    case 9: /* FAILED_PRECONDITION */
+    case 3:  /* INVALID_ARGUMENT */
+    case 9:  /* FAILED_PRECONDITION */
     case 11: /* OUT_OF_RANGE (a future revision) */
         return -EINVAL;
     case 4: /* DEADLINE_EXCEEDED */
@@ -448,7 +449,8 @@ static int parse_watch_root(json_t *root, store_watch_msg *m)
     if (!json_is_object(res))
         return -EBADMSG;
     json_t *h = json_object_get(res, "header");
-    if (h && (!json_is_object(h) || store_json_int64(json_object_get(h, "revision"), &m->revision) < 0))
+    if (h &&
+        (!json_is_object(h) || store_json_int64(json_object_get(h, "revision"), &m->revision) < 0))
         return -EBADMSG;
     if (json_bool_field(res, "created", &m->created) < 0 ||
         json_bool_field(res, "canceled", &m->canceled) < 0 ||

@@ -74,8 +74,8 @@ typedef struct store_kv {
 
 /* What a request produced. The callback owns it and frees it with store_result_free(). */
 typedef struct store_result {
-    int error;     /* 0 or one of the -errno codes above */
-    char *message; /* etcd's own error message, when it sent one */
+    int error;        /* 0 or one of the -errno codes above */
+    char *message;    /* etcd's own error message, when it sent one */
     int64_t revision; /* the store revision the response was served at */
 
     /* range and get: the keys found; put/delete with prev_kv, and the failed compare of
@@ -139,7 +139,7 @@ int store_range(store *s, const store_range_opts *o, store_cb cb, void *userdata
 /* A single key; -ENOENT when it does not exist. */
 int store_get(store *s, const char *key, store_cb cb, void *userdata);
 
-#define STORE_PREV_KV (1u << 0) /* return the previous value of what was overwritten/deleted */
+#define STORE_PREV_KV      (1u << 0) /* return the previous value of what was overwritten/deleted */
 #define STORE_IGNORE_LEASE (1u << 1)
 
 /* Unconditional put. lease = 0 for none. */
@@ -230,7 +230,7 @@ typedef enum store_event_type {
 
 typedef struct store_event {
     store_event_type type;
-    store_kv kv;      /* for deletes: key and mod_revision (= the delete's revision) */
+    store_kv kv;       /* for deletes: key and mod_revision (= the delete's revision) */
     store_kv *prev_kv; /* with STORE_WATCH_PREV_KV, when etcd still had it; else NULL */
 } store_event;
 

@@ -16,9 +16,11 @@ static void history_is_compacted(void)
     rpc_status st;
     char doc[256];
     for (int i = 0; i < 3; i++) {
-        snprintf(doc, sizeof(doc),
-                 "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":\"c%d\"},"
-                 "\"spec\":{\"vcpus\":1,\"memoryMiB\":64}}", i);
+        snprintf(
+            doc, sizeof(doc),
+            "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":\"c%d\"},"
+            "\"spec\":{\"vcpus\":1,\"memoryMiB\":64}}",
+            i);
         CHECK_OK(fx_apply(fx, doc, NULL, NULL, &st));
     }
     Stratus__V1__ListRequest req = STRATUS__V1__LIST_REQUEST__INIT;

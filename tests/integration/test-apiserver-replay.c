@@ -34,7 +34,8 @@ static int64_t write_flavors(const char *prefix, int n)
             snprintf(key, sizeof(key), "/stratus/v1/flavors/%s-%d", prefix, j);
             snprintf(val, sizeof(val),
                      "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":"
-                     "\"%s-%d\"},\"spec\":{\"memoryMiB\":64,\"vcpus\":1}}", prefix, j);
+                     "\"%s-%d\"},\"spec\":{\"memoryMiB\":64,\"vcpus\":1}}",
+                     prefix, j);
             store_txn_put(t, STORE_ON_SUCCESS, key, val, strlen(val), 0, 0);
         }
         y = STORE_SYNC_INIT;

@@ -164,11 +164,12 @@ static void apply_ignores_status_and_dry_run_writes_nothing(void)
     rpc_status st;
     int result;
     json_t *obj = NULL;
-    CHECK_OK(fx_apply(fx,
-                      "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":"
-                      "\"st1\",\"uid\":\"forged\"},\"spec\":{\"flavor\":\"tiny\",\"image\":\"img\"},"
-                      "\"status\":{\"phase\":\"Running\"}}",
-                      &result, &obj, &st));
+    CHECK_OK(
+        fx_apply(fx,
+                 "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":"
+                 "\"st1\",\"uid\":\"forged\"},\"spec\":{\"flavor\":\"tiny\",\"image\":\"img\"},"
+                 "\"status\":{\"phase\":\"Running\"}}",
+                 &result, &obj, &st));
     CHECK_STR(json_string_value(api_json_lookup(obj, "status.phase")), "Pending");
     CHECK(!streq(api_object_uid(obj), "forged"));
     json_decref(obj);
@@ -206,7 +207,8 @@ static void list_selects_and_pages(void)
     for (int i = 0; i < 12; i++) {
         char name[32], labels[64];
         snprintf(name, sizeof(name), "web-%02d", i);
-        snprintf(labels, sizeof(labels), "\"app\":\"web\",\"shard\":\"%s\"", i % 2 ? "odd" : "even");
+        snprintf(labels, sizeof(labels), "\"app\":\"web\",\"shard\":\"%s\"",
+                 i % 2 ? "odd" : "even");
         CHECK_OK(fx_apply(fx, instance_json(name, labels, ""), NULL, NULL, &st));
     }
     CHECK_OK(fx_apply(fx,
@@ -216,7 +218,8 @@ static void list_selects_and_pages(void)
                       NULL, NULL, &st));
 
     Stratus__V1__ListResponse *rep = NULL;
-    CHECK_OK(list("instances", "default", false, "app=web,shard in (odd)", NULL, 0, NULL, &rep, &st));
+    CHECK_OK(
+        list("instances", "default", false, "app=web,shard in (odd)", NULL, 0, NULL, &rep, &st));
     CHECK_INT(rep->n_items_json, ==, 6);
     rpc_message_free(rep);
 
@@ -233,7 +236,8 @@ static void list_selects_and_pages(void)
     CHECK_OK(list("instances", "default", false, "app=web", "spec.nodeName=", 0, NULL, &rep, &st));
     CHECK_INT(rep->n_items_json, ==, 12);
     rpc_message_free(rep);
-    CHECK_OK(list("instances", "default", false, "app=web", "spec.nodeName=n1", 0, NULL, &rep, &st));
+    CHECK_OK(
+        list("instances", "default", false, "app=web", "spec.nodeName=n1", 0, NULL, &rep, &st));
     CHECK_INT(rep->n_items_json, ==, 0);
     rpc_message_free(rep);
 
@@ -355,16 +359,20 @@ static void status_is_validated_and_preconditioned(void)
     char rv_old[24];
     snprintf(rv_old, sizeof(rv_old), "%s", rv);
     json_decref(obj);
-    CHECK(update_status("instance", NULL, "stat", NULL, "{\"phase\":\"Flying\"}", NULL, NULL, &st) < 0);
+    CHECK(update_status("instance", NULL, "stat", NULL, "{\"phase\":\"Flying\"}", NULL, NULL, &st) <
+          0);
     CHECK_INT(st.code, ==, RPC_CODE_INVALID_ARGUMENT);
     CHECK(strstr(st.message, "status.phase") != NULL);
-    CHECK_OK(update_status("instance", NULL, "stat", rv_old, "{\"phase\":\"Building\"}", NULL, &obj, &st));
+    CHECK_OK(update_status("instance", NULL, "stat", rv_old, "{\"phase\":\"Building\"}", NULL, &obj,
+                           &st));
     CHECK_STR(json_string_value(api_json_lookup(obj, "status.phase")), "Building");
     CHECK_INT(api_object_generation(obj), ==, 1); /* status is not spec */
     json_decref(obj);
-    CHECK(update_status("instance", NULL, "stat", rv_old, "{\"phase\":\"Running\"}", NULL, NULL, &st) < 0);
+    CHECK(update_status("instance", NULL, "stat", rv_old, "{\"phase\":\"Running\"}", NULL, NULL,
+                        &st) < 0);
     CHECK_INT(st.code, ==, RPC_CODE_ABORTED);
-    CHECK(update_status("instance", NULL, "nope", NULL, "{\"phase\":\"Running\"}", NULL, NULL, &st) < 0);
+    CHECK(update_status("instance", NULL, "nope", NULL, "{\"phase\":\"Running\"}", NULL, NULL,
+                        &st) < 0);
     CHECK_INT(st.code, ==, RPC_CODE_NOT_FOUND);
 }
 
@@ -418,7 +426,8 @@ static void delete_waits_for_finalizers(void)
     CHECK(fx_apply(fx, instance_json("fin", "", ""), NULL, NULL, &st) < 0);
     CHECK_INT(st.code, ==, RPC_CODE_FAILED_PRECONDITION);
     /* the agent says it is done: the instance goes */
-    CHECK_OK(update_status("instance", NULL, "fin", NULL, NULL, "stratus.io/node-agent", NULL, &st));
+    CHECK_OK(
+        update_status("instance", NULL, "fin", NULL, NULL, "stratus.io/node-agent", NULL, &st));
     CHECK(fx_get(fx, "instance", "default", "fin", NULL, &st) < 0);
     CHECK_INT(st.code, ==, RPC_CODE_NOT_FOUND);
 
@@ -490,7 +499,8 @@ static void watch_sees_changes_with_selectors(void)
     CHECK_OK(fx_apply(fx, instance_json("w-c", "\"team\":\"red\"", ""), NULL, NULL, &st));
     /* w-b leaves the selection: DELETED for this watcher, though the object stays */
     CHECK_OK(fx_apply(fx, instance_json("w-b", "\"team\":\"red\"", ""), NULL, NULL, &st));
-    CHECK_OK(fx_apply(fx, instance_json("w-a", "\"team\":\"blue\",\"x\":\"y\"", ""), NULL, NULL, &st));
+    CHECK_OK(
+        fx_apply(fx, instance_json("w-a", "\"team\":\"blue\",\"x\":\"y\"", ""), NULL, NULL, &st));
     CHECK_OK(fx_delete(fx, "instance", "default", "w-a", NULL, &st));
 
     static const struct {
@@ -526,7 +536,8 @@ static void watch_resumes_and_expires(void)
     json_t *obj = NULL;
     CHECK_OK(fx_apply(fx, flavor_json("res-0", 1), NULL, &obj, &st));
     char from[24];
-    snprintf(from, sizeof(from), "%s", json_string_value(api_json_lookup(obj, "metadata.resourceVersion")));
+    snprintf(from, sizeof(from), "%s",
+             json_string_value(api_json_lookup(obj, "metadata.resourceVersion")));
     json_decref(obj);
     for (int i = 1; i <= 3; i++) {
         char n[16];
@@ -616,7 +627,10 @@ static void oversize_request_is_refused(void)
     setup();
     size_t n = 5 << 20;
     char *big = xmalloc(n + 256);
-    int off = snprintf(big, 256, "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":\"big\",\"annotations\":{\"a\":\"");
+    int off = snprintf(
+        big, 256,
+        "{\"apiVersion\":\"stratus/"
+        "v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":\"big\",\"annotations\":{\"a\":\"");
     memset(big + off, 'x', n);
     strcpy(big + off + n, "\"}},\"spec\":{\"vcpus\":1,\"memoryMiB\":64}}");
     rpc_status st;
@@ -633,8 +647,10 @@ static void watch_sees_every_object_of_a_transaction(void)
     setup();
     base_objects();
     rpc_status st;
-    CHECK_OK(fx_apply(fx, "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Node\",\"metadata\":{\"name\":"
-                          "\"txn-node\"},\"spec\":{}}", NULL, NULL, &st));
+    CHECK_OK(fx_apply(fx,
+                      "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Node\",\"metadata\":{\"name\":"
+                      "\"txn-node\"},\"spec\":{}}",
+                      NULL, NULL, &st));
     CHECK_OK(update_status("node", NULL, "txn-node", NULL,
                            "{\"allocatable\":{\"vcpus\":64,\"memoryMiB\":65536,\"diskGiB\":1000}}",
                            NULL, NULL, &st));
@@ -642,9 +658,11 @@ static void watch_sees_every_object_of_a_transaction(void)
     for (int i = 0; i < 5; i++) {
         char doc[512], name[16];
         snprintf(name, sizeof(name), "t%d", i);
-        snprintf(doc, sizeof(doc),
-                 "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":\"%s\","
-                 "\"namespace\":\"txn\"},\"spec\":{\"flavor\":\"tiny\",\"image\":\"img\"}}", name);
+        snprintf(
+            doc, sizeof(doc),
+            "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":\"%s\","
+            "\"namespace\":\"txn\"},\"spec\":{\"flavor\":\"tiny\",\"image\":\"img\"}}",
+            name);
         json_t *obj = NULL;
         CHECK_OK(fx_apply(fx, doc, NULL, &obj, &st));
         snprintf(uids[i], sizeof(uids[i]), "%s", api_object_uid(obj));

@@ -61,9 +61,11 @@ static void sched_stop(sched_thread *t)
 {
     ev_async_send(t->loop, &t->stop);
     pthread_join(t->thread, NULL);
-    fprintf(stderr, "  scheduler: bound %zu, conflicts %zu, unschedulable %zu, failed %zu, rescheduled %zu\n",
-            t->stats.bound, t->stats.conflicts, t->stats.unschedulable, t->stats.failed,
-            t->stats.rescheduled);
+    fprintf(
+        stderr,
+        "  scheduler: bound %zu, conflicts %zu, unschedulable %zu, failed %zu, rescheduled %zu\n",
+        t->stats.bound, t->stats.conflicts, t->stats.unschedulable, t->stats.failed,
+        t->stats.rescheduled);
     ev_loop_destroy(t->loop);
     free(t);
 }
@@ -219,10 +221,10 @@ static bool wait_message(const char *ns, const char *name, const char *text, dou
         size_t i;
         json_t *c;
         bool found = false;
-        json_array_foreach(api_json_lookup(o, "status.conditions"), i, c)
-        {
+        json_array_foreach (api_json_lookup(o, "status.conditions"), i, c) {
             const char *m = str_at(c, "message");
-            if (streq(str_at(c, "type") ? str_at(c, "type") : "", "Scheduled") && m && strstr(m, text))
+            if (streq(str_at(c, "type") ? str_at(c, "type") : "", "Scheduled") && m &&
+                strstr(m, text))
                 found = true;
         }
         json_decref(o);
@@ -245,8 +247,10 @@ static void setup(void)
              "\"spec\":{\"vcpus\":1,\"memoryMiB\":512,\"rootDiskGiB\":1}}");
     apply_ok("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":\"huge\"},"
              "\"spec\":{\"vcpus\":64,\"memoryMiB\":512,\"rootDiskGiB\":1}}");
-    apply_ok("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Image\",\"metadata\":{\"name\":\"img\"},"
-             "\"spec\":{\"source\":{\"url\":\"file:///x\",\"sha256\":\"%064d\",\"format\":\"qcow2\"}}}", 0);
+    apply_ok(
+        "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Image\",\"metadata\":{\"name\":\"img\"},"
+        "\"spec\":{\"source\":{\"url\":\"file:///x\",\"sha256\":\"%064d\",\"format\":\"qcow2\"}}}",
+        0);
 }
 
 static void teardown(void)
@@ -333,8 +337,9 @@ static void anti_affinity_five_over_three(void)
         snprintf(n, sizeof(n), "aa-%d", i);
         add_node(n, "aa", 16, 16384);
     }
-    apply_ok("{\"apiVersion\":\"stratus/v1\",\"kind\":\"ServerGroup\",\"metadata\":{\"name\":\"web\","
-             "\"namespace\":\"aa\"},\"spec\":{\"policy\":\"anti-affinity\"}}");
+    apply_ok(
+        "{\"apiVersion\":\"stratus/v1\",\"kind\":\"ServerGroup\",\"metadata\":{\"name\":\"web\","
+        "\"namespace\":\"aa\"},\"spec\":{\"policy\":\"anti-affinity\"}}");
     scheduler_options o = {.retry_interval = USEC_PER_SEC};
     sched_thread *t = sched_start(&o);
     for (int i = 0; i < 5; i++) {
@@ -419,8 +424,8 @@ static void lost_node_instances_move(void)
     setup();
     add_node("lost-a", "lost", 8, 8192);
     add_node("lost-b", "lost", 8, 8192);
-    scheduler_options o = {.retry_interval = USEC_PER_SEC, .fencing_margin = 2 * USEC_PER_SEC,
-                           .pack = true};
+    scheduler_options o = {
+        .retry_interval = USEC_PER_SEC, .fencing_margin = 2 * USEC_PER_SEC, .pack = true};
     sched_thread *t = sched_start(&o);
     /* pack: both go to the same node */
     add_instance("lost", "v1", "small", ",\"availabilityZone\":\"lost\"");
@@ -444,7 +449,7 @@ static void lost_node_instances_move(void)
         if (fx_get(fx, "node", NULL, first, &n, &st) == 0) {
             size_t i;
             json_t *c;
-            json_array_foreach(api_json_lookup(n, "status.conditions"), i, c)
+            json_array_foreach (api_json_lookup(n, "status.conditions"), i, c)
                 if (streq(str_at(c, "type"), "Ready") && streq(str_at(c, "status"), "False"))
                     not_ready = true;
             json_decref(n);
@@ -488,15 +493,17 @@ static void *create_range(void *arg)
     rpc_client_new(fx->target, NULL, &cl);
     for (int i = c->from; i < c->to; i++) {
         char doc[512];
-        snprintf(doc, sizeof(doc),
-                 "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":\"r%04d\","
-                 "\"namespace\":\"race\"},\"spec\":{\"flavor\":\"small\",\"image\":\"img\","
-                 "\"serverGroup\":\"%s\",\"availabilityZone\":\"race\"}}",
-                 i, i % 100 == 0 ? "spread" : "free");
+        snprintf(
+            doc, sizeof(doc),
+            "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":\"r%04d\","
+            "\"namespace\":\"race\"},\"spec\":{\"flavor\":\"small\",\"image\":\"img\","
+            "\"serverGroup\":\"%s\",\"availabilityZone\":\"race\"}}",
+            i, i % 100 == 0 ? "spread" : "free");
         /* every 100th instance is in a hard anti-affinity group: at most one per node */
         if (i % 100 != 0) {
             char *p = strstr(doc, ",\"serverGroup\":\"free\"");
-            memmove(p, p + strlen(",\"serverGroup\":\"free\""), strlen(p + strlen(",\"serverGroup\":\"free\"")) + 1);
+            memmove(p, p + strlen(",\"serverGroup\":\"free\""),
+                    strlen(p + strlen(",\"serverGroup\":\"free\"")) + 1);
         }
         Stratus__V1__ApplyRequest req = STRATUS__V1__APPLY_REQUEST__INIT;
         req.object_json = doc;
@@ -519,8 +526,9 @@ static void three_schedulers_never_overcommit(void)
         snprintf(n, sizeof(n), "race-%02d", i);
         add_node(n, "race", 36, 36 * 512); /* room for 36 small: 1,800 in all, 200 stay Pending */
     }
-    apply_ok("{\"apiVersion\":\"stratus/v1\",\"kind\":\"ServerGroup\",\"metadata\":{\"name\":\"spread\","
-             "\"namespace\":\"race\"},\"spec\":{\"policy\":\"anti-affinity\"}}");
+    apply_ok(
+        "{\"apiVersion\":\"stratus/v1\",\"kind\":\"ServerGroup\",\"metadata\":{\"name\":\"spread\","
+        "\"namespace\":\"race\"},\"spec\":{\"policy\":\"anti-affinity\"}}");
     scheduler_options o = {.retry_interval = 2 * USEC_PER_SEC, .batch_size = 100};
     sched_thread *t[3];
     for (int i = 0; i < 3; i++) {
@@ -650,5 +658,4 @@ static void three_schedulers_never_overcommit(void)
 
 CHECK_MAIN(CASE(fits_and_does_not_fit), CASE(zones_and_forced_nodes),
            CASE(anti_affinity_five_over_three), CASE(unbind_reschedules_then_fails),
-           CASE(lost_node_instances_move), CASE(three_schedulers_never_overcommit),
-           CASE(teardown))
+           CASE(lost_node_instances_move), CASE(three_schedulers_never_overcommit), CASE(teardown))

@@ -18,8 +18,8 @@ static store *connect_store(const char *const *endpoints, size_t n, size_t max_r
         etcd = etcd_fixture_start();
     if (!loop)
         loop = ev_loop_new(EVFLAG_AUTO);
-    store_options o = {.n_endpoints = n, .max_response = max_response,
-                       .request_timeout = 10 * USEC_PER_SEC};
+    store_options o = {
+        .n_endpoints = n, .max_response = max_response, .request_timeout = 10 * USEC_PER_SEC};
     for (size_t i = 0; i < n; i++)
         o.endpoints[i] = endpoints[i];
     store *s = NULL;
@@ -59,9 +59,7 @@ static int64_t put_rev(store *s, const char *k, const char *v)
     return r->revision;
 }
 
-static void wake(struct ev_loop *l, ev_timer *t, int revents)
-{
-}
+static void wake(struct ev_loop *l, ev_timer *t, int revents) {}
 
 static void run_for(double seconds)
 {
@@ -247,7 +245,10 @@ static void range_pages_through_prefix(void)
     int64_t at = 0;
     int seen = 0, pages = 0;
     for (;;) {
-        store_range_opts o = {.key = "/t/page/", .range_end = end, .limit = 10, .revision = at,
+        store_range_opts o = {.key = "/t/page/",
+                              .range_end = end,
+                              .limit = 10,
+                              .revision = at,
                               .after = *last ? last : NULL};
         store_sync y = STORE_SYNC_INIT;
         _cleanup_(store_result_freep) store_result *r = NULL;
@@ -446,7 +447,8 @@ static void log_events(store_watch *w, const store_event *ev, size_t n, int64_t 
         snprintf(l->keys[l->n], sizeof(l->keys[0]), "%s", ev[i].kv.key);
         l->revs[l->n] = ev[i].kv.mod_revision;
         l->types[l->n] = ev[i].type;
-        snprintf(l->prev[l->n], sizeof(l->prev[0]), "%s", ev[i].prev_kv ? ev[i].prev_kv->value : "-");
+        snprintf(l->prev[l->n], sizeof(l->prev[0]), "%s",
+                 ev[i].prev_kv ? ev[i].prev_kv->value : "-");
     }
 }
 
@@ -717,10 +719,13 @@ static void tls_with_client_certificates(void)
     etcd_fixture *tls = etcd_fixture_start_tls();
     if (!loop)
         loop = ev_loop_new(EVFLAG_AUTO);
-    store_options o = {.n_endpoints = 1, .endpoints = {etcd_fixture_endpoint(tls)},
-                       .ca_file = etcd_fixture_ca(tls), .cert_file = etcd_fixture_client_cert(tls),
+    store_options o = {.n_endpoints = 1,
+                       .endpoints = {etcd_fixture_endpoint(tls)},
+                       .ca_file = etcd_fixture_ca(tls),
+                       .cert_file = etcd_fixture_client_cert(tls),
                        .key_file = etcd_fixture_client_key(tls),
-                       .connect_timeout = 5 * USEC_PER_SEC, .request_timeout = 10 * USEC_PER_SEC};
+                       .connect_timeout = 5 * USEC_PER_SEC,
+                       .request_timeout = 10 * USEC_PER_SEC};
     _cleanup_(store_freep) store *s = NULL;
     CHECK_OK(store_new(loop, &o, &s));
     _cleanup_(store_result_freep) store_result *r = NULL;

@@ -110,8 +110,7 @@ int fx_apply_manifest(apiserver_fixture *f, const char *name, rpc_status *st)
     if (items) {
         size_t i;
         json_t *it;
-        json_array_foreach(items, i, it)
-        {
+        json_array_foreach (items, i, it) {
             char *text = json_dumps(it, 0);
             r = fx_apply(f, text, NULL, NULL, st);
             free(text);

@@ -19,7 +19,8 @@ typedef struct check_case {
 extern jmp_buf check_jmp;
 extern int check_failures_in_case;
 
-void check_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void check_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Runs the cases named on the command line (all when none) and returns the exit status. */
 int check_run(const check_case *cases, size_t n, int argc, char **argv);
 
@@ -29,7 +30,10 @@ int check_run(const check_case *cases, size_t n, int argc, char **argv);
         static const check_case cases[] = {__VA_ARGS__};                                           \
         return check_run(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);                     \
     }
-#define CASE(f) {#f, f}
+#define CASE(f)                                                                                    \
+    {                                                                                              \
+#f, f                                                                                      \
+    }
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -48,7 +52,7 @@ int check_run(const check_case *cases, size_t n, int argc, char **argv);
     do {                                                                                           \
         const char *_a_ = (a), *_b_ = (b);                                                         \
         if (!_a_ || !_b_ || strcmp(_a_, _b_) != 0)                                                 \
-            check_fail(__FILE__, __LINE__, "%s == %s: \"%s\" vs \"%s\"", #a, #b,                    \
+            check_fail(__FILE__, __LINE__, "%s == %s: \"%s\" vs \"%s\"", #a, #b,                   \
                        _a_ ? _a_ : "(null)", _b_ ? _b_ : "(null)");                                \
     } while (0)
 

@@ -48,7 +48,8 @@ int test_free_port(void)
 static bool port_answers(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
     close(fd);
@@ -58,7 +59,8 @@ static bool port_answers(int port)
 static void fixture_spawn(etcd_fixture *f)
 {
     char client[64], peer[64], cluster[96], log_path[512];
-    snprintf(client, sizeof(client), "%s://127.0.0.1:%d", f->tls ? "https" : "http", f->client_port);
+    snprintf(client, sizeof(client), "%s://127.0.0.1:%d", f->tls ? "https" : "http",
+             f->client_port);
     snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", f->peer_port);
     snprintf(cluster, sizeof(cluster), "default=%s", peer);
     snprintf(log_path, sizeof(log_path), "%s/etcd.log", f->dir);
@@ -133,20 +135,20 @@ static void fixture_make_certs(etcd_fixture *f)
     snprintf(f->server_key, sizeof(f->server_key), "%s/server-key.pem", f->dir);
     snprintf(f->client_cert, sizeof(f->client_cert), "%s/client.pem", f->dir);
     snprintf(f->client_key, sizeof(f->client_key), "%s/client-key.pem", f->dir);
-    char *cmd = xasprintf(
-        "set -e; cd '%s';"
-        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 1"
-        " -subj /CN=stratus-test-ca 2>/dev/null;"
-        "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext;"
-        "openssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr"
-        " -subj /CN=127.0.0.1 2>/dev/null;"
-        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial"
-        " -out server.pem -days 1 -extfile san.ext 2>/dev/null;"
-        "openssl req -newkey rsa:2048 -nodes -keyout client-key.pem -out client.csr"
-        " -subj /CN=stratus-apiserver 2>/dev/null;"
-        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial"
-        " -out client.pem -days 1 2>/dev/null",
-        f->dir);
+    char *cmd =
+        xasprintf("set -e; cd '%s';"
+                  "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 1"
+                  " -subj /CN=stratus-test-ca 2>/dev/null;"
+                  "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext;"
+                  "openssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr"
+                  " -subj /CN=127.0.0.1 2>/dev/null;"
+                  "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial"
+                  " -out server.pem -days 1 -extfile san.ext 2>/dev/null;"
+                  "openssl req -newkey rsa:2048 -nodes -keyout client-key.pem -out client.csr"
+                  " -subj /CN=stratus-apiserver 2>/dev/null;"
+                  "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial"
+                  " -out client.pem -days 1 2>/dev/null",
+                  f->dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "could not make test certificates with openssl\n");
         abort();

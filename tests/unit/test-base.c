@@ -39,8 +39,14 @@ static void b64_round_trips(void)
     static const struct {
         const char *plain, *enc;
     } t[] = {
-        {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="},
-        {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}, {"/stratus/v1/x", "L3N0cmF0dXMvdjEveA=="},
+        {"", ""},
+        {"f", "Zg=="},
+        {"fo", "Zm8="},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="},
+        {"foobar", "Zm9vYmFy"},
+        {"/stratus/v1/x", "L3N0cmF0dXMvdjEveA=="},
     };
     for (size_t i = 0; i < ELEMENTSOF(t); i++) {
         _cleanup_free_ char *e = b64_encode(t[i].plain, strlen(t[i].plain));
@@ -75,7 +81,7 @@ static void durations_parse(void)
         const char *s;
         usec_t v;
     } ok[] = {
-        {"30", 30 * USEC_PER_SEC}, {"30s", 30 * USEC_PER_SEC}, {"250ms", 250 * USEC_PER_MSEC},
+        {"30", 30 * USEC_PER_SEC},  {"30s", 30 * USEC_PER_SEC},     {"250ms", 250 * USEC_PER_MSEC},
         {"5m", 300 * USEC_PER_SEC}, {"1h30m", 5400 * USEC_PER_SEC}, {"10us", 10},
     };
     for (size_t i = 0; i < ELEMENTSOF(ok); i++) {

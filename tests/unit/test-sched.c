@@ -17,9 +17,10 @@ static json_t *node_obj(const char *json)
 
 static sched_node mk_node(json_t *obj, bool alive)
 {
-    sched_node n = {.name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name")),
-                    .obj = obj,
-                    .lease_alive = alive};
+    sched_node n = {
+        .name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name")),
+        .obj = obj,
+        .lease_alive = alive};
     api_node_capacity_of(obj, &n.cap);
     return n;
 }
@@ -32,25 +33,33 @@ static int filter_index(const char *name)
     return -2;
 }
 
-#define NODE_4X4096 "{\"metadata\":{\"name\":\"n1\",\"labels\":{\"topology.stratus.io/zone\":\"az1\"}}," \
-                    "\"spec\":{},\"status\":{\"allocatable\":{\"vcpus\":4,\"memoryMiB\":4096,\"diskGiB\":100}}}"
+#define NODE_4X4096                                                                                \
+    "{\"metadata\":{\"name\":\"n1\",\"labels\":{\"topology.stratus.io/zone\":\"az1\"}},"           \
+    "\"spec\":{},\"status\":{\"allocatable\":{\"vcpus\":4,\"memoryMiB\":4096,\"diskGiB\":100}}}"
 
 static void filters_on_table_cases(void)
 {
     json_t *plain = node_obj(NODE_4X4096);
-    json_t *cordoned = node_obj("{\"metadata\":{\"name\":\"n2\"},\"spec\":{\"unschedulable\":true},"
-                                "\"status\":{\"allocatable\":{\"vcpus\":4,\"memoryMiB\":4096,\"diskGiB\":100}}}");
-    json_t *not_ready = node_obj("{\"metadata\":{\"name\":\"n3\"},\"spec\":{},\"status\":{\"allocatable\":"
-                                 "{\"vcpus\":4,\"memoryMiB\":4096,\"diskGiB\":100},\"conditions\":[{\"type\":"
-                                 "\"Ready\",\"status\":\"False\"}]}}");
-    json_t *tainted = node_obj("{\"metadata\":{\"name\":\"n4\"},\"spec\":{\"taints\":[{\"key\":\"gpu\","
-                               "\"value\":\"yes\",\"effect\":\"NoSchedule\"}]},\"status\":{\"allocatable\":"
-                               "{\"vcpus\":4,\"memoryMiB\":4096,\"diskGiB\":100},\"nodeInfo\":"
-                               "{\"architecture\":\"aarch64\"}}}");
-    json_t *ratio = node_obj("{\"metadata\":{\"name\":\"n5\"},\"spec\":{\"allocationRatios\":{\"cpu\":4.0}},"
-                             "\"status\":{\"allocatable\":{\"vcpus\":2,\"memoryMiB\":4096,\"diskGiB\":100}}}");
-    json_t *tolerate = json_loads("[{\"key\":\"gpu\",\"operator\":\"Equal\",\"value\":\"yes\",\"effect\":\"NoSchedule\"}]", 0, NULL);
-    json_t *arm_image = json_loads("{\"spec\":{\"properties\":{\"architecture\":\"x86_64\"}}}", 0, NULL);
+    json_t *cordoned =
+        node_obj("{\"metadata\":{\"name\":\"n2\"},\"spec\":{\"unschedulable\":true},"
+                 "\"status\":{\"allocatable\":{\"vcpus\":4,\"memoryMiB\":4096,\"diskGiB\":100}}}");
+    json_t *not_ready =
+        node_obj("{\"metadata\":{\"name\":\"n3\"},\"spec\":{},\"status\":{\"allocatable\":"
+                 "{\"vcpus\":4,\"memoryMiB\":4096,\"diskGiB\":100},\"conditions\":[{\"type\":"
+                 "\"Ready\",\"status\":\"False\"}]}}");
+    json_t *tainted =
+        node_obj("{\"metadata\":{\"name\":\"n4\"},\"spec\":{\"taints\":[{\"key\":\"gpu\","
+                 "\"value\":\"yes\",\"effect\":\"NoSchedule\"}]},\"status\":{\"allocatable\":"
+                 "{\"vcpus\":4,\"memoryMiB\":4096,\"diskGiB\":100},\"nodeInfo\":"
+                 "{\"architecture\":\"aarch64\"}}}");
+    json_t *ratio =
+        node_obj("{\"metadata\":{\"name\":\"n5\"},\"spec\":{\"allocationRatios\":{\"cpu\":4.0}},"
+                 "\"status\":{\"allocatable\":{\"vcpus\":2,\"memoryMiB\":4096,\"diskGiB\":100}}}");
+    json_t *tolerate = json_loads(
+        "[{\"key\":\"gpu\",\"operator\":\"Equal\",\"value\":\"yes\",\"effect\":\"NoSchedule\"}]", 0,
+        NULL);
+    json_t *arm_image =
+        json_loads("{\"spec\":{\"properties\":{\"architecture\":\"x86_64\"}}}", 0, NULL);
     const char *failed[] = {"n1"};
 
     struct {
@@ -66,26 +75,92 @@ static void filters_on_table_cases(void)
         {"lease gone", plain, false, {.need = {{1, 1, 1}}}, 0, 0, "NodeReady"},
         {"Ready=False", not_ready, true, {.need = {{1, 1, 1}}}, 0, 0, "NodeReady"},
         {"cordoned", cordoned, true, {.need = {{1, 1, 1}}}, 0, 0, "NodeSchedulable"},
-        {"forced elsewhere", plain, true, {.need = {{1, 1, 1}}, .forced_node = "n9"}, 0, 0, "ForcedNode"},
+        {"forced elsewhere",
+         plain,
+         true,
+         {.need = {{1, 1, 1}}, .forced_node = "n9"},
+         0,
+         0,
+         "ForcedNode"},
         {"forced here", plain, true, {.need = {{1, 1, 1}}, .forced_node = "n1"}, 0, 0, NULL},
         {"zone matches", plain, true, {.need = {{1, 1, 1}}, .zone = "az1"}, 0, 0, NULL},
-        {"zone differs", plain, true, {.need = {{1, 1, 1}}, .zone = "az2"}, 0, 0, "AvailabilityZone"},
+        {"zone differs",
+         plain,
+         true,
+         {.need = {{1, 1, 1}}, .zone = "az2"},
+         0,
+         0,
+         "AvailabilityZone"},
         {"taint not tolerated", tainted, true, {.need = {{1, 1, 1}}}, 0, 0, "Taints"},
-        {"taint tolerated", tainted, true, {.need = {{1, 1, 1}}, .tolerations = tolerate}, 0, 0, NULL},
-        {"failed here before", plain, true, {.need = {{1, 1, 1}}, .failed_nodes = failed, .n_failed = 1}, 0, 0, "FailedBefore"},
-        {"image arch", tainted, true, {.need = {{1, 1, 1}}, .tolerations = tolerate, .image = arm_image}, 0, 0, "ImageArchitecture"},
+        {"taint tolerated",
+         tainted,
+         true,
+         {.need = {{1, 1, 1}}, .tolerations = tolerate},
+         0,
+         0,
+         NULL},
+        {"failed here before",
+         plain,
+         true,
+         {.need = {{1, 1, 1}}, .failed_nodes = failed, .n_failed = 1},
+         0,
+         0,
+         "FailedBefore"},
+        {"image arch",
+         tainted,
+         true,
+         {.need = {{1, 1, 1}}, .tolerations = tolerate, .image = arm_image},
+         0,
+         0,
+         "ImageArchitecture"},
         {"vcpus", plain, true, {.need = {{5, 1, 1}}}, 0, 0, "FitsVcpus"},
         {"vcpus with used", plain, true, {.need = {{2, 1, 1}}}, 3, 0, "FitsVcpus"},
         {"memory", plain, true, {.need = {{1, 4097, 1}}}, 0, 0, "FitsMemory"},
         {"disk", plain, true, {.need = {{1, 1, 101}}}, 0, 0, "FitsDisk"},
         {"cpu ratio 4x", ratio, true, {.need = {{8, 1, 1}}}, 0, 0, NULL},
         {"cpu ratio 4x full", ratio, true, {.need = {{9, 1, 1}}}, 0, 0, "FitsVcpus"},
-        {"anti-affinity occupied", plain, true, {.need = {{1, 1, 1}}, .group_policy = "anti-affinity"}, 0, 1, "AntiAffinity"},
-        {"anti-affinity free", plain, true, {.need = {{1, 1, 1}}, .group_policy = "anti-affinity"}, 0, 0, NULL},
-        {"anti-affinity max 2", plain, true, {.need = {{1, 1, 1}}, .group_policy = "anti-affinity", .max_per_node = 2}, 0, 1, NULL},
-        {"affinity elsewhere", plain, true, {.need = {{1, 1, 1}}, .group_policy = "affinity", .group_placed = 2}, 0, 0, "Affinity"},
-        {"affinity first member", plain, true, {.need = {{1, 1, 1}}, .group_policy = "affinity"}, 0, 0, NULL},
-        {"soft anti-affinity never filters", plain, true, {.need = {{1, 1, 1}}, .group_policy = "soft-anti-affinity"}, 0, 3, NULL},
+        {"anti-affinity occupied",
+         plain,
+         true,
+         {.need = {{1, 1, 1}}, .group_policy = "anti-affinity"},
+         0,
+         1,
+         "AntiAffinity"},
+        {"anti-affinity free",
+         plain,
+         true,
+         {.need = {{1, 1, 1}}, .group_policy = "anti-affinity"},
+         0,
+         0,
+         NULL},
+        {"anti-affinity max 2",
+         plain,
+         true,
+         {.need = {{1, 1, 1}}, .group_policy = "anti-affinity", .max_per_node = 2},
+         0,
+         1,
+         NULL},
+        {"affinity elsewhere",
+         plain,
+         true,
+         {.need = {{1, 1, 1}}, .group_policy = "affinity", .group_placed = 2},
+         0,
+         0,
+         "Affinity"},
+        {"affinity first member",
+         plain,
+         true,
+         {.need = {{1, 1, 1}}, .group_policy = "affinity"},
+         0,
+         0,
+         NULL},
+        {"soft anti-affinity never filters",
+         plain,
+         true,
+         {.need = {{1, 1, 1}}, .group_policy = "soft-anti-affinity"},
+         0,
+         3,
+         NULL},
     };
     for (size_t i = 0; i < ELEMENTSOF(t); i++) {
         sched_node n = mk_node(t[i].node, t[i].alive);
@@ -127,7 +202,8 @@ static void scores_prefer_the_right_nodes(void)
     flaky.recent_failures = 3;
     CHECK_INT(sched_score_node(&r, &solid, false), >, sched_score_node(&r, &flaky, false));
 
-    sched_request soft = {.need = {{1, 512, 1}}, .group_policy = "soft-anti-affinity", .group_placed = 2};
+    sched_request soft = {
+        .need = {{1, 512, 1}}, .group_policy = "soft-anti-affinity", .group_placed = 2};
     sched_node with = mk_node(a, true), without = mk_node(a, true);
     with.group_members = 2;
     CHECK_INT(sched_score_node(&soft, &without, false), >, sched_score_node(&soft, &with, false));
@@ -139,8 +215,9 @@ static void scores_prefer_the_right_nodes(void)
 static void select_explains_rejections(void)
 {
     json_t *a = node_obj(NODE_4X4096);
-    json_t *b = node_obj("{\"metadata\":{\"name\":\"small\"},\"spec\":{},\"status\":{\"allocatable\":"
-                         "{\"vcpus\":1,\"memoryMiB\":512,\"diskGiB\":10}}}");
+    json_t *b =
+        node_obj("{\"metadata\":{\"name\":\"small\"},\"spec\":{},\"status\":{\"allocatable\":"
+                 "{\"vcpus\":1,\"memoryMiB\":512,\"diskGiB\":10}}}");
     sched_node nodes[5] = {mk_node(a, true), mk_node(b, true), mk_node(b, true), mk_node(a, false),
                            mk_node(b, true)};
     nodes[0].used.amount[API_RESOURCE_MEMORY] = 4096;

@@ -19,11 +19,12 @@ static void range_response_parses(void)
 {
     /* key "a" = YQ==, value "1" = MQ== ; 64-bit numbers as strings, as the gateway sends them */
     store_result r;
-    CHECK_OK(parse(STORE_KIND_RANGE,
-                   "{\"header\":{\"revision\":\"12\"},\"kvs\":[{\"key\":\"YQ==\",\"value\":\"MQ==\","
-                   "\"create_revision\":\"2\",\"mod_revision\":\"11\",\"version\":\"3\"}],"
-                   "\"more\":true,\"count\":\"7\"}",
-                   &r));
+    CHECK_OK(
+        parse(STORE_KIND_RANGE,
+              "{\"header\":{\"revision\":\"12\"},\"kvs\":[{\"key\":\"YQ==\",\"value\":\"MQ==\","
+              "\"create_revision\":\"2\",\"mod_revision\":\"11\",\"version\":\"3\"}],"
+              "\"more\":true,\"count\":\"7\"}",
+              &r));
     CHECK_INT(r.revision, ==, 12);
     CHECK_INT(r.n_kvs, ==, 1);
     CHECK_STR(r.kvs[0].key, "a");
@@ -45,7 +46,8 @@ static void range_response_parses(void)
     store_result_clear(&r);
 
     /* a value absent means empty */
-    CHECK_OK(parse(STORE_KIND_RANGE, "{\"header\":{\"revision\":\"3\"},\"kvs\":[{\"key\":\"YQ==\"}]}", &r));
+    CHECK_OK(parse(STORE_KIND_RANGE,
+                   "{\"header\":{\"revision\":\"3\"},\"kvs\":[{\"key\":\"YQ==\"}]}", &r));
     CHECK_INT(r.kvs[0].value_len, ==, 0);
     CHECK_STR(r.kvs[0].value, "");
     store_result_clear(&r);
@@ -57,17 +59,17 @@ static void malformed_responses_are_errors(void)
         "",
         "not json",
         "[]",
-        "{}",                                  /* no header */
+        "{}", /* no header */
         "{\"header\":[]}",
         "{\"header\":{\"revision\":\"x12\"}}",
         "{\"header\":{\"revision\":\"12\"},\"kvs\":{}}",
         "{\"header\":{\"revision\":\"12\"},\"kvs\":[1]}",
-        "{\"header\":{\"revision\":\"12\"},\"kvs\":[{\"value\":\"MQ==\"}]}",          /* no key */
-        "{\"header\":{\"revision\":\"12\"},\"kvs\":[{\"key\":\"Y!==\"}]}",             /* bad b64 */
+        "{\"header\":{\"revision\":\"12\"},\"kvs\":[{\"value\":\"MQ==\"}]}", /* no key */
+        "{\"header\":{\"revision\":\"12\"},\"kvs\":[{\"key\":\"Y!==\"}]}",   /* bad b64 */
         "{\"header\":{\"revision\":\"12\"},\"kvs\":[{\"key\":\"YQ==\",\"mod_revision\":true}]}",
         "{\"header\":{\"revision\":\"12\"},\"kvs\":[{\"key\":\"YQA=\"}]}", /* NUL inside a key */
         "{\"header\":{\"revision\":\"12\"},\"more\":\"yes\"}",
-        "{\"header\":{\"revision\":\"12\"},\"kvs\":[{\"key\":\"YQ==\"}]", /* truncated */
+        "{\"header\":{\"revision\":\"12\"},\"kvs\":[{\"key\":\"YQ==\"}]",    /* truncated */
         "{\"header\":{\"revision\":\"1\"},\"header\":{\"revision\":\"2\"}}", /* duplicate key */
     };
     for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
@@ -78,10 +80,13 @@ static void malformed_responses_are_errors(void)
         store_result_clear(&r);
     }
     store_result r;
-    CHECK_INT(parse(STORE_KIND_TXN, "{\"header\":{\"revision\":\"3\"},\"responses\":[{\"response_bogus\":{}}]}", &r),
+    CHECK_INT(parse(STORE_KIND_TXN,
+                    "{\"header\":{\"revision\":\"3\"},\"responses\":[{\"response_bogus\":{}}]}",
+                    &r),
               ==, -EBADMSG);
     store_result_clear(&r);
-    CHECK_INT(parse(STORE_KIND_DELETE, "{\"header\":{\"revision\":\"3\"},\"deleted\":\"-1\"}", &r), ==, -EBADMSG);
+    CHECK_INT(parse(STORE_KIND_DELETE, "{\"header\":{\"revision\":\"3\"},\"deleted\":\"-1\"}", &r),
+              ==, -EBADMSG);
     store_result_clear(&r);
 }
 
@@ -91,8 +96,10 @@ static void txn_response_parses(void)
     CHECK_OK(parse(STORE_KIND_TXN,
                    "{\"header\":{\"revision\":\"9\"},\"succeeded\":true,\"responses\":["
                    "{\"response_put\":{\"header\":{\"revision\":\"9\"}}},"
-                   "{\"response_range\":{\"header\":{},\"kvs\":[{\"key\":\"Yg==\",\"value\":\"Mg==\"}],\"count\":\"1\"}},"
-                   "{\"response_delete_range\":{\"header\":{},\"deleted\":\"2\",\"prev_kvs\":[{\"key\":\"Yw==\"},{\"key\":\"ZA==\"}]}}]}",
+                   "{\"response_range\":{\"header\":{},\"kvs\":[{\"key\":\"Yg==\",\"value\":\"Mg=="
+                   "\"}],\"count\":\"1\"}},"
+                   "{\"response_delete_range\":{\"header\":{},\"deleted\":\"2\",\"prev_kvs\":[{"
+                   "\"key\":\"Yw==\"},{\"key\":\"ZA==\"}]}}]}",
                    &r));
     CHECK(r.succeeded);
     CHECK_INT(r.n_responses, ==, 3);
@@ -103,7 +110,10 @@ static void txn_response_parses(void)
     store_result_clear(&r);
 
     /* A failed txn omits "succeeded". */
-    CHECK_OK(parse(STORE_KIND_TXN, "{\"header\":{\"revision\":\"9\"},\"responses\":[{\"response_range\":{\"header\":{}}}]}", &r));
+    CHECK_OK(parse(
+        STORE_KIND_TXN,
+        "{\"header\":{\"revision\":\"9\"},\"responses\":[{\"response_range\":{\"header\":{}}}]}",
+        &r));
     CHECK(!r.succeeded);
     store_result_clear(&r);
 }
@@ -112,7 +122,8 @@ static void shapes_turn_failed_compares_into_errors(void)
 {
     const char *failed =
         "{\"header\":{\"revision\":\"9\"},\"responses\":[{\"response_range\":{\"header\":{},"
-        "\"kvs\":[{\"key\":\"YQ==\",\"value\":\"Y3Vy\",\"mod_revision\":\"8\"}],\"count\":\"1\"}}]}";
+        "\"kvs\":[{\"key\":\"YQ==\",\"value\":\"Y3Vy\",\"mod_revision\":\"8\"}],\"count\":\"1\"}}]"
+        "}";
     store_result r;
     CHECK_OK(parse(STORE_KIND_TXN, failed, &r));
     store_result_shape(&r, STORE_SHAPE_CREATE);
@@ -127,7 +138,10 @@ static void shapes_turn_failed_compares_into_errors(void)
     CHECK_INT(r.kvs[0].mod_revision, ==, 8);
     store_result_clear(&r);
 
-    CHECK_OK(parse(STORE_KIND_TXN, "{\"header\":{\"revision\":\"9\"},\"responses\":[{\"response_range\":{\"header\":{}}}]}", &r));
+    CHECK_OK(parse(
+        STORE_KIND_TXN,
+        "{\"header\":{\"revision\":\"9\"},\"responses\":[{\"response_range\":{\"header\":{}}}]}",
+        &r));
     store_result_shape(&r, STORE_SHAPE_CAS);
     CHECK_INT(r.error, ==, -ENOENT);
     store_result_clear(&r);
@@ -146,18 +160,25 @@ static void shapes_turn_failed_compares_into_errors(void)
 static void lease_answers(void)
 {
     store_result r;
-    CHECK_OK(parse(STORE_KIND_LEASE_GRANT, "{\"header\":{\"revision\":\"3\"},\"ID\":\"7587\",\"TTL\":\"5\"}", &r));
+    CHECK_OK(parse(STORE_KIND_LEASE_GRANT,
+                   "{\"header\":{\"revision\":\"3\"},\"ID\":\"7587\",\"TTL\":\"5\"}", &r));
     CHECK_INT(r.lease_id, ==, 7587);
     CHECK_INT(r.ttl, ==, 5);
     store_result_clear(&r);
-    CHECK_OK(parse(STORE_KIND_LEASE_KEEPALIVE, "{\"result\":{\"header\":{\"revision\":\"3\"},\"ID\":\"7587\",\"TTL\":\"5\"}}", &r));
+    CHECK_OK(parse(STORE_KIND_LEASE_KEEPALIVE,
+                   "{\"result\":{\"header\":{\"revision\":\"3\"},\"ID\":\"7587\",\"TTL\":\"5\"}}",
+                   &r));
     CHECK_INT(r.ttl, ==, 5);
     store_result_clear(&r);
     /* expired: keepalive 200 without TTL; timetolive TTL -1 */
-    CHECK_INT(parse(STORE_KIND_LEASE_KEEPALIVE, "{\"result\":{\"header\":{\"revision\":\"3\"},\"ID\":\"7587\"}}", &r), ==, -ETIME);
+    CHECK_INT(parse(STORE_KIND_LEASE_KEEPALIVE,
+                    "{\"result\":{\"header\":{\"revision\":\"3\"},\"ID\":\"7587\"}}", &r),
+              ==, -ETIME);
     CHECK_INT(r.error, ==, -ETIME);
     store_result_clear(&r);
-    CHECK_INT(parse(STORE_KIND_LEASE_TTL, "{\"header\":{\"revision\":\"3\"},\"ID\":\"7587\",\"TTL\":\"-1\"}", &r), ==, -ETIME);
+    CHECK_INT(parse(STORE_KIND_LEASE_TTL,
+                    "{\"header\":{\"revision\":\"3\"},\"ID\":\"7587\",\"TTL\":\"-1\"}", &r),
+              ==, -ETIME);
     store_result_clear(&r);
 }
 
@@ -168,13 +189,33 @@ static void gateway_errors_map(void)
         const char *body;
         int error;
     } t[] = {
-        {400, "{\"error\":\"etcdserver: mvcc: required revision has been compacted\",\"message\":\"etcdserver: mvcc: required revision has been compacted\",\"code\":11}", -ERANGE},
-        {400, "{\"error\":\"etcdserver: mvcc: required revision is a future revision\",\"message\":\"etcdserver: mvcc: required revision is a future revision\",\"code\":11}", -EINVAL},
-        {404, "{\"error\":\"etcdserver: requested lease not found\",\"message\":\"etcdserver: requested lease not found\",\"code\":5}", -ETIME},
-        {400, "{\"error\":\"etcdserver: request is too large\",\"message\":\"etcdserver: request is too large\",\"code\":3}", -EMSGSIZE},
-        {400, "{\"error\":\"etcdserver: too many operations in txn request\",\"message\":\"etcdserver: too many operations in txn request\",\"code\":3}", -E2BIG},
-        {503, "{\"error\":\"etcdserver: no leader\",\"message\":\"etcdserver: no leader\",\"code\":14}", -EHOSTDOWN},
-        {400, "{\"error\":\"invalid character\",\"message\":\"invalid character\",\"code\":3}", -EINVAL},
+        {400,
+         "{\"error\":\"etcdserver: mvcc: required revision has been "
+         "compacted\",\"message\":\"etcdserver: mvcc: required revision has been "
+         "compacted\",\"code\":11}",
+         -ERANGE},
+        {400,
+         "{\"error\":\"etcdserver: mvcc: required revision is a future "
+         "revision\",\"message\":\"etcdserver: mvcc: required revision is a future "
+         "revision\",\"code\":11}",
+         -EINVAL},
+        {404,
+         "{\"error\":\"etcdserver: requested lease not found\",\"message\":\"etcdserver: requested "
+         "lease not found\",\"code\":5}",
+         -ETIME},
+        {400,
+         "{\"error\":\"etcdserver: request is too large\",\"message\":\"etcdserver: request is too "
+         "large\",\"code\":3}",
+         -EMSGSIZE},
+        {400,
+         "{\"error\":\"etcdserver: too many operations in txn request\",\"message\":\"etcdserver: "
+         "too many operations in txn request\",\"code\":3}",
+         -E2BIG},
+        {503,
+         "{\"error\":\"etcdserver: no leader\",\"message\":\"etcdserver: no leader\",\"code\":14}",
+         -EHOSTDOWN},
+        {400, "{\"error\":\"invalid character\",\"message\":\"invalid character\",\"code\":3}",
+         -EINVAL},
         {500, "{\"error\":\"boom\",\"message\":\"boom\",\"code\":13}", -EPROTO},
         {502, "<html>bad gateway</html>", -EHOSTDOWN},
         {418, "", -EPROTO},
@@ -211,23 +252,28 @@ static void watch_messages_parse(void)
     CHECK_STR(m.events[1].prev_kv->value, "1");
     store_watch_msg_clear(&m);
 
-    const char *compacted = "{\"result\":{\"header\":{},\"canceled\":true,\"compact_revision\":\"3\"}}";
+    const char *compacted =
+        "{\"result\":{\"header\":{},\"canceled\":true,\"compact_revision\":\"3\"}}";
     CHECK_OK(store_parse_watch_msg(compacted, strlen(compacted), &m));
     CHECK(m.canceled);
     CHECK_INT(m.compact_revision, ==, 3);
     store_watch_msg_clear(&m);
 
-    const char *inband = "{\"error\":{\"grpc_code\":14,\"http_code\":503,\"message\":\"etcdserver: no leader\"}}";
+    const char *inband =
+        "{\"error\":{\"grpc_code\":14,\"http_code\":503,\"message\":\"etcdserver: no leader\"}}";
     CHECK_OK(store_parse_watch_msg(inband, strlen(inband), &m));
     CHECK_INT(m.error, ==, -EHOSTDOWN);
     store_watch_msg_clear(&m);
 
     static const char *bad[] = {
-        "{}", "{\"result\":[]}", "{\"result\":{\"events\":{}}}",
+        "{}",
+        "{\"result\":[]}",
+        "{\"result\":{\"events\":{}}}",
         "{\"result\":{\"events\":[{\"type\":\"BOGUS\",\"kv\":{\"key\":\"YQ==\"}}]}}",
         "{\"result\":{\"events\":[{\"type\":\"PUT\"}]}}",
         /* out of revision order */
-        "{\"result\":{\"events\":[{\"kv\":{\"key\":\"YQ==\",\"mod_revision\":\"5\"}},{\"kv\":{\"key\":\"YQ==\",\"mod_revision\":\"4\"}}]}}",
+        "{\"result\":{\"events\":[{\"kv\":{\"key\":\"YQ==\",\"mod_revision\":\"5\"}},{\"kv\":{"
+        "\"key\":\"YQ==\",\"mod_revision\":\"4\"}}]}}",
         "{\"result\":{\"created\":\"true\"}}",
         "{\"result\":{\"header\":{\"revision\":\"3\"},\"created\":tr",
     };
@@ -304,7 +350,8 @@ static void prefix_end_covers_prefix(void)
 
 static void range_request_encodes_paging(void)
 {
-    store_range_opts o = {.key = "p/", .after = "p/k07", .range_end = "p0", .limit = 10, .revision = 42};
+    store_range_opts o = {
+        .key = "p/", .after = "p/k07", .range_end = "p0", .limit = 10, .revision = 42};
     json_t *req = store_json_range_request(&o);
     const char *k = json_string_value(json_object_get(req, "key"));
     char *d = NULL;
@@ -318,7 +365,8 @@ static void range_request_encodes_paging(void)
     json_decref(req);
 }
 
-CHECK_MAIN(CASE(range_response_parses), CASE(malformed_responses_are_errors), CASE(txn_response_parses),
-           CASE(shapes_turn_failed_compares_into_errors), CASE(lease_answers), CASE(gateway_errors_map),
-           CASE(watch_messages_parse), CASE(framing_survives_any_split), CASE(framing_caps_line_length),
+CHECK_MAIN(CASE(range_response_parses), CASE(malformed_responses_are_errors),
+           CASE(txn_response_parses), CASE(shapes_turn_failed_compares_into_errors),
+           CASE(lease_answers), CASE(gateway_errors_map), CASE(watch_messages_parse),
+           CASE(framing_survives_any_split), CASE(framing_caps_line_length),
            CASE(prefix_end_covers_prefix), CASE(range_request_encodes_paging))
