@@ -83,10 +83,13 @@ static void teardown(void)
         fs_rm_rf(state_dir);
 }
 
+/* A skip is not a pass: exit 77, which CTest reports as "Skipped" (SKIP_RETURN_CODE). The
+ * teardown registered with atexit still stops whatever was started. */
 static bool skip(const char *why)
 {
     printf("skip: %s\n", why);
-    return false;
+    fflush(stdout);
+    exit(77);
 }
 
 /* Starts a daemon unless its pid file names a live process; remembers the ones it started. */
