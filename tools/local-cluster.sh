@@ -8,7 +8,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-state=$top/_local
+state=${STRATUS_STATE:-$top/_local} # the e2e tests point this at a temporary folder
 bin=${STRATUS_BIN:-$top/build/bin}
 nodes=${STRATUS_NODES:-3}
 config_dir=${HOME:-/root}/.stratus
@@ -25,7 +25,7 @@ free_port() {
 wait_port() { # port what pidfile
     local port=$1 what=$2 pidfile=$3
     for _ in $(seq 1 200); do
-        if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        if ! alive "$pidfile"; then
             die "$what exited during start-up; see $state/logs/"
         fi
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -36,7 +36,9 @@ wait_port() { # port what pidfile
     die "$what did not listen on port $port; see $state/logs/"
 }
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Running, not merely existing: a killed process stays a zombie until someone reaps it.
+pid_alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+alive() { [ -f "$1" ] && pid_alive "$(cat "$1")"; }
 
 start() { # name pidfile logfile command...
     local name=$1 pidfile=$2 log=$3
@@ -52,10 +54,10 @@ stop_pid() { # pidfile
     local pidfile=$1 pid
     [ -f "$pidfile" ] || return 0
     pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
+    if pid_alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
+            pid_alive "$pid" || break
             sleep 0.05
         done
         kill -KILL "$pid" 2>/dev/null || true
