@@ -217,6 +217,7 @@ real_node_up() { # server
             return 0
         }
     fi
+    touch "$state/run/real-node"
     start agent-real-1 "$state/run/agent-real-1.pid" "$state/logs/agent-real-1.log" \
         "$bin/stratus-node-agent" --server "$1" --node-name real-1 --backend qemu:///system \
         --zone az-real --state-dir "$state/nodes/real-1"
@@ -226,7 +227,9 @@ real_node_down() {
     # The agent removed its domains and disks when the instances were deleted; what a crash
     # may have left is removed by name.
     local d n p
-    for d in $(virsh -q -c qemu:///system list --all --name 2>/dev/null | grep '^stratus-' || true); do
+    for d in $(virsh -q -c qemu:///system list --all --name 2>/dev/null); do
+        virsh -q -c qemu:///system dumpxml "$d" 2>/dev/null | grep -q 'stratus.io/xmlns/instance' ||
+            continue
         virsh -q -c qemu:///system destroy "$d" >/dev/null 2>&1 || true
         virsh -q -c qemu:///system undefine "$d" >/dev/null 2>&1 || true
     done
@@ -265,7 +268,9 @@ cmd_down() {
     stop_pid "$state/run/scheduler.pid"
     stop_pid "$state/run/apiserver.pid"
     stop_pid "$state/run/etcd.pid"
-    if [ -d "$state/run" ] && [ -x /usr/bin/virsh ] && [ "$(id -u)" = 0 ]; then
+    # Only a cluster that started a real node touches libvirt: another user of this host's
+    # libvirt (a test, another cluster) keeps what is theirs.
+    if [ -f "$state/run/real-node" ]; then
         real_node_down
     fi
     if [ -f "$config" ] && grep -q "$marker" "$config"; then
