@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "agent/status.h"
+#include "api/conditions.h"
 #include "api/limits.h"
 #include "base/alloc.h"
 
@@ -30,16 +31,6 @@ static void set_text(json_t *o, const char *key, const char *value, size_t max)
     free(t);
 }
 
-static json_t *conditions(json_t *status)
-{
-    json_t *c = json_object_get(status, "conditions");
-    if (!json_is_array(c)) {
-        c = json_array();
-        json_object_set_new(status, "conditions", c);
-    }
-    return c;
-}
-
 static json_t *condition_find(const json_t *status, const char *type, size_t *ret_idx)
 {
     const json_t *c = json_object_get(status, "conditions");
@@ -58,22 +49,10 @@ static json_t *condition_find(const json_t *status, const char *type, size_t *re
 void status_condition_set(json_t *status, const char *type, const char *value, const char *reason,
                           const char *message, usec_t now)
 {
-    json_t *e = condition_find(status, type, NULL);
-    if (!e) {
-        if (json_array_size(conditions(status)) >= API_CONDITIONS_MAX)
-            return;
-        e = json_object();
-        json_object_set_new(e, "type", json_string(type));
-        json_array_append_new(conditions(status), e);
-    }
-    const char *old = json_string_value(json_object_get(e, "status"));
-    if (!old || !streq(old, value) || !json_object_get(e, "lastTransitionTime")) {
-        char ts[TIMESTAMP_MAX];
-        json_object_set_new(e, "lastTransitionTime", json_string(timestamp_format(now, ts)));
-    }
-    json_object_set_new(e, "status", json_string(value));
-    set_text(e, "reason", reason, API_REASON_MAX);
-    set_text(e, "message", message, API_MESSAGE_MAX);
+    /* the agent's texts come from libvirt and disks: cleaned before they reach the API */
+    _cleanup_free_ char *r = reason ? status_text(reason, API_REASON_MAX) : NULL;
+    _cleanup_free_ char *m = message ? status_text(message, API_MESSAGE_MAX) : NULL;
+    api_status_set_condition(status, type, value, r, m, now);
 }
 
 const char *status_condition_get(const json_t *status, const char *type)

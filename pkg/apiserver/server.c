@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "api/conditions.h"
 #include "base/alloc.h"
 #include "internal.h"
 #include "stratus/v1/stratus.pb-c.h"
@@ -200,30 +201,7 @@ void object_set_condition(json_t *obj, const char *type, const char *status, con
         st = json_object();
         json_object_set_new(obj, "status", st);
     }
-    json_t *conds = json_object_get(st, "conditions");
-    if (!json_is_array(conds)) {
-        conds = json_array();
-        json_object_set_new(st, "conditions", conds);
-    }
-    json_t *c = NULL;
-    size_t i;
-    json_t *it;
-    json_array_foreach (conds, i, it) {
-        const char *t = json_string_value(json_object_get(it, "type"));
-        if (t && streq(t, type))
-            c = it;
-    }
-    if (!c) {
-        c = json_object();
-        json_object_set_new(c, "type", json_string(type));
-        json_array_append_new(conds, c);
-    }
-    const char *old = json_string_value(json_object_get(c, "status"));
-    if (!old || !streq(old, status))
-        json_set_timestamp(c, "lastTransitionTime");
-    json_object_set_new(c, "status", json_string(status));
-    json_object_set_new(c, "reason", json_string(reason));
-    json_object_set_new(c, "message", json_string(message));
+    api_status_set_condition(st, type, status, reason, message, now_realtime());
 }
 
 void uuid_random(char out[37])

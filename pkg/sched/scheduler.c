@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/conditions.h"
 #include "api/object.h"
 #include "base/alloc.h"
 #include "reconcile/informer.h"
@@ -385,29 +386,7 @@ static int write_status(scheduler *s, const json_t *inst, const char *phase, con
     }
     if (phase)
         json_object_set_new(st, "phase", json_string(phase));
-    json_t *conds = json_object_get(st, "conditions");
-    if (!json_is_array(conds)) {
-        conds = json_array();
-        json_object_set_new(st, "conditions", conds);
-    }
-    json_t *c = NULL;
-    size_t i;
-    json_t *it;
-    json_array_foreach (conds, i, it)
-        if (streq(str_at(it, "type") ? str_at(it, "type") : "", "Scheduled"))
-            c = it;
-    if (!c) {
-        c = json_object();
-        json_object_set_new(c, "type", json_string("Scheduled"));
-        json_array_append_new(conds, c);
-    }
-    char ts[TIMESTAMP_MAX];
-    if (!str_at(c, "status") || !streq(str_at(c, "status"), status))
-        json_object_set_new(c, "lastTransitionTime",
-                            json_string(timestamp_format(now_realtime(), ts)));
-    json_object_set_new(c, "status", json_string(status));
-    json_object_set_new(c, "reason", json_string(reason));
-    json_object_set_new(c, "message", json_string(message));
+    api_status_set_condition(st, "Scheduled", status, reason, message, now_realtime());
     char *text = json_dumps(st, JSON_COMPACT);
     json_decref(st);
     Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
@@ -639,20 +618,7 @@ static void set_node_not_ready(scheduler *s, const json_t *node, const char *mes
         json_decref(st);
         st = json_object();
     }
-    json_t *conds = json_object_get(st, "conditions");
-    if (!json_is_array(conds))
-        json_object_set_new(st, "conditions", conds = json_array());
-    for (size_t i = json_array_size(conds); i-- > 0;)
-        if (streq(str_at(json_array_get(conds, i), "type")
-                      ? str_at(json_array_get(conds, i), "type")
-                      : "",
-                  "Ready"))
-            json_array_remove(conds, i);
-    char ts[TIMESTAMP_MAX];
-    json_array_append_new(conds,
-                          json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "Ready", "status", "False",
-                                    "reason", "NodeLeaseExpired", "message", message,
-                                    "lastTransitionTime", timestamp_format(now_realtime(), ts)));
+    api_status_set_condition(st, "Ready", "False", "NodeLeaseExpired", message, now_realtime());
     char *text = json_dumps(st, JSON_COMPACT);
     json_decref(st);
     Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
