@@ -43,19 +43,15 @@
 
 /* ---- ledgers */
 
-int ledger_load(worker *w, const char *key, const char *member, ledger *ret, apierr *e)
+int ledger_parse(const char *key, const store_kv *kv, const char *member, ledger *ret, apierr *e)
 {
-    _cleanup_(store_result_freep) store_result *r = NULL;
-    int err = sx_get(w, key, &r);
     json_t *doc;
     int64_t rev = 0;
-    if (err == -ENOENT) {
+    if (!kv) {
         doc = json_object();
         json_object_set_new(doc, member, json_object());
-    } else if (err < 0) {
-        return apierr_store(e, err, key);
     } else {
-        doc = json_loadb(r->kvs[0].value, r->kvs[0].value_len, JSON_REJECT_DUPLICATES, NULL);
+        doc = json_loadb(kv->value, kv->value_len, JSON_REJECT_DUPLICATES, NULL);
         /* Never repaired silently: an empty ledger would hand out what is already claimed. */
         if (!json_is_object(json_object_get(doc, member))) {
             json_decref(doc);
@@ -63,11 +59,20 @@ int ledger_load(worker *w, const char *key, const char *member, ledger *ret, api
                               "%s: the stored ledger is not a JSON object with \"%s\"", key,
                               member);
         }
-        rev = r->kvs[0].mod_revision;
+        rev = kv->mod_revision;
     }
     *ret =
         (ledger){.key = xstrdup(key), .doc = doc, .map = json_object_get(doc, member), .rev = rev};
     return 0;
+}
+
+int ledger_load(worker *w, const char *key, const char *member, ledger *ret, apierr *e)
+{
+    _cleanup_(store_result_freep) store_result *r = NULL;
+    int err = sx_get(w, key, &r);
+    if (err < 0 && err != -ENOENT)
+        return apierr_store(e, err, key);
+    return ledger_parse(key, err == -ENOENT ? NULL : &r->kvs[0], member, ret, e);
 }
 
 void ledger_commit(store_txn *t, const ledger *l)
@@ -184,6 +189,9 @@ typedef struct bind_call {
     int64_t *want_rev;       /* per binding; 0: no precondition */
     rpc_code *codes;         /* per binding: the result */
     char **messages;
+    bool *pending;         /* per binding: no result yet */
+    bool *solo;            /* per binding: too large to share a transaction */
+    unsigned *tries;       /* per binding: transactions that lost their race */
     flavor_claim *flavors; /* flavors read during this call */
     size_t n_flavors, flavors_allocated;
 } bind_call;
@@ -236,44 +244,97 @@ static int flavor_claim_get(bind_call *c, const char *name, claim *ret, apierr *
     return 0;
 }
 
-/* ---- one attempt at one batch: instances for one node, committed in one transaction */
+/* ---- rounds: every pending binding decided from one set of reads, committed in a few
+ * transactions that run side by side
+ *
+ * A round takes, in request order, the pending bindings it can: one unit per node (at most
+ * APISERVER_TXN_INSTANCES of its bindings), each instance once. It reads every instance, node
+ * and allocation ledger it needs in a handful of read-only transactions sent at once, decides
+ * each unit against what it read, and packs the units into as few transactions as etcd accepts
+ * (APISERVER_TXN_OPS compares, APISERVER_TXN_BYTES of values), all sent at once. Transactions of
+ * a round never touch the same key: each unit has its own node, each instance is in one unit,
+ * and a server group's ledger is written by the first transaction that needs it — a binding of
+ * the same group that lands in another transaction waits for the next round. A transaction that
+ * loses a race sends its bindings to the next round, which reads afresh; each binding has
+ * APISERVER_CAS_RETRIES such tries. The first unit of a round is never deferred, so every round
+ * settles or retries at least one binding, and Bind ends. */
 
 typedef struct group_slot {
     char *ref;     /* "<ns>/<name>" */
     json_t *group; /* the ServerGroup */
     ledger members;
+    size_t txn; /* the transaction of the round that writes the ledger; SIZE_MAX: none */
 } group_slot;
 
-typedef struct bind_attempt {
-    bind_call *c;
+typedef struct bind_unit {
     const char *node;
+    size_t idx[APISERVER_TXN_INSTANCES];
+    size_t n;
+    bool solo;                /* one binding that must go in a transaction of its own */
+    const store_kv *node_kv;  /* as read; NULL: no such node */
+    const store_kv *alloc_kv; /* NULL: no ledger yet */
+    const store_kv *inst_kv[APISERVER_TXN_INSTANCES]; /* NULL: no such instance */
     capacity cap;
     ledger alloc;
     int64_t used[_API_RESOURCE_MAX];
-    group_slot groups[APISERVER_TXN_INSTANCES]; /* at most one per instance */
-    size_t n_groups;
-    store_txn *t;
-    size_t in_txn[APISERVER_TXN_INSTANCES]; /* bindings the transaction writes */
-    size_t n_in_txn;
-} bind_attempt;
+    size_t txn;
+} bind_unit;
 
-static void attempt_clear(bind_attempt *a)
+typedef struct round_txn {
+    store_txn *t;
+    size_t *bound; /* bindings it writes */
+    size_t n_bound;
+    size_t compares, bytes;
+    bool solo;
+    store_sync sync;
+} round_txn;
+
+typedef struct bind_round {
+    bind_call *c;
+    bind_unit *units;
+    size_t n_units;
+    group_slot *groups;
+    size_t n_groups, groups_allocated;
+    round_txn *txns;
+    size_t n_txns, txns_allocated;
+    store_result **reads; /* kept while the round runs: the kvs above point into them */
+    size_t n_reads;
+} bind_round;
+
+typedef enum decision {
+    DECIDED,  /* the binding has its result */
+    WRITTEN,  /* claimed, and its write is in a transaction */
+    DEFERRED, /* left for the next round */
+} decision;
+
+static void round_clear(bind_round *r)
 {
-    ledger_clear(&a->alloc);
-    for (size_t i = 0; i < a->n_groups; i++) {
-        free(a->groups[i].ref);
-        json_decref(a->groups[i].group);
-        ledger_clear(&a->groups[i].members);
+    for (size_t u = 0; u < r->n_units; u++)
+        ledger_clear(&r->units[u].alloc);
+    free(r->units);
+    for (size_t i = 0; i < r->n_groups; i++) {
+        free(r->groups[i].ref);
+        json_decref(r->groups[i].group);
+        ledger_clear(&r->groups[i].members);
     }
-    a->t = store_txn_free(a->t);
+    free(r->groups);
+    for (size_t i = 0; i < r->n_txns; i++) {
+        store_txn_free(r->txns[i].t);
+        free(r->txns[i].bound);
+        store_result_free(r->txns[i].sync.result);
+    }
+    free(r->txns);
+    for (size_t i = 0; i < r->n_reads; i++)
+        store_result_free(r->reads[i]);
+    free(r->reads);
 }
 
-static group_slot *group_get(bind_attempt *a, const char *ns, const char *name, apierr *e)
+static group_slot *group_get(bind_round *r, const char *ns, const char *name, apierr *e)
 {
     _cleanup_free_ char *ref = xasprintf("%s/%s", ns, name);
-    for (size_t i = 0; i < a->n_groups; i++)
-        if (streq(a->groups[i].ref, ref))
-            return &a->groups[i];
+    for (size_t i = 0; i < r->n_groups; i++)
+        if (streq(r->groups[i].ref, ref))
+            return &r->groups[i];
     _cleanup_free_ char *key = NULL;
     if (api_key_build(api_kind_get(API_KIND_SERVER_GROUP), ns, name, &key) < 0) {
         apierr_set(e, RPC_CODE_FAILED_PRECONDITION,
@@ -281,25 +342,25 @@ static group_slot *group_get(bind_attempt *a, const char *ns, const char *name, 
         return NULL;
     }
     json_t *g = NULL;
-    int r = object_read(a->c->w, key, &g, NULL, e);
-    if (r == -ENOENT)
+    int res = object_read(r->c->w, key, &g, NULL, e);
+    if (res == -ENOENT)
         apierr_set(e, RPC_CODE_NOT_FOUND, "servergroups \"%s\" not found (spec.serverGroup)", ref);
-    if (r < 0)
+    if (res < 0)
         return NULL;
     _cleanup_free_ char *lkey = xasprintf(GROUP_LEDGER_PREFIX "%s", ref);
-    group_slot *s = &a->groups[a->n_groups];
-    if (ledger_load(a->c->w, lkey, "members", &s->members, e) < 0) {
+    ledger members;
+    if (ledger_load(r->c->w, lkey, "members", &members, e) < 0) {
         json_decref(g);
         return NULL;
     }
-    s->ref = TAKE_PTR(ref);
-    s->group = g;
-    a->n_groups++;
+    r->groups = xgrow(r->groups, &r->groups_allocated, r->n_groups + 1, sizeof(group_slot));
+    group_slot *s = &r->groups[r->n_groups++];
+    *s = (group_slot){.ref = TAKE_PTR(ref), .group = g, .members = members, .txn = SIZE_MAX};
     return s;
 }
 
-/* The hard policies: whether uid may join its group on the attempt's node. */
-static int group_admit(const bind_attempt *a, const group_slot *s, const char *uid, apierr *e)
+/* The hard policies: whether uid may join its group on node. */
+static int group_admit(const group_slot *s, const char *node, const char *uid, apierr *e)
 {
     const json_t *spec = json_object_get(s->group, "spec");
     const char *policy = json_string_value(json_object_get(spec, "policy"));
@@ -312,18 +373,18 @@ static int group_admit(const bind_attempt *a, const group_slot *s, const char *u
         json_int_t here = 0;
         json_object_foreach (s->members.map, member, v) {
             where = json_string_value(v);
-            if (!streq(member, uid) && where && streq(where, a->node))
+            if (!streq(member, uid) && where && streq(where, node))
                 here++;
         }
         if (here >= max)
             return apierr_set(e, RPC_CODE_FAILED_PRECONDITION,
                               "server group \"%s\" (anti-affinity, at most %lld per node): node "
                               "\"%s\" already has %lld of its members",
-                              s->ref, (long long)max, a->node, (long long)here);
+                              s->ref, (long long)max, node, (long long)here);
     } else if (policy && streq(policy, "affinity")) {
         json_object_foreach (s->members.map, member, v) {
             where = json_string_value(v);
-            if (!streq(member, uid) && where && !streq(where, a->node))
+            if (!streq(member, uid) && where && !streq(where, node))
                 return apierr_set(e, RPC_CODE_FAILED_PRECONDITION,
                                   "server group \"%s\" (affinity): its members are on node \"%s\"",
                                   s->ref, where);
@@ -371,33 +432,34 @@ static void instance_mark_bound(json_t *obj, const char *node)
         json_array_append_new(fin, json_string(APISERVER_FINALIZER));
 }
 
-/* Decides binding i of the batch with the instance as read. Either sets its result, or claims
- * it in the attempt's ledgers and adds its write to the transaction. */
-static void bind_decide(bind_attempt *a, size_t i, json_t *obj, int64_t rev, const char *what)
+/* Decides binding i of unit u with the instance as read, into transaction tx of the round. */
+static decision bind_decide(bind_round *r, bind_unit *u, size_t tx, size_t i, json_t *obj,
+                            int64_t rev, const char *what)
 {
-    bind_call *c = a->c;
+    bind_call *c = r->c;
+    round_txn *t = &r->txns[tx];
     const Stratus__V1__Binding *b = c->req->bindings[i];
     apierr e = {0};
     const char *uid = api_object_uid(obj);
     if (!uid) {
         result_set(c, i, RPC_CODE_INTERNAL, "%s has no metadata.uid", what);
-        return;
+        return DECIDED;
     }
     if (b->uid && *b->uid && !streq(b->uid, uid)) {
         result_set(c, i, RPC_CODE_ABORTED, "%s was deleted and recreated (uid %s, not %s)", what,
                    uid, b->uid);
-        return;
+        return DECIDED;
     }
     if (api_json_lookup(obj, "metadata.deletionTimestamp")) {
         result_set(c, i, RPC_CODE_FAILED_PRECONDITION, "%s is being deleted", what);
-        return;
+        return DECIDED;
     }
-    if (json_object_get(a->alloc.map, uid)) {
+    if (json_object_get(u->alloc.map, uid)) {
         result_ok(c, i); /* bound here already: a retried Bind */
-        return;
+        return DECIDED;
     }
     const char *node = instance_node(obj);
-    if (node && !streq(node, a->node)) {
+    if (node && !streq(node, u->node)) {
         bool bound;
         if (claimed_on(c->w, node, uid, &bound, &e) < 0)
             result_error(c, i, &e);
@@ -407,12 +469,12 @@ static void bind_decide(bind_attempt *a, size_t i, json_t *obj, int64_t rev, con
         else
             result_set(c, i, RPC_CODE_FAILED_PRECONDITION,
                        "%s may only go to node \"%s\" (spec.nodeName)", what, node);
-        return;
+        return DECIDED;
     }
     if (c->want_rev[i] && c->want_rev[i] != rev) {
         result_set(c, i, RPC_CODE_ABORTED, "%s: resourceVersion is %lld, not %lld", what,
                    (long long)rev, (long long)c->want_rev[i]);
-        return;
+        return DECIDED;
     }
     json_t *fin = api_json_lookup(obj, "metadata.finalizers");
     if (!json_strv_contains(fin, APISERVER_FINALIZER) &&
@@ -420,195 +482,316 @@ static void bind_decide(bind_attempt *a, size_t i, json_t *obj, int64_t rev, con
         result_set(c, i, RPC_CODE_FAILED_PRECONDITION,
                    "%s already has %d finalizers; there is no room for %s", what,
                    API_FINALIZERS_MAX, APISERVER_FINALIZER);
-        return;
+        return DECIDED;
     }
 
     const char *flavor = json_string_value(api_json_lookup(obj, "spec.flavor"));
     claim cl;
     if (!flavor) {
         result_set(c, i, RPC_CODE_FAILED_PRECONDITION, "%s has no spec.flavor", what);
-        return;
+        return DECIDED;
     }
     if (flavor_claim_get(c, flavor, &cl, &e) < 0) {
         result_error(c, i, &e);
-        return;
+        return DECIDED;
     }
-    for (api_resource r = 0; r < _API_RESOURCE_MAX; r++) {
-        int64_t want = cl.amount[r];
-        if (want == 0 || a->used[r] + want <= a->cap.limit[r])
+    for (api_resource k = 0; k < _API_RESOURCE_MAX; k++) {
+        int64_t want = cl.amount[k];
+        if (want == 0 || u->used[k] + want <= u->cap.limit[k])
             continue;
-        const api_resource_info *ri = &api_resource_table[r];
+        const api_resource_info *ri = &api_resource_table[k];
         char ratio[32];
         result_set(c, i, RPC_CODE_RESOURCE_EXHAUSTED,
                    "node \"%s\": insufficient %s (requested %lld%s, %lld%s free of %lld%s × %s)",
-                   a->node, ri->name, (long long)want, ri->unit,
-                   (long long)MAX(a->cap.limit[r] - a->used[r], 0), ri->unit,
-                   (long long)a->cap.allocatable[r], ri->unit,
-                   ratio_format(a->cap.ratio[r], ratio));
-        return;
+                   u->node, ri->name, (long long)want, ri->unit,
+                   (long long)MAX(u->cap.limit[k] - u->used[k], 0), ri->unit,
+                   (long long)u->cap.allocatable[k], ri->unit,
+                   ratio_format(u->cap.ratio[k], ratio));
+        return DECIDED;
     }
     group_slot *g = NULL;
     const char *group = json_string_value(api_json_lookup(obj, "spec.serverGroup"));
     if (group) {
-        g = group_get(a, c->namespaces[i], group, &e);
-        if (!g || group_admit(a, g, uid, &e) < 0) {
+        g = group_get(r, c->namespaces[i], group, &e);
+        if (!g) {
             result_error(c, i, &e);
-            return;
+            return DECIDED;
+        }
+        if (g->txn != SIZE_MAX && g->txn != tx)
+            return DEFERRED; /* another transaction of this round writes the group's ledger */
+        if (group_admit(g, u->node, uid, &e) < 0) {
+            result_error(c, i, &e);
+            return DECIDED;
         }
     }
 
     json_t *entry = json_object();
     json_object_set_new(entry, "namespace", json_string(c->namespaces[i]));
     json_object_set_new(entry, "name", json_string(b->name));
-    for (api_resource r = 0; r < _API_RESOURCE_MAX; r++) {
-        json_object_set_new(entry, api_resource_table[r].field, json_integer(cl.amount[r]));
-        a->used[r] += cl.amount[r];
+    for (api_resource k = 0; k < _API_RESOURCE_MAX; k++) {
+        json_object_set_new(entry, api_resource_table[k].field, json_integer(cl.amount[k]));
+        u->used[k] += cl.amount[k];
     }
-    json_object_set_new(a->alloc.map, uid, entry);
-    a->alloc.changed = true;
+    json_object_set_new(u->alloc.map, uid, entry);
+    u->alloc.changed = true;
     if (g) {
-        json_object_set_new(g->members.map, uid, json_string(a->node));
+        json_object_set_new(g->members.map, uid, json_string(u->node));
         g->members.changed = true;
-    }
-    instance_mark_bound(obj, a->node);
-    _cleanup_free_ char *text = object_to_store(obj);
-    store_txn_compare(a->t, c->keys[i], STORE_CMP_MOD, STORE_CMP_EQUAL, rev);
-    store_txn_put(a->t, STORE_ON_SUCCESS, c->keys[i], text, strlen(text), 0, 0);
-    a->in_txn[a->n_in_txn++] = i;
-    /* What stays if every retry loses its race. */
-    result_set(c, i, RPC_CODE_ABORTED,
-               "node \"%s\": its allocations kept changing while binding %s; retry", a->node, what);
-}
-
-static void bind_one(bind_attempt *a, size_t i)
-{
-    bind_call *c = a->c;
-    char what[512];
-    snprintf(what, sizeof(what), "instances \"%s/%s\"", c->namespaces[i],
-             c->req->bindings[i]->name);
-    apierr e = {0};
-    json_t *obj = NULL;
-    int64_t rev = 0;
-    int r = object_read(c->w, c->keys[i], &obj, &rev, &e);
-    if (r == -ENOENT)
-        result_set(c, i, RPC_CODE_NOT_FOUND, "%s not found", what);
-    else if (r < 0)
-        result_error(c, i, &e);
-    else
-        bind_decide(a, i, obj, rev, what);
-    json_decref(obj);
-}
-
-/* Returns 1 when every binding of the batch has its result, 0 when the transaction lost a race
- * and the batch must be decided again from fresh reads, 2 when it was too large for etcd and
- * the instances must go one by one. */
-static int attempt_run(bind_attempt *a, const size_t *idx, size_t n)
-{
-    bind_call *c = a->c;
-    apierr e = {0};
-    _cleanup_free_ char *node_key = NULL;
-    json_t *node = NULL;
-    int r = api_key_build(api_kind_get(API_KIND_NODE), NULL, a->node, &node_key);
-    if (r < 0)
-        apierr_set(&e, RPC_CODE_INVALID_ARGUMENT, "node: \"%.64s\" is not a valid node name",
-                   a->node);
-    else {
-        r = object_read(c->w, node_key, &node, NULL, &e);
-        if (r == -ENOENT)
-            apierr_set(&e, RPC_CODE_NOT_FOUND, "nodes \"%s\" not found", a->node);
-    }
-    if (r >= 0) {
-        api_node_capacity_of(node, &a->cap);
-        json_decref(node);
-        _cleanup_free_ char *key = xasprintf(ALLOCATIONS_PREFIX "%s", a->node);
-        r = ledger_load(c->w, key, "instances", &a->alloc, &e);
-    }
-    if (r < 0) {
-        for (size_t k = 0; k < n; k++)
-            result_error(c, idx[k], &e);
-        return 1;
-    }
-    ledger_sum(&a->alloc, a->used);
-    for (size_t k = 0; k < n; k++)
-        bind_one(a, idx[k]);
-    if (a->n_in_txn == 0)
-        return 1;
-
-    ledger_commit(a->t, &a->alloc);
-    for (size_t g = 0; g < a->n_groups; g++)
-        ledger_commit(a->t, &a->groups[g].members);
-    _cleanup_(store_result_freep) store_result *res = NULL;
-    int err = sx_txn(c->w, a->t, &res);
-    if (err == -EMSGSIZE && a->n_in_txn > 1)
-        return 2; /* large objects (annotations, userData): one per transaction */
-    if (err < 0) {
-        /* A timeout may have applied: the caller retries and finds the binding done. */
-        apierr_store(&e, err, "the binding transaction");
-        for (size_t k = 0; k < a->n_in_txn; k++)
-            result_error(c, a->in_txn[k], &e);
-        return 1;
-    }
-    if (!res->succeeded)
-        return 0;
-    for (size_t k = 0; k < a->n_in_txn; k++)
-        result_ok(c, a->in_txn[k]);
-    return 1;
-}
-
-static void bind_batch(bind_call *c, const char *node, const size_t *idx, size_t n)
-{
-    for (int i = 0; i < APISERVER_CAS_RETRIES; i++) {
-        bind_attempt a = {.c = c, .node = node, .t = store_txn_new()};
-        int done = attempt_run(&a, idx, n);
-        attempt_clear(&a);
-        if (done == 2) {
-            for (size_t k = 0; k < n; k++)
-                bind_batch(c, node, &idx[k], 1);
-            return;
+        if (g->txn == SIZE_MAX) {
+            g->txn = tx;
+            t->compares++;
         }
-        if (done)
-            return;
     }
+    instance_mark_bound(obj, u->node);
+    _cleanup_free_ char *text = object_to_store(obj);
+    store_txn_compare(t->t, c->keys[i], STORE_CMP_MOD, STORE_CMP_EQUAL, rev);
+    store_txn_put(t->t, STORE_ON_SUCCESS, c->keys[i], text, strlen(text), 0, 0);
+    t->compares++;
+    t->bytes += strlen(text);
+    t->bound[t->n_bound++] = i;
+    /* What stays if every try loses its race. */
+    result_set(c, i, RPC_CODE_ABORTED,
+               "node \"%s\": its allocations kept changing while binding %s; retry", u->node, what);
+    return WRITTEN;
 }
 
-static bool batch_has_key(const bind_call *c, const size_t *batch, size_t n, const char *key)
+/* Picks this round's units from the pending bindings. */
+static void round_select(bind_round *r)
 {
-    for (size_t k = 0; k < n; k++)
-        if (streq(c->keys[batch[k]], key))
-            return true;
-    return false;
-}
-
-/* Bindings go node by node (in the order nodes first appear) in batches of at most
- * APISERVER_TXN_INSTANCES. The same instance twice in one batch would be two puts of one key,
- * which etcd refuses; the second waits for the next batch and finds the first one's outcome. */
-static void bind_run(bind_call *c)
-{
-    _cleanup_free_ bool *taken = xnew(bool, c->n);
-    _cleanup_free_ size_t *pending = xnew(size_t, c->n);
-    size_t batch[APISERVER_TXN_INSTANCES];
+    bind_call *c = r->c;
+    json_t *keys = json_object();  /* instance keys in the round */
+    json_t *nodes = json_object(); /* node -> unit index */
+    r->units = xnew(bind_unit, c->n);
     for (size_t i = 0; i < c->n; i++) {
-        if (!c->keys[i] || taken[i])
+        if (!c->pending[i] || json_object_get(keys, c->keys[i]))
             continue;
         const char *node = c->req->bindings[i]->node;
-        size_t m = 0;
-        for (size_t j = i; j < c->n; j++)
-            if (c->keys[j] && !taken[j] && streq(c->req->bindings[j]->node, node)) {
-                pending[m++] = j;
-                taken[j] = true;
-            }
-        while (m > 0) {
-            size_t nb = 0, rest = 0;
-            for (size_t k = 0; k < m; k++) {
-                size_t j = pending[k];
-                if (nb < ELEMENTSOF(batch) && !batch_has_key(c, batch, nb, c->keys[j]))
-                    batch[nb++] = j;
-                else
-                    pending[rest++] = j;
-            }
-            m = rest;
-            bind_batch(c, node, batch, nb);
+        json_t *at = json_object_get(nodes, node);
+        bind_unit *u;
+        if (at) {
+            u = &r->units[json_integer_value(at)];
+            if (u->solo || c->solo[i] || u->n == ELEMENTSOF(u->idx))
+                continue;
+        } else {
+            json_object_set_new(nodes, node, json_integer((json_int_t)r->n_units));
+            u = &r->units[r->n_units++];
+            *u = (bind_unit){.node = node, .solo = c->solo[i], .txn = SIZE_MAX};
         }
+        u->idx[u->n++] = i;
+        json_object_set_new(keys, c->keys[i], json_true());
+    }
+    json_decref(keys);
+    json_decref(nodes);
+}
+
+typedef struct read_slot {
+    char *key;
+    const store_kv **into;
+} read_slot;
+
+/* Reads every node, allocation ledger and instance of the round, in read-only transactions sent
+ * side by side. Returns 0, or a store error. */
+static int round_read(bind_round *r)
+{
+    bind_call *c = r->c;
+    size_t n = 0;
+    for (size_t u = 0; u < r->n_units; u++)
+        n += 2 + r->units[u].n;
+    _cleanup_free_ read_slot *slots = xnew(read_slot, n);
+    n = 0;
+    for (size_t k = 0; k < r->n_units; k++) {
+        bind_unit *u = &r->units[k];
+        if (api_key_build(api_kind_get(API_KIND_NODE), NULL, u->node, &slots[n].key) < 0)
+            slots[n].key = xstrdup("/stratus/v1/invalid"); /* binding_prepare checked the name */
+        slots[n++].into = &u->node_kv;
+        slots[n] = (read_slot){xasprintf(ALLOCATIONS_PREFIX "%s", u->node), &u->alloc_kv};
+        n++;
+        for (size_t j = 0; j < u->n; j++)
+            slots[n++] = (read_slot){xstrdup(c->keys[u->idx[j]]), &u->inst_kv[j]};
+    }
+    size_t n_txn = (n + APISERVER_TXN_OPS - 1) / APISERVER_TXN_OPS;
+    store_txn **txns = xnew(store_txn *, n_txn);
+    store_sync *syncs = xnew(store_sync, n_txn);
+    r->reads = xnew(store_result *, n_txn);
+    int err = 0;
+    for (size_t t = 0; t < n_txn; t++) {
+        txns[t] = store_txn_new();
+        for (size_t s = t * APISERVER_TXN_OPS; s < n && s < (t + 1) * APISERVER_TXN_OPS; s++)
+            store_txn_get(txns[t], STORE_ON_SUCCESS, slots[s].key, NULL);
+        syncs[t] = STORE_SYNC_INIT;
+        int e = store_txn_commit(c->w->st, txns[t], store_sync_done, &syncs[t]);
+        if (e < 0) {
+            err = err ? err : e;
+            syncs[t].done = true;
+        }
+    }
+    for (size_t t = 0; t < n_txn; t++) {
+        if (!syncs[t].result && syncs[t].done)
+            continue; /* never sent */
+        store_result *res = NULL;
+        int e = store_wait(c->w->st, &syncs[t], &res);
+        r->reads[r->n_reads++] = res;
+        if (e < 0 || res->n_responses != store_txn_ops(txns[t])) {
+            err = err ? err : (e < 0 ? e : -EPROTO);
+            continue;
+        }
+        for (size_t k = 0; k < res->n_responses; k++) {
+            const store_result *sub = &res->responses[k];
+            *slots[t * APISERVER_TXN_OPS + k].into = sub->n_kvs > 0 ? &sub->kvs[0] : NULL;
+        }
+    }
+    for (size_t t = 0; t < n_txn; t++)
+        store_txn_free(txns[t]);
+    for (size_t s = 0; s < n; s++)
+        free(slots[s].key);
+    free(txns);
+    free(syncs);
+    return err;
+}
+
+static round_txn *round_txn_open(bind_round *r, bool solo)
+{
+    r->txns = xgrow(r->txns, &r->txns_allocated, r->n_txns + 1, sizeof(round_txn));
+    round_txn *t = &r->txns[r->n_txns++];
+    *t = (round_txn){.t = store_txn_new(), .bound = xnew(size_t, r->c->n), .solo = solo};
+    return t;
+}
+
+/* Settles every binding of unit u with one error. */
+static void unit_fail(bind_round *r, const bind_unit *u, const apierr *e)
+{
+    for (size_t j = 0; j < u->n; j++) {
+        result_error(r->c, u->idx[j], e);
+        r->c->pending[u->idx[j]] = false;
+    }
+}
+
+static void unit_decide(bind_round *r, bind_unit *u)
+{
+    bind_call *c = r->c;
+    apierr e = {0};
+    if (!u->node_kv) {
+        apierr_set(&e, RPC_CODE_NOT_FOUND, "nodes \"%s\" not found", u->node);
+        unit_fail(r, u, &e);
+        return;
+    }
+    json_t *node = object_from_kv(u->node_kv);
+    api_node_capacity_of(node, &u->cap);
+    json_decref(node);
+    _cleanup_free_ char *key = xasprintf(ALLOCATIONS_PREFIX "%s", u->node);
+    if (ledger_parse(key, u->alloc_kv, "instances", &u->alloc, &e) < 0) {
+        unit_fail(r, u, &e);
+        return;
+    }
+    ledger_sum(&u->alloc, u->used);
+
+    /* The most this unit can add: a compare per instance, its ledger, a group ledger each. */
+    size_t need = 2 * u->n + 1, bytes = u->alloc_kv ? u->alloc_kv->value_len : 0;
+    for (size_t j = 0; j < u->n; j++)
+        bytes += (u->inst_kv[j] ? u->inst_kv[j]->value_len : 0) + 512;
+    round_txn *t = r->n_txns ? &r->txns[r->n_txns - 1] : NULL;
+    if (!t || t->solo || u->solo || t->compares + need > APISERVER_TXN_OPS ||
+        (t->bytes > 0 && t->bytes + bytes > APISERVER_TXN_BYTES))
+        t = round_txn_open(r, u->solo);
+    u->txn = (size_t)(t - r->txns);
+
+    for (size_t j = 0; j < u->n; j++) {
+        size_t i = u->idx[j];
+        char what[512];
+        snprintf(what, sizeof(what), "instances \"%s/%s\"", c->namespaces[i],
+                 c->req->bindings[i]->name);
+        if (!u->inst_kv[j]) {
+            result_set(c, i, RPC_CODE_NOT_FOUND, "%s not found", what);
+            c->pending[i] = false;
+            continue;
+        }
+        json_t *obj = object_from_kv(u->inst_kv[j]);
+        if (!obj) {
+            result_set(c, i, RPC_CODE_DATA_LOSS, "%s: the stored object is not JSON", what);
+            c->pending[i] = false;
+            continue;
+        }
+        if (bind_decide(r, u, u->txn, i, obj, u->inst_kv[j]->mod_revision, what) == DECIDED)
+            c->pending[i] = false;
+        json_decref(obj);
+    }
+    if (u->alloc.changed) {
+        t->compares++;
+        t->bytes += 256 * json_object_size(u->alloc.map);
+    }
+}
+
+/* Sends the round's transactions side by side and settles what they wrote. */
+static void round_commit(bind_round *r)
+{
+    bind_call *c = r->c;
+    for (size_t k = 0; k < r->n_units; k++)
+        if (r->units[k].txn != SIZE_MAX)
+            ledger_commit(r->txns[r->units[k].txn].t, &r->units[k].alloc);
+    for (size_t g = 0; g < r->n_groups; g++)
+        if (r->groups[g].txn != SIZE_MAX)
+            ledger_commit(r->txns[r->groups[g].txn].t, &r->groups[g].members);
+    for (size_t k = 0; k < r->n_txns; k++) {
+        round_txn *t = &r->txns[k];
+        t->sync = STORE_SYNC_INIT;
+        if (t->n_bound == 0)
+            continue;
+        int e = store_txn_commit(c->w->st, t->t, store_sync_done, &t->sync);
+        if (e < 0) {
+            t->sync.result = xnew(store_result, 1);
+            t->sync.result->error = e;
+            t->sync.done = true;
+        }
+    }
+    for (size_t k = 0; k < r->n_txns; k++) {
+        round_txn *t = &r->txns[k];
+        if (t->n_bound == 0)
+            continue;
+        store_result *res = NULL;
+        int err = store_wait(c->w->st, &t->sync, &res);
+        t->sync.result = res; /* freed with the round */
+        for (size_t j = 0; j < t->n_bound; j++) {
+            size_t i = t->bound[j];
+            if (err == -EMSGSIZE && t->n_bound > 1) {
+                c->solo[i] = true; /* large objects (annotations, userData): one by one */
+            } else if (err < 0) {
+                /* A timeout may have applied: the caller retries and finds the binding done. */
+                apierr e = {0};
+                apierr_store(&e, err, "the binding transaction");
+                result_error(c, i, &e);
+                c->pending[i] = false;
+            } else if (res->succeeded) {
+                result_ok(c, i);
+                c->pending[i] = false;
+            } else if (++c->tries[i] >= APISERVER_CAS_RETRIES) {
+                c->pending[i] = false; /* keeps "kept changing; retry" */
+            }
+        }
+    }
+}
+
+/* Runs rounds until every binding has its result. */
+static void bind_run(bind_call *c)
+{
+    for (;;) {
+        bind_round r = {.c = c};
+        round_select(&r);
+        if (r.n_units == 0) {
+            round_clear(&r);
+            return;
+        }
+        int err = round_read(&r);
+        if (err < 0) {
+            apierr e = {0};
+            apierr_store(&e, err, "reading the instances and nodes to bind");
+            for (size_t k = 0; k < r.n_units; k++)
+                unit_fail(&r, &r.units[k], &e);
+        } else {
+            for (size_t k = 0; k < r.n_units; k++)
+                unit_decide(&r, &r.units[k]);
+            round_commit(&r);
+        }
+        round_clear(&r);
     }
 }
 
@@ -661,6 +844,9 @@ static void bind_call_clear(bind_call *c)
     free(c->want_rev);
     free(c->codes);
     free(c->messages);
+    free(c->pending);
+    free(c->solo);
+    free(c->tries);
 }
 
 void handle_bind(worker *w, rpc_call *call, const ProtobufCMessage *request)
@@ -683,9 +869,12 @@ void handle_bind(worker *w, rpc_call *call, const ProtobufCMessage *request)
         .want_rev = xnew(int64_t, n),
         .codes = xnew(rpc_code, n),
         .messages = xnew(char *, n),
+        .pending = xnew(bool, n),
+        .solo = xnew(bool, n),
+        .tries = xnew(unsigned, n),
     };
     for (size_t i = 0; i < n; i++)
-        binding_prepare(&c, i);
+        c.pending[i] = binding_prepare(&c, i) == 0;
     bind_run(&c);
 
     Stratus__V1__BindResult *results = xnew(Stratus__V1__BindResult, n);

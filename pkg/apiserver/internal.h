@@ -19,10 +19,12 @@
 
 #define APISERVER_FINALIZER      "stratus.io/node-agent"
 #define APISERVER_CAS_RETRIES    16
-#define APISERVER_LIST_DEFAULT   500   /* items per List page when the client sets no limit */
-#define APISERVER_LIST_MAX       10000 /* the most a client may ask for in one page */
-#define APISERVER_BIND_BATCH_MAX 1000  /* bindings in one Bind call */
-#define APISERVER_TXN_INSTANCES  40    /* instances per bind transaction (etcd allows 128 ops) */
+#define APISERVER_LIST_DEFAULT   500       /* items per List page when the client sets no limit */
+#define APISERVER_LIST_MAX       10000     /* the most a client may ask for in one page */
+#define APISERVER_BIND_BATCH_MAX 1000      /* bindings in one Bind call */
+#define APISERVER_TXN_INSTANCES  40        /* a node's instances in one round of a Bind call */
+#define APISERVER_TXN_OPS        128       /* etcd's --max-txn-ops default: compares, ops each */
+#define APISERVER_TXN_BYTES      (1 << 20) /* values in one transaction; etcd takes ~1.5 MiB */
 
 typedef struct watchcache watchcache;
 
@@ -143,6 +145,8 @@ typedef struct ledger {
 } ledger;
 /* Reads key; a missing key gives an empty map. Returns 0, or -1 with e filled. */
 int ledger_load(worker *w, const char *key, const char *member, ledger *ret, apierr *e);
+/* The same from a key-value already read (NULL: the key does not exist). */
+int ledger_parse(const char *key, const store_kv *kv, const char *member, ledger *ret, apierr *e);
 /* When changed: adds to t the compare on the revision it was read at, and a put of the document
  * (a delete when the map is empty). */
 void ledger_commit(store_txn *t, const ledger *l);
