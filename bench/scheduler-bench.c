@@ -129,7 +129,7 @@ static void *sched_main(void *arg)
 
 /* Starts `count` schedulers and returns the seconds until every instance in ns is Scheduled,
  * counted from a watch that was open before the first scheduler started. */
-static double place_all(const char *ns, int count, size_t *ret_conflicts)
+static double place_all(const char *ns, int count, scheduler_stats *ret_stats)
 {
     Stratus__V1__ListRequest lr = STRATUS__V1__LIST_REQUEST__INIT;
     lr.kind = "instances";
@@ -175,18 +175,63 @@ static double place_all(const char *ns, int count, size_t *ret_conflicts)
         rpc_message_free(ev);
     }
     double secs = (double)(last - t0) / 1e6;
-    size_t conflicts = 0;
+    scheduler_stats sum = {0};
     for (int i = 0; i < count; i++) {
         ev_async_send(t[i].loop, &t[i].stop);
         pthread_join(t[i].thread, NULL);
         ev_loop_destroy(t[i].loop);
-        conflicts += t[i].stats.conflicts;
+        sum.conflicts += t[i].stats.conflicts;
+        sum.bound += t[i].stats.bound;
+        sum.batches += t[i].stats.batches;
+        sum.snapshot_usec += t[i].stats.snapshot_usec;
+        sum.select_usec += t[i].stats.select_usec;
+        sum.bind_usec += t[i].stats.bind_usec;
     }
     free(t);
     json_decref(seen);
     rpc_watch_free(w);
-    *ret_conflicts = conflicts;
+    *ret_stats = sum;
     return secs;
+}
+
+/* How evenly the instances of ns landed: the most and fewest on one node (spread is asked). */
+static void print_spread(const char *ns, int count)
+{
+    json_t *per_node = json_object();
+    char *token = NULL;
+    do {
+        Stratus__V1__ListRequest lr = STRATUS__V1__LIST_REQUEST__INIT;
+        lr.kind = "instances";
+        lr.namespace_ = (char *)ns;
+        lr.limit = 5000;
+        lr.continue_token = token;
+        Stratus__V1__ListResponse *rep = NULL;
+        rpc_status st;
+        if (rpc_client_list(fx->client, &lr, 60 * USEC_PER_SEC, &rep, &st) < 0)
+            die("list", &st);
+        for (size_t i = 0; i < rep->n_items_json; i++) {
+            json_t *o = json_loads(rep->items_json[i], 0, NULL);
+            const char *node = json_string_value(api_json_lookup(o, "spec.nodeName"));
+            if (node)
+                json_object_set_new(
+                    per_node, node,
+                    json_integer(json_integer_value(json_object_get(per_node, node)) + 1));
+            json_decref(o);
+        }
+        free(token);
+        token = rep->continue_token && *rep->continue_token ? strdup(rep->continue_token) : NULL;
+        rpc_message_free(rep);
+    } while (token);
+    json_int_t most = 0, fewest = -1;
+    const char *k;
+    json_t *v;
+    json_object_foreach (per_node, k, v) {
+        most = MAX(most, json_integer_value(v));
+        fewest = fewest < 0 ? json_integer_value(v) : MIN(fewest, json_integer_value(v));
+    }
+    printf("scheduler_spread_%d: %lld to %lld instances per node over %zu nodes\n", count,
+           (long long)MAX(fewest, 0), (long long)most, json_object_size(per_node));
+    json_decref(per_node);
 }
 
 /* ---- the reference: binding-shaped transactions straight into etcd */
@@ -279,12 +324,19 @@ int main(int argc, char **argv)
         const char *ns = count == 1 ? "one" : "three";
         s = run_parallel(n_instances, ns, 8);
         printf("setup_instances_%d: %.1f s (%.0f applies/s)\n", count, s, n_instances / s);
-        size_t conflicts = 0;
-        s = place_all(ns, count, &conflicts);
+        scheduler_stats ss = {0};
+        s = place_all(ns, count, &ss);
         rates[count] = n_instances / s;
         printf("scheduler_bound_per_sec_%d_scheduler%s: %.0f instances/s\n", count,
                count > 1 ? "s" : "", rates[count]);
-        printf("scheduler_conflicts_%d: %zu\n", count, conflicts);
+        printf("scheduler_conflicts_%d: %zu\n", count, ss.conflicts);
+        print_spread(ns, count);
+        /* Per instance bound, summed over the schedulers: where a scheduler's time goes. */
+        double per = ss.bound ? (double)ss.bound : 1;
+        printf("scheduler_snapshot_per_instance_%d: %.1f us\n", count, ss.snapshot_usec / per);
+        printf("scheduler_select_per_instance_%d: %.1f us\n", count, ss.select_usec / per);
+        printf("scheduler_bind_wait_per_instance_%d: %.1f us (batches: %zu)\n", count,
+               ss.bind_usec / per, ss.batches);
     }
     double raw = raw_txn_rate(n_instances);
     printf("etcd_raw_txn_per_sec_64_inflight: %.0f txn/s (reference)\n", raw);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "api/conditions.h"
 #include "api/object.h"
@@ -39,7 +40,7 @@ struct scheduler {
     json_t *lost;        /* node → monotonic usec its lease was first seen missing */
     json_t *failures;    /* node → Unbinds seen from it (decays) */
     json_t *reported;    /* key → the unschedulable message last written, to write it once */
-    json_t *deferred;    /* key → true: left to its owner once, taken over when it comes back */
+    json_t *deferred;    /* key → when it was first left to its owner (monotonic usec) */
     char lease_name[64]; /* "stratus-scheduler.<id>": this scheduler's presence */
     int64_t lease_id;
     ev_timer presence;
@@ -92,13 +93,17 @@ static bool synced(scheduler *s)
  * Every scheduler considers every Pending instance; with several, each instance would be bound
  * by all of them at once and all but one would lose. So each scheduler announces itself with a
  * Lease ("stratus-scheduler.<id>", renewed like a node's), and rendezvous hashing over the live
- * ones names one owner per instance: the owner places it at once, the others only after a
- * takeover delay, if it is still Pending — so a scheduler that dies (its lease expires) costs
- * its share that delay, nothing more. Correctness never depended on this: the ledger decides. */
+ * ones names one owner per instance: the owner places it at once; the others look again every
+ * TAKEOVER_DELAY while it is Pending. When the owner dies its lease expires and the instance
+ * hashes to a live scheduler; an owner that is alive but has not placed it in TAKEOVER_STUCK
+ * (wedged, or far behind) loses it to whoever looks next. Taking over on the first look instead
+ * made three busy schedulers place everything three times over. Correctness never depended on
+ * this: the ledger decides. */
 
 #define PRESENCE_PREFIX "stratus-scheduler."
 #define PRESENCE_TTL    6
-#define TAKEOVER_DELAY  (2 * USEC_PER_SEC)
+#define TAKEOVER_DELAY  (2 * USEC_PER_SEC)  /* how often a non-owner looks again */
+#define TAKEOVER_STUCK  (10 * USEC_PER_SEC) /* ... and when it stops waiting for a live owner */
 
 static uint64_t hash_pair(const char *a, const char *b)
 {
@@ -197,9 +202,20 @@ typedef struct snapshot {
     sched_node *nodes;
     size_t n;
     json_t **node_objs;
-    json_t *index;  /* node name → its index */
-    json_t *images; /* node index (as text) → {image name: true}: warm image caches */
-    json_t *groups; /* "ns/group" → {node index (as text): members there, "": placed in all} */
+    json_t *index; /* node name → its index */
+    /* Warm image caches and server-group members, per node, so that a request reads them by
+     * node index instead of by name: images (by name) and groups ("ns/group") are numbered in
+     * `ids`, each with an array of n entries. */
+    json_t *image_ids, *group_ids;
+    struct image_nodes {
+        bool *here;  /* [node] */
+        size_t warm; /* nodes where it is cached */
+    } * images;      /* [image id] */
+    struct group_members {
+        size_t *here; /* [node] */
+        size_t placed;
+    } * groups; /* [group id] */
+    size_t n_images, n_groups, images_allocated, groups_allocated;
 } snapshot;
 
 static void snapshot_free(snapshot *sn)
@@ -207,8 +223,14 @@ static void snapshot_free(snapshot *sn)
     informer_items_free(sn->node_objs, sn->n);
     free(sn->nodes);
     json_decref(sn->index);
-    json_decref(sn->images);
-    json_decref(sn->groups);
+    json_decref(sn->image_ids);
+    json_decref(sn->group_ids);
+    for (size_t i = 0; i < sn->n_images; i++)
+        free(sn->images[i].here);
+    for (size_t i = 0; i < sn->n_groups; i++)
+        free(sn->groups[i].here);
+    free(sn->images);
+    free(sn->groups);
     *sn = (snapshot){0};
 }
 
@@ -228,13 +250,32 @@ static int flavor_resources(scheduler *s, const char *name, api_resources *ret)
     return 0;
 }
 
-static void counter_add(json_t *o, const char *key, json_int_t by)
+/* The id of an image, or -1 when no instance of it is placed (add: give it one). */
+static ssize_t image_id(snapshot *sn, const char *image, bool add)
 {
-    json_t *v = json_object_get(o, key);
-    if (v)
-        json_integer_set(v, json_integer_value(v) + by);
-    else
-        json_object_set_new(o, key, json_integer(by));
+    json_t *id = json_object_get(sn->image_ids, image);
+    if (id || !add)
+        return id ? (ssize_t)json_integer_value(id) : -1;
+    sn->images = xgrow(sn->images, &sn->images_allocated, sn->n_images + 1, sizeof(*sn->images));
+    sn->images[sn->n_images] = (struct image_nodes){.here = xnew(bool, sn->n)};
+    json_object_set_new(sn->image_ids, image, json_integer((json_int_t)sn->n_images));
+    return (ssize_t)sn->n_images++;
+}
+
+static ssize_t group_id(snapshot *sn, const json_t *inst, bool add)
+{
+    const char *group = str_at(inst, "spec.serverGroup");
+    if (!group)
+        return -1;
+    char gkey[600];
+    snprintf(gkey, sizeof(gkey), "%s/%s", api_object_namespace(inst), group);
+    json_t *id = json_object_get(sn->group_ids, gkey);
+    if (id || !add)
+        return id ? (ssize_t)json_integer_value(id) : -1;
+    sn->groups = xgrow(sn->groups, &sn->groups_allocated, sn->n_groups + 1, sizeof(*sn->groups));
+    sn->groups[sn->n_groups] = (struct group_members){.here = xnew(size_t, sn->n)};
+    json_object_set_new(sn->group_ids, gkey, json_integer((json_int_t)sn->n_groups));
+    return (ssize_t)sn->n_groups++;
 }
 
 /* Counts an instance (bound, or just placed in this batch) on node ni: its claim, its image,
@@ -244,24 +285,17 @@ static void snapshot_place(snapshot *sn, int ni, const json_t *inst, const api_r
     for (api_resource r = 0; r < _API_RESOURCE_MAX; r++)
         sn->nodes[ni].used.amount[r] += need->amount[r];
     sn->nodes[ni].n_instances++;
-    char idx[16];
-    snprintf(idx, sizeof(idx), "%d", ni);
     const char *image = str_at(inst, "spec.image");
     if (image) {
-        json_t *set = json_object_get(sn->images, idx);
-        if (!set)
-            json_object_set_new(sn->images, idx, set = json_object());
-        json_object_set_new(set, image, json_true());
+        ssize_t im = image_id(sn, image, true); /* first: it may move sn->images */
+        struct image_nodes *in = &sn->images[im];
+        in->warm += !in->here[ni];
+        in->here[ni] = true;
     }
-    const char *group = str_at(inst, "spec.serverGroup");
-    if (group) {
-        char gkey[600];
-        snprintf(gkey, sizeof(gkey), "%s/%s", api_object_namespace(inst), group);
-        json_t *g = json_object_get(sn->groups, gkey);
-        if (!g)
-            json_object_set_new(sn->groups, gkey, g = json_object());
-        counter_add(g, idx, 1);
-        counter_add(g, "", 1);
+    ssize_t g = group_id(sn, inst, true);
+    if (g >= 0) {
+        sn->groups[g].here[ni]++;
+        sn->groups[g].placed++;
     }
 }
 
@@ -269,20 +303,18 @@ static void snapshot_take(scheduler *s, snapshot *sn)
 {
     *sn = (snapshot){0};
     sn->index = json_object();
-    sn->images = json_object();
-    sn->groups = json_object();
+    sn->image_ids = json_object();
+    sn->group_ids = json_object();
     informer_list(s->inf[INF_NODES], &sn->node_objs, &sn->n);
     sn->nodes = xnew(sched_node, sn->n);
     for (size_t i = 0; i < sn->n; i++) {
         sched_node *n = &sn->nodes[i];
-        n->obj = sn->node_objs[i];
-        n->name = api_object_name(n->obj);
+        const char *name = api_object_name(sn->node_objs[i]);
+        json_t *lease = name ? informer_get(s->inf[INF_LEASES], name) : NULL;
+        sched_node_init(n, sn->node_objs[i], lease != NULL);
+        json_decref(lease);
         if (n->name)
             json_object_set_new(sn->index, n->name, json_integer((json_int_t)i));
-        api_node_capacity_of(n->obj, &n->cap);
-        json_t *lease = informer_get(s->inf[INF_LEASES], n->name);
-        n->lease_alive = lease != NULL;
-        json_decref(lease);
         n->recent_failures = (unsigned)json_integer_value(json_object_get(s->failures, n->name));
     }
     json_t **instances = NULL;
@@ -318,21 +350,14 @@ static void snapshot_take(scheduler *s, snapshot *sn)
 /* Per request: where the instance's server group already is, and where its image runs. */
 static void snapshot_for(scheduler *s, snapshot *sn, const json_t *inst, sched_request *r)
 {
-    const char *group = str_at(inst, "spec.serverGroup");
     const char *image = str_at(inst, "spec.image");
-    json_t *g = NULL;
-    if (group) {
-        char gkey[600];
-        snprintf(gkey, sizeof(gkey), "%s/%s", api_object_namespace(inst), group);
-        g = json_object_get(sn->groups, gkey);
-    }
-    r->group_placed = (size_t)json_integer_value(json_object_get(g, ""));
+    ssize_t im = image ? image_id(sn, image, false) : -1;
+    ssize_t g = group_id(sn, inst, false);
+    r->group_placed = g >= 0 ? sn->groups[g].placed : 0;
+    r->image_warm_pct = im >= 0 && sn->n ? (unsigned)(100 * sn->images[im].warm / sn->n) : 0;
     for (size_t i = 0; i < sn->n; i++) {
-        char idx[24];
-        snprintf(idx, sizeof(idx), "%zu", i);
-        sn->nodes[i].group_members = (size_t)json_integer_value(json_object_get(g, idx));
-        sn->nodes[i].image_here =
-            image && json_object_get(json_object_get(sn->images, idx), image) != NULL;
+        sn->nodes[i].group_members = g >= 0 ? sn->groups[g].here[i] : 0;
+        sn->nodes[i].image_here = im >= 0 && sn->images[im].here[i];
     }
 }
 
@@ -503,7 +528,9 @@ static void bind_batch(scheduler *s, snapshot *sn, pick *picks, size_t n)
 static size_t schedule_batch(scheduler *s)
 {
     snapshot sn;
+    usec_t t0 = now_monotonic();
     snapshot_take(s, &sn);
+    usec_t t1 = now_monotonic();
     pick *picks = xnew(pick, s->o.batch_size);
     size_t n_picks = 0;
     char *key;
@@ -518,8 +545,11 @@ static size_t schedule_batch(scheduler *s)
             free(key);
             continue;
         }
-        if (!json_object_get(s->deferred, key) && !owns(s, key)) {
-            json_object_set_new(s->deferred, key, json_true());
+        json_t *since = json_object_get(s->deferred, key);
+        usec_t now = now_monotonic();
+        if (!owns(s, key) && (!since || now - (usec_t)json_integer_value(since) < TAKEOVER_STUCK)) {
+            if (!since)
+                json_object_set_new(s->deferred, key, json_integer((json_int_t)now));
             workqueue_done(s->q, key);
             workqueue_add_after(s->q, key, TAKEOVER_DELAY);
             json_decref(inst);
@@ -550,7 +580,7 @@ static size_t schedule_batch(scheduler *s)
         json_t *image = str_at(inst, "spec.image")
                             ? informer_get(s->inf[INF_IMAGES], str_at(inst, "spec.image"))
                             : NULL;
-        r.image = image;
+        r.arch = sched_image_arch(image);
         json_t *group = NULL;
         if (str_at(inst, "spec.serverGroup")) {
             char gkey[600];
@@ -589,7 +619,14 @@ static size_t schedule_batch(scheduler *s)
         json_decref(image);
         json_decref(group);
     }
+    usec_t t2 = now_monotonic();
     bind_batch(s, &sn, picks, n_picks);
+    if (n_picks > 0) {
+        s->stats.batches++;
+        s->stats.snapshot_usec += t1 - t0;
+        s->stats.select_usec += t2 - t1;
+        s->stats.bind_usec += now_monotonic() - t2;
+    }
     for (size_t i = 0; i < n_picks; i++) {
         json_decref(picks[i].inst);
         free(picks[i].key);

@@ -7,6 +7,8 @@
  * Everything runs on the caller's libev loop; the RPCs it makes block that loop briefly. */
 #pragma once
 
+#include <stdint.h>
+
 #include <ev.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,6 +38,11 @@ typedef struct scheduler_stats {
     size_t unschedulable; /* decisions that no node fits */
     size_t failed;        /* instances given up on after max_attempts */
     size_t rescheduled;   /* instances handed back from lost nodes */
+    /* Where the time of placing goes, summed over batches (microseconds). */
+    size_t batches;
+    uint64_t snapshot_usec; /* building the snapshot from the caches */
+    uint64_t select_usec;   /* filters and scores */
+    uint64_t bind_usec;     /* waiting for Bind */
 } scheduler_stats;
 
 void scheduler_stats_read(scheduler *s, scheduler_stats *ret);

@@ -17,11 +17,8 @@ static json_t *node_obj(const char *json)
 
 static sched_node mk_node(json_t *obj, bool alive)
 {
-    sched_node n = {
-        .name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name")),
-        .obj = obj,
-        .lease_alive = alive};
-    api_node_capacity_of(obj, &n.cap);
+    sched_node n;
+    sched_node_init(&n, obj, alive);
     return n;
 }
 
@@ -109,7 +106,7 @@ static void filters_on_table_cases(void)
         {"image arch",
          tainted,
          true,
-         {.need = {{1, 1, 1}}, .tolerations = tolerate, .image = arm_image},
+         {.need = {{1, 1, 1}}, .tolerations = tolerate, .arch = sched_image_arch(arm_image)},
          0,
          0,
          "ImageArchitecture"},
@@ -196,7 +193,13 @@ static void scores_prefer_the_right_nodes(void)
 
     sched_node warm = mk_node(a, true), cold = mk_node(a, true);
     warm.image_here = true;
+    r.image_warm_pct = 50; /* the image is cached on half the nodes */
     CHECK_INT(sched_score_node(&r, &warm, false), >, sched_score_node(&r, &cold, false));
+    /* cached on a few nodes only: not enough to outweigh spreading over emptier ones */
+    r.image_warm_pct = 1;
+    warm.used = busy.used;
+    CHECK_INT(sched_score_node(&r, &cold, false), >, sched_score_node(&r, &warm, false));
+    r.image_warm_pct = 0;
 
     sched_node flaky = mk_node(a, true), solid = mk_node(a, true);
     flaky.recent_failures = 3;
