@@ -208,6 +208,11 @@ static etcd_fixture *fixture_start(bool tls)
     return f;
 }
 
+int etcd_fixture_pid(const etcd_fixture *f)
+{
+    return (int)f->pid;
+}
+
 const char *etcd_fixture_endpoint(const etcd_fixture *f)
 {
     return f->endpoint;

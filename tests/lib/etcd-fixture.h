@@ -16,6 +16,8 @@ const char *etcd_fixture_client_key(const etcd_fixture *f);
 
 /* "http://127.0.0.1:PORT" (or https://) of the running member. */
 const char *etcd_fixture_endpoint(const etcd_fixture *f);
+/* The etcd process, for benchmarks that account its CPU time or memory. */
+int etcd_fixture_pid(const etcd_fixture *f);
 /* Stops etcd (SIGTERM, then SIGKILL) but keeps its data; start again with etcd_fixture_resume. */
 void etcd_fixture_pause(etcd_fixture *f);
 /* Starts etcd again on the same ports and data. */
