@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/steps.h"
 #include "base/alloc.h"
 #include "base/flags.h"
 #include "base/log.h"
@@ -32,6 +33,8 @@ static void usage(FILE *f)
         "  --name-prefix P           hollow node names: P0, P1, ... (default hollow-)\n"
         "  --state-dir DIR           images, disks and instance files (default\n"
         "                            /var/lib/stratus/agent)\n"
+        "  --pool NAME               libvirt storage pool of the disks (default stratus);\n"
+        "                            agents sharing one libvirtd need one each\n"
         "  --zone ZONE               label topology.stratus.io/zone\n"
         "  --vcpus N, --memory-mib N, --disk-gib N\n"
         "                            capacity (default: what the backend reports; a hollow\n"
@@ -81,6 +84,7 @@ int main(int argc, char **argv)
         O_HOLLOW,
         O_PREFIX,
         O_STATE,
+        O_POOL,
         O_ZONE,
         O_VCPUS,
         O_MEM,
@@ -110,6 +114,7 @@ int main(int argc, char **argv)
         {"hollow-nodes", required_argument, 0, O_HOLLOW},
         {"name-prefix", required_argument, 0, O_PREFIX},
         {"state-dir", required_argument, 0, O_STATE},
+        {"pool", required_argument, 0, O_POOL},
         {"zone", required_argument, 0, O_ZONE},
         {"vcpus", required_argument, 0, O_VCPUS},
         {"memory-mib", required_argument, 0, O_MEM},
@@ -161,6 +166,13 @@ int main(int argc, char **argv)
             break;
         case O_STATE:
             o.state_dir = optarg;
+            break;
+        case O_POOL:
+            if (!*optarg || strpbrk(optarg, "/<>&'\" ")) {
+                log_error("--pool: \"%s\" is not a storage pool name", optarg);
+                return 2;
+            }
+            o.pool_name = optarg;
             break;
         case O_ZONE:
             o.zone = optarg;
@@ -253,6 +265,17 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    /* Tests only (docs/agent.md): stop reconciles at a build step so a SIGKILL lands there. */
+    const char *pause = getenv("STRATUS_AGENT_PAUSE_AFTER");
+    if (pause && *pause) {
+        if (!agent_pause_point_valid(pause)) {
+            log_error("STRATUS_AGENT_PAUSE_AFTER: \"%s\" is not one of: %s", pause,
+                      AGENT_PAUSE_POINTS);
+            return 2;
+        }
+        log_warning("STRATUS_AGENT_PAUSE_AFTER=%s: reconciles stop there until SIGKILL", pause);
+        o.debug_pause_after = pause;
     }
     if (optind < argc) {
         log_error("unexpected argument \"%s\"", argv[optind]);

@@ -55,7 +55,7 @@ typedef struct agent_node {
 struct agent {
     agent_options o; /* strings point into the copies below */
     char *s_apiserver, *s_node_name, *s_prefix, *s_uri, *s_state, *s_domain_type, *s_machine,
-        *s_zone;
+        *s_zone, *s_pause, *pause_file, *s_pool;
     rpc_client *client;
     bool client_owned;
     image_cache *images;
@@ -99,6 +99,8 @@ void agent_process_key(agent *a, const char *key);
 /* An object by kind/namespace/name through the short-lived cache: 0 and a new reference;
  * -ENOENT; other -errno when the apiserver could not answer. */
 int agent_object_get(agent *a, const char *kind, const char *ns, const char *name, json_t **ret);
+/* The same, always asked of the apiserver (and put in the cache): for read-modify-write. */
+int agent_object_fetch(agent *a, const char *kind, const char *ns, const char *name, json_t **ret);
 /* Creates an Event about an object (best effort). */
 void agent_event_emit(agent_node *n, const char *kind, const char *ns, const char *name,
                       const char *uid, bool warning, const char *reason, const char *message);

@@ -193,7 +193,7 @@ static int node_new(agent *a, size_t index, const char *name, agent_node **ret)
             _cleanup_free_ char *xml = xasprintf("%s/node.xml", n->dir);
             r = backend_test_node_xml_write(
                 xml, a->o.vcpus ? a->o.vcpus : 8, a->o.memory_mib ? a->o.memory_mib : 16384,
-                a->o.disk_gib ? a->o.disk_gib : 100, "stratus", n->pool_dir);
+                a->o.disk_gib ? a->o.disk_gib : 100, a->o.pool_name, n->pool_dir);
             if (r < 0) {
                 node_free(n);
                 return backend_set_error(r, "cannot write %s: %s", xml, strerror(-r));
@@ -201,7 +201,7 @@ static int node_new(agent *a, size_t index, const char *name, agent_node **ret)
             uri = xasprintf("test://%s", xml);
         } else
             uri = xstrdup(a->o.uri);
-        backend_config cfg = {.uri = uri, .pool_name = "stratus", .pool_dir = n->pool_dir};
+        backend_config cfg = {.uri = uri, .pool_name = a->o.pool_name, .pool_dir = n->pool_dir};
         r = backend_open(&cfg, &n->be);
         if (r < 0) {
             node_free(n);
@@ -232,6 +232,8 @@ static int node_new(agent *a, size_t index, const char *name, agent_node **ret)
         .build_retries = a->o.build_retries,
         .console_log_status = a->o.console_log_status,
         .console_log_max = a->o.console_log_max,
+        .pause_after = a->o.debug_pause_after,
+        .pause_file = a->pause_file,
     };
     n->last_renew_ok = now_monotonic();
     *ret = n;
@@ -283,6 +285,11 @@ static int options_fill(agent *a, const agent_options *o)
     a->o.domain_type = a->s_domain_type = xstrdup(dt);
     a->o.machine = a->s_machine = dup_or(o->machine, "q35");
     a->o.zone = a->s_zone = dup_or(o->zone, NULL);
+    a->o.pool_name = a->s_pool = dup_or(o->pool_name, "stratus");
+    if (o->debug_pause_after && !agent_pause_point_valid(o->debug_pause_after))
+        return -EINVAL;
+    a->o.debug_pause_after = a->s_pause = dup_or(o->debug_pause_after, NULL);
+    a->pause_file = xasprintf("%s/debug-paused", a->o.state_dir);
     if (!a->o.workers)
         a->o.workers = AGENT_DEFAULT_WORKERS;
     if (!a->o.lease_ttl)
@@ -455,6 +462,9 @@ agent *agent_free(agent *a)
     free(a->s_domain_type);
     free(a->s_machine);
     free(a->s_zone);
+    free(a->s_pause);
+    free(a->s_pool);
+    free(a->pause_file);
     free(a);
     return NULL;
 }

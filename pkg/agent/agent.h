@@ -64,6 +64,9 @@ typedef struct agent_options {
     const char *uri;
     backend *backend;
     const char *state_dir; /* required: images/, nodes/<node>/{instances,disks}/ */
+    /* The libvirt storage pool holding the disks (its folder is <state>/nodes/<node>/disks);
+     * NULL: "stratus". Agents that share one libvirtd (tests, benchmarks) need one each. */
+    const char *pool_name;
     /* Domains: "test" for test:///, "qemu" (TCG) otherwise, unless set. */
     const char *domain_type;
     const char *machine; /* NULL: "q35" for qemu/kvm */
@@ -88,6 +91,10 @@ typedef struct agent_options {
     size_t console_log_max;
     agent_log_fn log;
     void *log_userdata;
+    /* Tests only: stop every reconcile that gets past this point (one of AGENT_PAUSE_POINTS in
+     * steps.h) until the process is killed, after writing "<point> <ns>/<name>" to
+     * <state_dir>/debug-paused. stratus-node-agent takes it from $STRATUS_AGENT_PAUSE_AFTER. */
+    const char *debug_pause_after;
 } agent_options;
 
 typedef struct agent_stats {

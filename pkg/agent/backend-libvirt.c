@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -569,14 +570,17 @@ static int lv_network_ensure(backend *b, const backend_network_request *n)
     if (!net) {
         virResetLastError();
         buf x = BUF_INIT(0);
-        /* No DNS or DHCP from libvirt (addresses reach guests by config drive or ip=): no
-         * dnsmasq needed. */
+        /* No DNS from libvirt. With DHCP, libvirt runs dnsmasq (DHCP only) once the first
+         * host entry is added. */
         buf_printf(&x, "<network><name>%s</name><bridge name='%s' stp='off'/><dns enable='no'/>",
                    n->name, n->bridge);
         if (n->mtu > 0)
             buf_printf(&x, "<mtu size='%d'/>", n->mtu);
+        /* DHCP, when wanted, hands out only the static entries network_host_add makes: IPAM
+         * owns every address, so there is no dynamic range. */
         if (n->gateway)
-            buf_printf(&x, "<ip address='%s' prefix='%d'/>", n->gateway, n->prefix);
+            buf_printf(&x, "<ip address='%s' prefix='%d'>%s</ip>", n->gateway, n->prefix,
+                       n->dhcp ? "<dhcp/>" : "");
         buf_append_str(&x, "</network>");
         net = virNetworkDefineXML(lb->conn, x.data);
         buf_done(&x);
@@ -590,6 +594,137 @@ static int lv_network_ensure(backend *b, const backend_network_request *n)
         if (r == -EBUSY && virNetworkIsActive(net) == 1)
             r = 0;
     }
+    virNetworkFree(net);
+    return r;
+}
+
+/* One static DHCP entry of a network, as libvirt shows it. */
+typedef struct dhcp_host {
+    char *mac, *ip, *name;
+} dhcp_host;
+
+static void dhcp_hosts_free(dhcp_host *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(h[i].mac);
+        free(h[i].ip);
+        free(h[i].name);
+    }
+    free(h);
+}
+
+/* The <host> entries inside the <dhcp> elements of a network's XML. */
+static int dhcp_hosts_read(virNetworkPtr net, dhcp_host **ret, size_t *ret_n)
+{
+    char *xml = virNetworkGetXMLDesc(net, 0);
+    if (!xml)
+        return lv_error("network XML");
+    dhcp_host *hosts = NULL;
+    size_t n = 0;
+    for (const char *d = xml; (d = strstr(d, "<dhcp>"));) {
+        const char *end = strstr(d, "</dhcp>");
+        if (!end)
+            break;
+        for (const char *h = d; (h = strstr(h, "<host ")) && h < end; h++) {
+            const char *close = strchr(h, '>');
+            if (!close || n >= BACKEND_LIST_MAX)
+                break;
+            _cleanup_free_ char *tag = xstrndup(h, (size_t)(close - h + 1));
+            hosts = xrealloc(hosts, (n + 1) * sizeof(*hosts));
+            hosts[n++] = (dhcp_host){.mac = xml_attr(tag, "mac"),
+                                     .ip = xml_attr(tag, "ip"),
+                                     .name = xml_attr(tag, "name")};
+        }
+        d = end;
+    }
+    free(xml);
+    *ret = hosts;
+    *ret_n = n;
+    return 0;
+}
+
+static bool same(const char *a, const char *b)
+{
+    return a && b && strcasecmp(a, b) == 0;
+}
+
+/* Adds or deletes one <host> entry, in the running network and its definition. */
+static int dhcp_host_update(virNetworkPtr net, bool add, const dhcp_host *h)
+{
+    buf x = BUF_INIT(0);
+    buf_append_str(&x, "<host");
+    if (h->mac)
+        buf_printf(&x, " mac='%s'", h->mac);
+    if (h->name)
+        buf_printf(&x, " name='%s'", h->name);
+    if (h->ip)
+        buf_printf(&x, " ip='%s'", h->ip);
+    buf_append_str(&x, "/>");
+    unsigned flags = VIR_NETWORK_UPDATE_AFFECT_CONFIG;
+    if (virNetworkIsActive(net) == 1)
+        flags |= VIR_NETWORK_UPDATE_AFFECT_LIVE;
+    int r = 0;
+    if (virNetworkUpdate(
+            net, add ? VIR_NETWORK_UPDATE_COMMAND_ADD_LAST : VIR_NETWORK_UPDATE_COMMAND_DELETE,
+            VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, x.data, flags) < 0)
+        r = lv_error(add ? "add DHCP host" : "delete DHCP host");
+    buf_done(&x);
+    return r;
+}
+
+static bool xml_safe(const char *s)
+{
+    return s && *s && !strpbrk(s, "<>&'\"/");
+}
+
+static int lv_network_host_add(backend *b, const char *network, const char *mac, const char *ip)
+{
+    if (!xml_safe(network) || !xml_safe(mac) || !xml_safe(ip))
+        return backend_set_error(-EINVAL, "bad network, MAC or IP address");
+    virNetworkPtr net = virNetworkLookupByName(LV(b)->conn, network);
+    if (!net)
+        return lv_error(network);
+    int r = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        dhcp_host *hosts = NULL;
+        size_t n = 0;
+        r = dhcp_hosts_read(net, &hosts, &n);
+        bool present = false;
+        for (size_t i = 0; r == 0 && i < n; i++) {
+            if (same(hosts[i].mac, mac) && same(hosts[i].ip, ip))
+                present = true;
+            else if (same(hosts[i].mac, mac) || same(hosts[i].ip, ip))
+                r = dhcp_host_update(net, false, &hosts[i]); /* stale: IPAM moved on */
+        }
+        dhcp_hosts_free(hosts, n);
+        if (r < 0 || present)
+            break;
+        dhcp_host want = {.mac = (char *)mac, .ip = (char *)ip};
+        r = dhcp_host_update(net, true, &want);
+        if (r == 0)
+            break;
+        /* Lost a race with another worker adding or removing an entry: look again. */
+    }
+    virNetworkFree(net);
+    return r;
+}
+
+static int lv_network_host_remove(backend *b, const char *network, const char *mac, const char *ip)
+{
+    if (!xml_safe(network) || !xml_safe(mac) || !xml_safe(ip))
+        return backend_set_error(-EINVAL, "bad network, MAC or IP address");
+    virNetworkPtr net = virNetworkLookupByName(LV(b)->conn, network);
+    if (!net) {
+        int r = lv_error(network);
+        return r == -ENOENT ? 0 : r;
+    }
+    dhcp_host *hosts = NULL;
+    size_t n = 0;
+    int r = dhcp_hosts_read(net, &hosts, &n);
+    for (size_t i = 0; r == 0 && i < n; i++)
+        if (same(hosts[i].mac, mac) && same(hosts[i].ip, ip))
+            r = dhcp_host_update(net, false, &hosts[i]);
+    dhcp_hosts_free(hosts, n);
     virNetworkFree(net);
     return r;
 }
@@ -669,6 +804,8 @@ const backend_ops backend_libvirt_ops = {
     .disk_delete = lv_disk_delete,
     .disk_list = lv_disk_list,
     .network_ensure = lv_network_ensure,
+    .network_host_add = lv_network_host_add,
+    .network_host_remove = lv_network_host_remove,
     .console_log_path = lv_console_log_path,
     .events_subscribe = lv_events_subscribe,
     .events_unsubscribe = lv_events_unsubscribe,

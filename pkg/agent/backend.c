@@ -162,6 +162,14 @@ int backend_network_ensure(backend *b, const backend_network_request *n)
 {
     CALL(b, network_ensure, n);
 }
+int backend_network_host_add(backend *b, const char *network, const char *mac, const char *ip)
+{
+    CALL(b, network_host_add, network, mac, ip);
+}
+int backend_network_host_remove(backend *b, const char *network, const char *mac, const char *ip)
+{
+    CALL(b, network_host_remove, network, mac, ip);
+}
 int backend_console_log_path(backend *b, const char *name, char **ret)
 {
     CALL(b, console_log_path, name, ret);

@@ -96,6 +96,7 @@ typedef struct backend_network_request {
     const char *gateway; /* dotted quad, or NULL for no host address */
     int prefix;          /* 8..30 */
     int mtu;             /* 0: default */
+    bool dhcp; /* serve DHCP on the gateway address, static entries only (network_host_add) */
 } backend_network_request;
 
 /* Called on the backend's event thread when a domain changed state (started, stopped, crashed,
@@ -140,6 +141,12 @@ typedef struct backend_ops {
 
     /* Makes sure the network exists and is active; 0 when it does. */
     int (*network_ensure)(backend *b, const backend_network_request *n);
+    /* Makes sure the network's DHCP server gives ip to mac (a static host entry, live and
+     * persistent). An entry for the same mac or the same ip with another partner is replaced:
+     * IPAM has given the address to this NIC, so such an entry is stale. 0 when it is there. */
+    int (*network_host_add)(backend *b, const char *network, const char *mac, const char *ip);
+    /* Removes the entry mac → ip; 0 when it (or the network) is absent. */
+    int (*network_host_remove)(backend *b, const char *network, const char *mac, const char *ip);
 
     /* Where the domain's serial console is logged (from its definition); -ENOENT when none. */
     int (*console_log_path)(backend *b, const char *name, char **ret);
@@ -182,6 +189,8 @@ int backend_disk_create(backend *b, const backend_disk_request *d, char **ret_pa
 int backend_disk_delete(backend *b, const char *name);
 int backend_disk_list(backend *b, char ***ret_names, size_t *ret_n);
 int backend_network_ensure(backend *b, const backend_network_request *n);
+int backend_network_host_add(backend *b, const char *network, const char *mac, const char *ip);
+int backend_network_host_remove(backend *b, const char *network, const char *mac, const char *ip);
 int backend_console_log_path(backend *b, const char *name, char **ret);
 int backend_events_subscribe(backend *b, backend_event_fn fn, void *userdata);
 int backend_events_unsubscribe(backend *b);

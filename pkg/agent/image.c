@@ -1,5 +1,5 @@
-/* The image cache: download with libcurl into a temporary file while hashing, verify, rename
- * into place. See image.h. */
+/* The image cache: download with libcurl (or read a local file) into a temporary file while
+ * hashing, verify, rename into place. See image.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,8 +42,6 @@ int image_cache_new(const char *dir, uint64_t max_bytes, image_cache **ret)
 {
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
         return -errno;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return -EIO;
     image_cache *c = xnew(image_cache, 1);
     c->dir = xstrdup(dir);
     c->max_bytes = max_bytes ? max_bytes : IMAGE_DEFAULT_MAX_BYTES;
@@ -68,7 +66,6 @@ image_cache *image_cache_free(image_cache *c)
     pthread_mutex_destroy(&c->lock);
     free(c->dir);
     free(c);
-    curl_global_cleanup();
     return NULL;
 }
 
@@ -128,9 +125,95 @@ static int curl_errno(CURLcode c)
     }
 }
 
+/* libcurl and its TLS library are set up at the first download, not at start: a node whose
+ * images are all cached (the usual case after a restart) or local never pays for them
+ * (docs/agent.md, "Memory"). Never cleaned up: curl_global_cleanup is not safe while another
+ * cache of the process may download. */
+static CURLcode curl_init_result;
+
+static void curl_init_once(void)
+{
+    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* Reads a local file (file:///path) into d: no need for libcurl. */
+static int fetch_file(const char *url, download *d, char *err)
+{
+    const char *path = url + strlen("file://");
+    _cleanup_free_ char *plain = xstrdup(path);
+    /* Percent-decoding, as libcurl does for file URLs. */
+    char *o = plain;
+    for (const char *p = path; *p; p++) {
+        unsigned v;
+        if (p[0] == '%' && p[1] && p[2] && sscanf(p + 1, "%2x", &v) == 1 && v) {
+            *o++ = (char)v;
+            p += 2;
+        } else
+            *o++ = *p;
+    }
+    *o = 0;
+    if (plain[0] != '/') {
+        snprintf(err, IMAGE_ERROR_MAX, "%s: a file URL must name an absolute path", url);
+        return -EINVAL;
+    }
+    int fd = open(plain, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        int r = -errno;
+        snprintf(err, IMAGE_ERROR_MAX, "download of %s: %s", url, strerror(errno));
+        return r;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        snprintf(err, IMAGE_ERROR_MAX, "download of %s: not a regular file", url);
+        return -EINVAL;
+    }
+    char b[65536];
+    ssize_t n;
+    while ((n = read(fd, b, sizeof(b))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            d->error = -errno;
+        else if (on_data(b, 1, (size_t)n, d) != (size_t)n && d->error == 0)
+            d->error = -EIO;
+        if (d->error < 0)
+            break;
+    }
+    close(fd);
+    return 0;
+}
+
 /* Downloads url into fd, hashing; the sum goes to out. */
 static int fetch(image_cache *c, const char *url, int fd, char out[65], char *err)
 {
+    if (strneq(url, "file://", 7)) {
+        download d = {.fd = fd, .md = EVP_MD_CTX_new(), .max = c->max_bytes};
+        if (!d.md)
+            return -ENOMEM;
+        EVP_DigestInit_ex(d.md, EVP_sha256(), NULL);
+        int r = fetch_file(url, &d, err);
+        if (r == 0 && d.error < 0) {
+            r = d.error;
+            snprintf(err, IMAGE_ERROR_MAX, "download of %s: %s", url,
+                     r == -EFBIG ? "larger than the image size cap" : strerror(-r));
+        }
+        if (r == 0) {
+            unsigned char md[EVP_MAX_MD_SIZE];
+            unsigned int n = 0;
+            EVP_DigestFinal_ex(d.md, md, &n);
+            hex(md, n, out);
+        }
+        EVP_MD_CTX_free(d.md);
+        return r;
+    }
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, curl_init_once);
+    if (curl_init_result != CURLE_OK) {
+        snprintf(err, IMAGE_ERROR_MAX, "download of %s: libcurl: %s", url,
+                 curl_easy_strerror(curl_init_result));
+        return -EIO;
+    }
     CURL *h = curl_easy_init();
     if (!h)
         return -ENOMEM;
@@ -142,7 +225,7 @@ static int fetch(image_cache *c, const char *url, int fd, char out[65], char *er
     EVP_DigestInit_ex(d.md, EVP_sha256(), NULL);
     char curl_err[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https,file");
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);

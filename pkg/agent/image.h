@@ -1,5 +1,6 @@
 /* The node's image cache: every image file (disk image, kernel, initrd) an instance needs,
- * downloaded once per node with libcurl (http, https and file URLs), verified against its
+ * downloaded once per node with libcurl (http, https; file URLs are read directly, and libcurl
+ * is only set up at the first http(s) download), verified against its
  * sha256 and kept as <dir>/<sha256>. A file is only ever renamed into place after its checksum
  * matched, so the cache never holds a partial or wrong file, and a crash mid-download leaves a
  * "*.part*" file that the next download of the same image replaces (and image_cache_new removes).

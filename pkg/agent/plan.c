@@ -92,6 +92,7 @@ static void disk_clear(plan_disk *d)
     free(d->path);
     free(d->backing_path);
     free(d->block_device);
+    free(d->volume);
 }
 
 agent_plan *agent_plan_free(agent_plan *p)
@@ -262,6 +263,7 @@ static int plan_disks(agent_plan *p, const json_t *inst, const agent_refs *refs,
             d->format = format_of(fmt);
             d->size_bytes = (uint64_t)int_at(vol, "spec.sizeGiB") * GIB;
             d->delete_on_termination = false;
+            d->volume = xstrdup(volname);
             const char *vimg = str_at(vol, "spec.image");
             if (vimg) {
                 const json_t *img = refs->volume_images[i];
@@ -364,6 +366,7 @@ static int plan_nics(agent_plan *p, const json_t *inst, const agent_refs *refs, 
         n->netmask = xstrdup(api_ipv4_format(api_ipv4_netmask(cidr.prefix), tmp));
         int64_t mtu = int_at(net, "spec.mtu");
         n->mtu = mtu > 0 ? (int)mtu : 1500;
+        n->dhcp = !json_is_false(api_json_lookup(net, "spec.dhcp")); /* the API's default: on */
         const json_t *dns = api_json_lookup(net, "spec.dns");
         n->dns = json_is_array(dns) ? json_deep_copy(dns) : json_array();
     }

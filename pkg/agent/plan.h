@@ -60,6 +60,7 @@ typedef struct plan_disk {
     bool delete_on_termination; /* removed with the instance */
     bool readonly;
     char *block_device; /* spec.blockDevices[].name, for messages */
+    char *volume;       /* PLAN_DISK_VOLUME: the Volume's name (its status says where it is) */
 } plan_disk;
 
 typedef struct plan_nic {
@@ -72,6 +73,7 @@ typedef struct plan_nic {
     char *netmask;
     int prefix;
     int mtu;
+    bool dhcp;   /* the Network's spec.dhcp: a DHCP host entry mac → ip on its network */
     json_t *dns; /* array of strings, may be empty */
 } plan_nic;
 

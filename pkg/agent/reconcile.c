@@ -24,6 +24,16 @@
 
 /* ---- object lookups ---- */
 
+static void objcache_put(agent *a, const char *kind, const char *ns, const char *name, json_t *obj)
+{
+    _cleanup_free_ char *ck = xasprintf("%s/%s/%s", kind, ns ? ns : "", name);
+    pthread_mutex_lock(&a->cache_lock);
+    if (json_object_size(a->objcache) >= AGENT_OBJCACHE_MAX)
+        json_object_clear(a->objcache);
+    json_object_set_new(a->objcache, ck, json_pack("[O,I]", obj, (json_int_t)now_monotonic()));
+    pthread_mutex_unlock(&a->cache_lock);
+}
+
 int agent_object_get(agent *a, const char *kind, const char *ns, const char *name, json_t **ret)
 {
     if (!name || !*name)
@@ -38,6 +48,13 @@ int agent_object_get(agent *a, const char *kind, const char *ns, const char *nam
         return 0;
     }
     pthread_mutex_unlock(&a->cache_lock);
+    return agent_object_fetch(a, kind, ns, name, ret);
+}
+
+int agent_object_fetch(agent *a, const char *kind, const char *ns, const char *name, json_t **ret)
+{
+    if (!name || !*name)
+        return -ENOENT;
 
     Stratus__V1__GetRequest req = STRATUS__V1__GET_REQUEST__INIT;
     req.kind = (char *)kind;
@@ -54,11 +71,7 @@ int agent_object_get(agent *a, const char *kind, const char *ns, const char *nam
         json_decref(obj);
         return -EPROTO;
     }
-    pthread_mutex_lock(&a->cache_lock);
-    if (json_object_size(a->objcache) >= AGENT_OBJCACHE_MAX)
-        json_object_clear(a->objcache);
-    json_object_set_new(a->objcache, ck, json_pack("[O,I]", obj, (json_int_t)now));
-    pthread_mutex_unlock(&a->cache_lock);
+    objcache_put(a, kind, ns, name, obj);
     *ret = obj;
     return 0;
 }
@@ -188,6 +201,131 @@ static int claim_hook(void *userdata, agent_reconcile_ctx *ctx, const agent_reso
         r = write_status(ws, ctx->instance, ctx->status);
     pthread_mutex_unlock(&n->claim_lock);
     return r;
+}
+
+/* ---- Volume status ---- */
+
+/* Writes a Volume's status, compared against the resourceVersion it was read at: -ESTALE when
+ * someone wrote it since. */
+static int volume_status_write(agent_node *n, const json_t *vol, json_t *status)
+{
+    agent *a = n->a;
+    _cleanup_free_ char *text = json_dumps(status, JSON_COMPACT);
+    Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
+    req.kind = "Volume";
+    req.namespace_ = (char *)api_object_namespace(vol);
+    req.name = (char *)api_object_name(vol);
+    req.resource_version =
+        (char *)json_string_value(api_json_lookup(vol, "metadata.resourceVersion"));
+    req.status_json = text;
+    Stratus__V1__ObjectResponse *rep = NULL;
+    rpc_status st;
+    int r = rpc_client_update_status(a->client, &req, AGENT_RPC_TIMEOUT, &rep, &st);
+    if (r == 0) {
+        json_t *now = json_loads(rep->object_json, 0, NULL);
+        if (json_is_object(now))
+            objcache_put(a, "Volume", req.namespace_, req.name, now);
+        json_decref(now);
+    } else if (r != -ESTALE)
+        agent_log(a, AGENT_LOG_WARNING, n->name, "status of volume %s/%s: %s", req.namespace_,
+                  req.name, st.message);
+    rpc_message_free(rep);
+    return r;
+}
+
+static bool uses_volume(const json_t *inst, const char *volume)
+{
+    const json_t *bds = api_json_lookup(inst, "spec.blockDevices");
+    for (size_t i = 0; i < json_array_size(bds); i++) {
+        const char *v = json_string_value(json_object_get(json_array_get(bds, i), "volume"));
+        if (v && streq(v, volume))
+            return true;
+    }
+    return false;
+}
+
+/* The hooks' shared shape: read the Volume fresh, decide, write with compare-and-swap, and read
+ * again when someone else wrote in between. */
+static int volume_attach_hook(void *userdata, agent_reconcile_ctx *ctx, const char *volume,
+                              char *why)
+{
+    write_state *ws = userdata;
+    agent_node *n = ws->n;
+    const char *ns = api_object_namespace(ctx->instance);
+    const char *inst = api_object_name(ctx->instance);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        _cleanup_(json_decrefp) json_t *vol = NULL;
+        int r = agent_object_fetch(n->a, "Volume", ns, volume, &vol);
+        if (r == -ENOENT)
+            snprintf(why, API_MESSAGE_MAX, "volume \"%s\" not found", volume);
+        if (r < 0)
+            return r;
+        const json_t *st = json_object_get(vol, "status");
+        const char *phase = json_string_value(json_object_get(st, "phase"));
+        const char *holder = json_string_value(json_object_get(st, "attachedTo"));
+        const char *node = json_string_value(json_object_get(st, "nodeName"));
+        if (api_json_lookup(vol, "metadata.deletionTimestamp")) {
+            snprintf(why, API_MESSAGE_MAX, "volume \"%s\" is being deleted", volume);
+            return -EBUSY;
+        }
+        if (phase && streq(phase, "InUse") && holder && streq(holder, inst) && node &&
+            streq(node, n->name))
+            return 0;
+        if (holder && !streq(holder, inst)) {
+            /* Another instance's, unless that instance is gone or no longer refers to it (its
+             * agent was removed before it could say so). */
+            _cleanup_(json_decrefp) json_t *other = NULL;
+            r = agent_object_fetch(n->a, "Instance", ns, holder, &other);
+            if (r < 0 && r != -ENOENT)
+                return r;
+            if (r == 0 && uses_volume(other, volume)) {
+                snprintf(why, API_MESSAGE_MAX,
+                         "volume \"%.253s\" is in use by instance \"%.253s\"%s%.253s%s", volume,
+                         holder, node ? " on node \"" : "", node ? node : "", node ? "\"" : "");
+                return -EBUSY;
+            }
+        }
+        _cleanup_(json_decrefp) json_t *next =
+            json_is_object(st) ? json_deep_copy(st) : json_object();
+        json_object_set_new(next, "phase", json_string("InUse"));
+        json_object_set_new(next, "attachedTo", json_string(inst));
+        json_object_set_new(next, "nodeName", json_string(n->name));
+        json_object_set_new(next, "observedGeneration", json_integer(api_object_generation(vol)));
+        r = volume_status_write(n, vol, next);
+        if (r != -ESTALE)
+            return r;
+    }
+    return -ESTALE;
+}
+
+static int volume_release_hook(void *userdata, agent_reconcile_ctx *ctx, const char *volume)
+{
+    write_state *ws = userdata;
+    agent_node *n = ws->n;
+    const char *ns = api_object_namespace(ctx->instance);
+    const char *inst = api_object_name(ctx->instance);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        _cleanup_(json_decrefp) json_t *vol = NULL;
+        int r = agent_object_fetch(n->a, "Volume", ns, volume, &vol);
+        if (r == -ENOENT)
+            return 0;
+        if (r < 0)
+            return r;
+        const json_t *st = json_object_get(vol, "status");
+        const char *holder = json_string_value(json_object_get(st, "attachedTo"));
+        const char *node = json_string_value(json_object_get(st, "nodeName"));
+        if (!holder || !streq(holder, inst) || (node && !streq(node, n->name)))
+            return 0; /* not attached here: someone else's now, or never ours */
+        /* nodeName stays: the Volume's disk is in this node's pool. */
+        _cleanup_(json_decrefp) json_t *next = json_deep_copy(st);
+        json_object_set_new(next, "phase", json_string("Available"));
+        json_object_del(next, "attachedTo");
+        json_object_set_new(next, "observedGeneration", json_integer(api_object_generation(vol)));
+        r = volume_status_write(n, vol, next);
+        if (r != -ESTALE)
+            return r;
+    }
+    return -ESTALE;
 }
 
 static int unbind(agent_node *n, const json_t *obj, const char *reason, const char *message)
@@ -329,7 +467,10 @@ static void reconcile_run(agent_node *n, const char *qkey, const char *key, cons
     _cleanup_free_ char *fkey = xasprintf("failures:%s", key);
     ctx.failures = (unsigned)map_get(n, n->shutdowns, fkey);
     ctx.shutdown_since = map_get(n, n->shutdowns, key);
-    ctx.hooks = (agent_step_hooks){.claim = claim_hook, .userdata = &ws};
+    ctx.hooks = (agent_step_hooks){.claim = claim_hook,
+                                   .volume_attach = volume_attach_hook,
+                                   .volume_release = volume_release_hook,
+                                   .userdata = &ws};
 
     agent_reconcile_instance(&ctx);
 
@@ -499,11 +640,9 @@ static void housekeeping(agent_node *n, const char *qkey)
         if (!name_uid(e->d_name, uid, true) || json_object_get(known, uid))
             continue;
         _cleanup_free_ char *mkey = xasprintf("folder:%s", e->d_name);
-        if (orphan_due(n, seen, mkey, now)) {
-            _cleanup_free_ char *path = xasprintf("%s/%s", n->instance_dir, e->d_name);
-            if (fs_rm_rf(path) == 0)
-                atomic_fetch_add(&a->orphans, 1);
-        }
+        /* Its DHCP entries go with it (a build killed before its domain existed). */
+        if (orphan_due(n, seen, mkey, now) && agent_instance_files_remove(&n->env, uid) == 0)
+            atomic_fetch_add(&a->orphans, 1);
     }
     if (dir)
         closedir(dir);

@@ -15,8 +15,15 @@
 #include "api/object.h"
 #include "api/resources.h"
 #include "base/alloc.h"
+#include "base/buf.h"
 
 #define GIB ((uint64_t)1 << 30)
+
+/* The DHCP host entries an instance has on this node's networks, recorded in its folder before
+ * they are made (one "<libvirt network> <mac> <ip>" per line), so that whoever removes the
+ * instance — a delete, a give-back, the orphan sweep after a crash — can take them away. */
+#define DHCP_RECORD     "dhcp-hosts"
+#define DHCP_RECORD_MAX (64 * 1024)
 
 static const char *const outcome_names[_AGENT_OUTCOME_MAX] = {
     [AGENT_OUTCOME_DONE] = "done",         [AGENT_OUTCOME_REQUEUE] = "requeue",
@@ -114,6 +121,33 @@ static bool want_running(const agent_reconcile_ctx *ctx)
     return !ps || !streq(ps, "Stopped");
 }
 
+bool agent_pause_point_valid(const char *point)
+{
+    if (!point || !*point || strchr(point, ' '))
+        return false;
+    static const char points[] = AGENT_PAUSE_POINTS;
+    size_t n = strlen(point);
+    for (const char *p = points; (p = strstr(p, point)); p += n)
+        if ((p == points || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0))
+            return true;
+    return false;
+}
+
+/* The tests' deterministic kill point: says where it stopped, then sleeps until SIGKILL. */
+static void debug_pause(const agent_reconcile_ctx *ctx, const char *point)
+{
+    const agent_node_env *env = ctx->env;
+    if (!env->pause_after || !streq(env->pause_after, point))
+        return;
+    _cleanup_free_ char *what =
+        xasprintf("%s %s/%s\n", point, spec_str(ctx, "metadata.namespace") ?: "",
+                  spec_str(ctx, "metadata.name") ?: "");
+    if (env->pause_file)
+        (void)fs_write_file(env->pause_file, what, strlen(what));
+    for (;;)
+        sleep(60);
+}
+
 static void observed(agent_reconcile_ctx *ctx)
 {
     json_object_set_new(ctx->status, "observedGeneration",
@@ -179,10 +213,48 @@ int agent_instance_cleanup(const agent_node_env *env, const char *domain_name, c
     backend_names_free(names, n);
     if (r < 0)
         return r;
+    return agent_instance_files_remove(env, uid);
+}
+
+int agent_instance_files_remove(const agent_node_env *env, const char *uid)
+{
     _cleanup_free_ char *dir = xasprintf("%s/%s", env->settings->instance_dir, uid);
+    _cleanup_free_ char *record = xasprintf("%s/" DHCP_RECORD, dir);
+    _cleanup_free_ char *text = NULL;
+    int r = fs_read_tail(record, DHCP_RECORD_MAX, &text);
+    if (r < 0 && r != -ENOENT)
+        return backend_set_error(r, "cannot read %s: %s", record, strerror(-r));
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = 0;
+        char net[BACKEND_NAME_MAX], mac[32], ip[32];
+        if (sscanf(line, "%255s %31s %31s", net, mac, ip) != 3)
+            continue;
+        r = backend_network_host_remove(env->be, net, mac, ip);
+        if (r < 0 && r != -EOPNOTSUPP)
+            return r;
+    }
     r = fs_rm_rf(dir);
     if (r < 0)
         return backend_set_error(r, "cannot remove %s: %s", dir, strerror(-r));
+    return 0;
+}
+
+/* Tells the hooks that the instance's Volumes are no longer attached (its domain is gone). */
+static int volumes_release(agent_reconcile_ctx *ctx)
+{
+    if (!ctx->hooks.volume_release)
+        return 0;
+    const json_t *bds = api_json_lookup(ctx->instance, "spec.blockDevices");
+    for (size_t i = 0; i < json_array_size(bds); i++) {
+        const char *vol = json_string_value(json_object_get(json_array_get(bds, i), "volume"));
+        if (!vol)
+            continue;
+        int r = ctx->hooks.volume_release(ctx->hooks.userdata, ctx, vol);
+        if (r < 0)
+            return backend_set_error(r, "releasing volume %s: %s", vol, strerror(-r));
+    }
     return 0;
 }
 
@@ -215,6 +287,8 @@ static void mark_running(agent_reconcile_ctx *ctx)
     status_condition_set(ctx->status, "DomainRunning", "True", "Running", msg, ctx->now);
     status_condition_set(ctx->status, "Ready", "True", "Running", NULL, ctx->now);
     status_phase_set(ctx->status, "Running", NULL, NULL);
+    if (ctx->domain_uuid[0])
+        json_object_set_new(ctx->status, "domainUUID", json_string(ctx->domain_uuid));
     observed(ctx);
 }
 
@@ -226,6 +300,8 @@ static void mark_stopped(agent_reconcile_ctx *ctx, bool crashed)
     status_condition_set(ctx->status, "DomainRunning", "False", reason, msg, ctx->now);
     status_condition_set(ctx->status, "Ready", "False", reason, NULL, ctx->now);
     status_phase_set(ctx->status, "Stopped", NULL, NULL);
+    if (ctx->domain_uuid[0])
+        json_object_set_new(ctx->status, "domainUUID", json_string(ctx->domain_uuid));
     observed(ctx);
 }
 
@@ -426,6 +502,19 @@ static int step_block_devices(agent_reconcile_ctx *ctx, agent_plan *p)
             }
             d->size_bytes = (v + GIB - 1) / GIB * GIB;
         }
+        if (d->role == PLAN_DISK_VOLUME && ctx->hooks.volume_attach) {
+            char why[API_MESSAGE_MAX] = "";
+            int r = ctx->hooks.volume_attach(ctx->hooks.userdata, ctx, d->volume, why);
+            if (r < 0) {
+                status_timeline_end(ctx->status, t, false, now_realtime());
+                if (r == -EBUSY)
+                    step_failed(ctx, "BlockDevicesReady", "VolumeInUse", "%s", why);
+                else
+                    step_failed(ctx, "BlockDevicesReady", "VolumeAttachFailed", "volume %s: %s",
+                                d->volume, why[0] ? why : strerror(-r));
+                return r;
+            }
+        }
         backend_disk_request req = {
             .name = d->name,
             .format = d->format,
@@ -451,6 +540,39 @@ static int step_block_devices(agent_reconcile_ctx *ctx, agent_plan *p)
     return 0;
 }
 
+/* A DHCP host entry mac → ip for each NIC on a network with DHCP, recorded first (DHCP_RECORD)
+ * so that a crash right after leaves nothing nobody knows about. A backend without DHCP entries
+ * (-EOPNOTSUPP) is fine: addresses also reach guests by config drive and ip=. */
+static int dhcp_hosts_add(agent_reconcile_ctx *ctx, const agent_plan *p)
+{
+    buf rec = BUF_INIT(DHCP_RECORD_MAX);
+    for (size_t i = 0; i < p->n_nics; i++)
+        if (p->nics[i].dhcp)
+            buf_printf(&rec, "%s %s %s\n", p->nics[i].net_name, p->nics[i].mac, p->nics[i].ip);
+    if (rec.len == 0) {
+        buf_done(&rec);
+        return 0;
+    }
+    int r = fs_mkdir_p(p->files_dir, 0711);
+    _cleanup_free_ char *path = xasprintf("%s/" DHCP_RECORD, p->files_dir);
+    if (r == 0)
+        r = fs_write_file(path, rec.data, rec.len);
+    buf_done(&rec);
+    if (r < 0)
+        return backend_set_error(r, "cannot write %s: %s", path, strerror(-r));
+    for (size_t i = 0; i < p->n_nics; i++) {
+        const plan_nic *n = &p->nics[i];
+        if (!n->dhcp)
+            continue;
+        r = backend_network_host_add(ctx->env->be, n->net_name, n->mac, n->ip);
+        if (r == -EOPNOTSUPP)
+            return 0;
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 static int step_network(agent_reconcile_ctx *ctx, const agent_plan *p)
 {
     size_t t = status_timeline_begin(ctx->status, "Network", ctx->now);
@@ -462,6 +584,7 @@ static int step_network(agent_reconcile_ctx *ctx, const agent_plan *p)
             .gateway = n->gateway,
             .prefix = n->prefix,
             .mtu = n->mtu,
+            .dhcp = n->dhcp,
         };
         int r = backend_network_ensure(ctx->env->be, &req);
         if (r < 0) {
@@ -470,6 +593,12 @@ static int step_network(agent_reconcile_ctx *ctx, const agent_plan *p)
                         n->net_name, backend_last_error());
             return r;
         }
+    }
+    int r = dhcp_hosts_add(ctx, p);
+    if (r < 0) {
+        status_timeline_end(ctx->status, t, false, now_realtime());
+        step_failed(ctx, "NetworkReady", "DHCPFailed", "DHCP entry: %s", backend_last_error());
+        return r;
     }
     status_timeline_end(ctx->status, t, true, now_realtime());
     status_condition_set(ctx->status, "NetworkReady", "True", "Attached", NULL, ctx->now);
@@ -530,6 +659,7 @@ static int step_domain(agent_reconcile_ctx *ctx, const agent_plan *p)
                     backend_last_error());
         return r;
     }
+    debug_pause(ctx, "Define");
     if (!want_running(ctx)) {
         status_timeline_end(ctx->status, t, true, now_realtime());
         mark_stopped(ctx, false);
@@ -550,6 +680,7 @@ static int step_domain(agent_reconcile_ctx *ctx, const agent_plan *p)
                     backend_last_error());
         return r;
     }
+    debug_pause(ctx, "Start");
     mark_running(ctx);
     ctx->outcome = AGENT_OUTCOME_DONE;
     return 0;
@@ -560,6 +691,8 @@ static void give_back(agent_reconcile_ctx *ctx, const char *domain)
 {
     const char *uid = spec_str(ctx, "metadata.uid");
     int r = agent_instance_cleanup(ctx->env, domain, uid);
+    if (r == 0)
+        r = volumes_release(ctx);
     if (r < 0) {
         /* Keep retrying the cleanup: an Unbind now would leave the disks behind. */
         step_failed(ctx, NULL, "CleanupFailed", "removing the failed build: %s",
@@ -601,12 +734,23 @@ static void build(agent_reconcile_ctx *ctx, const char *domain)
     }
     if (step_claim(ctx) < 0)
         return;
-    if (step_block_devices(ctx, p) < 0 || step_network(ctx, p) < 0 ||
-        step_config_drive(ctx, p) < 0 || step_domain(ctx, p) < 0) {
-        if (ctx->outcome == AGENT_OUTCOME_RETRY && ctx->failures + 1 >= ctx->env->build_retries)
-            give_back(ctx, domain);
-        return;
+    debug_pause(ctx, "Claim");
+    int r = step_block_devices(ctx, p);
+    if (r == 0) {
+        debug_pause(ctx, "BlockDevices");
+        r = step_network(ctx, p);
     }
+    if (r == 0) {
+        debug_pause(ctx, "Network");
+        r = step_config_drive(ctx, p);
+    }
+    if (r == 0) {
+        debug_pause(ctx, "ConfigDrive");
+        r = step_domain(ctx, p);
+    }
+    if (r < 0 && ctx->outcome == AGENT_OUTCOME_RETRY &&
+        ctx->failures + 1 >= ctx->env->build_retries)
+        give_back(ctx, domain);
 }
 
 /* ---- delete ---- */
@@ -637,10 +781,13 @@ static void teardown(agent_reconcile_ctx *ctx, const char *domain)
     }
     ctx->shutdown_since = 0;
     r = agent_instance_cleanup(ctx->env, domain, spec_str(ctx, "metadata.uid"));
+    if (r == 0)
+        r = volumes_release(ctx);
     if (r < 0) {
         step_failed(ctx, NULL, "DeleteFailed", "cleaning up %s: %s", domain, backend_last_error());
         return;
     }
+    debug_pause(ctx, "Delete");
     ctx->outcome = AGENT_OUTCOME_FINALIZE;
 }
 

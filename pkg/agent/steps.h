@@ -76,7 +76,19 @@ typedef struct agent_node_env {
     unsigned build_retries;  /* failed attempts in a row before giving the instance back */
     bool console_log_status; /* put the console tail in status.consoleLog (needs API support) */
     size_t console_log_max;
+    /* Tests only (docs/agent.md, "Killing the agent on purpose"): when set, the reconcile that
+     * gets past this point (a name of AGENT_PAUSE_POINTS) writes "<point> <ns>/<name>\n" to
+     * pause_file and then sleeps until the process is killed. */
+    const char *pause_after;
+    const char *pause_file;
 } agent_node_env;
+
+/* Where a reconcile can be made to stop (pause_after), in the order a build and a delete pass
+ * them: after the claim was written; after the disks, the networks (and DHCP entries), the
+ * config drive; after the domain was defined; after it was started (its status not yet
+ * written); after a delete removed everything (the finalizer not yet dropped). */
+#define AGENT_PAUSE_POINTS "Claim BlockDevices Network ConfigDrive Define Start Delete"
+bool agent_pause_point_valid(const char *point);
 
 typedef struct agent_reconcile_ctx agent_reconcile_ctx;
 
@@ -88,6 +100,14 @@ typedef struct agent_step_hooks {
      * under one lock per node. Returns 0 when claimed; -ENOSPC when it does not fit (why, of
      * API_MESSAGE_MAX bytes, says what is short); another -errno to retry. */
     int (*claim)(void *userdata, agent_reconcile_ctx *ctx, const agent_resources *want, char *why);
+    /* A Volume is about to be attached (its disk made, or found, before the domain uses it):
+     * record it as in use by this instance on this node (Volume status phase InUse, attachedTo,
+     * nodeName). Returns 0; -EBUSY when another instance still holds it (why, of
+     * API_MESSAGE_MAX bytes, names it); another -errno to retry. */
+    int (*volume_attach)(void *userdata, agent_reconcile_ctx *ctx, const char *volume, char *why);
+    /* The instance no longer uses the Volume (its domain is gone): phase Available, attachedTo
+     * cleared, unless another instance holds it by now. Returns 0 or -errno to retry. */
+    int (*volume_release)(void *userdata, agent_reconcile_ctx *ctx, const char *volume);
     void *userdata;
 } agent_step_hooks;
 
@@ -127,9 +147,13 @@ bool agent_reconcile_status_changed(const agent_reconcile_ctx *ctx);
 int agent_reconcile_instance(agent_reconcile_ctx *ctx);
 
 /* Removes everything the agent made for the instance with this uid: its domain (destroyed, not
- * shut down), its disks ("<uid>-*" in the pool; kept block devices and Volumes stay) and its
- * folder. Idempotent. Returns 0 or the first -errno (with backend_last_error()). */
+ * shut down), its disks ("<uid>-*" in the pool; kept block devices and Volumes stay), its DHCP
+ * host entries and its folder. Idempotent. Returns 0 or the first -errno (with
+ * backend_last_error()). */
 int agent_instance_cleanup(const agent_node_env *env, const char *domain_name, const char *uid);
+/* The last part of that: the DHCP host entries recorded in the instance's folder, then the
+ * folder. For folders whose instance and domain are gone. Returns 0 or -errno. */
+int agent_instance_files_remove(const agent_node_env *env, const char *uid);
 
 /* Whether the instance is bound (not merely forced to a node by its user): the apiserver's
  * finalizer, or Scheduled=True, or status.nodeName set. */

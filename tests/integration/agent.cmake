@@ -7,3 +7,18 @@ stratus_test(test-agent-integration LABEL integration SOURCES integration/test-a
 stratus_test(test-agent-qemu LABEL integration SOURCES integration/test-agent-qemu.c
              LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver TIMEOUT 900)
 set_tests_properties(test-agent-qemu PROPERTIES SKIP_RETURN_CODE 77)
+# SIGKILL at every build step (and in a delete), then a restart: the real stratus-node-agent in a
+# child process. On the test driver (always runs) and on qemu:///system (skipped, exit 77, when
+# not root or libvirtd, qemu, dnsmasq... are missing). Both real-libvirtd tests take the same
+# lock: they share libvirtd and its "stratus" storage pool.
+stratus_test(test-agent-kill LABEL integration SOURCES integration/test-agent-kill.c
+             LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver TIMEOUT 300)
+stratus_test(test-agent-kill-qemu LABEL integration SOURCES integration/test-agent-kill.c
+             LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver TIMEOUT 1500)
+if(TARGET test-agent-kill)
+  add_dependencies(test-agent-kill stratus-node-agent)
+  add_dependencies(test-agent-kill-qemu stratus-node-agent)
+  target_compile_definitions(test-agent-kill-qemu PRIVATE KILL_QEMU=1)
+  set_tests_properties(test-agent-kill-qemu PROPERTIES SKIP_RETURN_CODE 77 RESOURCE_LOCK libvirtd)
+  set_tests_properties(test-agent-qemu PROPERTIES RESOURCE_LOCK libvirtd)
+endif()

@@ -34,6 +34,9 @@ static apiserver_fixture *fx;
 static agent *ag;
 static char *state_dir;
 static pid_t started[2]; /* virtlogd, libvirtd: the ones this test started */
+/* Its own storage pool: libvirtd may be shared with other agents (another test, a benchmark, a
+ * local cluster), and an agent's orphan sweep looks at every disk of its pool. */
+static char *pool_name;
 
 static char *fmt(const char *f, ...) _printf_(1, 2);
 static char *fmt(const char *f, ...)
@@ -72,10 +75,15 @@ static void teardown(void)
     done = true;
     ag = agent_free(ag);
     /* What the agent defined on the host and does not remove itself. */
-    if (system("virsh -q -c qemu:///system net-destroy stratus-" NS "-lan >/dev/null 2>&1; "
-               "virsh -q -c qemu:///system net-undefine stratus-" NS "-lan >/dev/null 2>&1; "
-               "virsh -q -c qemu:///system pool-destroy stratus >/dev/null 2>&1; "
-               "virsh -q -c qemu:///system pool-undefine stratus >/dev/null 2>&1") < 0)
+    _cleanup_free_ char *cmd =
+        pool_name
+            ? fmt("virsh -q -c qemu:///system net-destroy stratus-" NS "-lan >/dev/null 2>&1; "
+                  "virsh -q -c qemu:///system net-undefine stratus-" NS "-lan >/dev/null 2>&1; "
+                  "virsh -q -c qemu:///system pool-destroy %s >/dev/null 2>&1; "
+                  "virsh -q -c qemu:///system pool-undefine %s >/dev/null 2>&1",
+                  pool_name, pool_name)
+            : NULL;
+    if (cmd && system(cmd) < 0)
         fprintf(stderr, "cleanup: virsh failed\n");
     stop_pid(started[1]);
     stop_pid(started[0]);
@@ -175,6 +183,7 @@ static void real_guest_boots(void)
     if (!mkdtemp(t))
         abort();
     state_dir = xstrdup(t);
+    pool_name = fmt("stratus-qemu-%d", (int)getpid());
     chmod(state_dir, 0755); /* qemu runs as libvirt-qemu and must reach the disks and kernel */
 
     char ksha[65], isha[65];
@@ -210,6 +219,7 @@ static void real_guest_boots(void)
         .node_name = NODE,
         .uri = "qemu:///system",
         .state_dir = state_dir,
+        .pool_name = pool_name,
         .vcpus = 2,
         .memory_mib = 2048,
         .disk_gib = 20,

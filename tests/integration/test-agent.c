@@ -392,9 +392,11 @@ static void bound_instance_runs(void)
     CHECK_INT(json_integer_value(api_json_lookup(o, "status.observedGeneration")), ==, 1);
     CHECK_STR(str(o, "status.nodeName"), NODE);
     CHECK_INT(json_array_size(api_json_lookup(o, "status.addresses")), ==, 1);
-    json_decref(o);
     _cleanup_free_ char *dom = domain_of("web", uid);
-    CHECK_INT(dom_state(dom, NULL), ==, BACKEND_DOMAIN_RUNNING);
+    char uuid[BACKEND_UUID_MAX];
+    CHECK_INT(dom_state(dom, uuid), ==, BACKEND_DOMAIN_RUNNING);
+    CHECK_STR(str(o, "status.domainUUID"), uuid);
+    json_decref(o);
     CHECK_INT(count_disks(uid), ==, 2); /* root overlay + ephemeral */
     _cleanup_free_ char *cached = fmt("%s/images/%s", state_dir, image_sha);
     CHECK(access(cached, F_OK) == 0);
@@ -602,6 +604,96 @@ static void orphans_removed(void)
     backend_domain_undefine(be, "someone-elses");
 }
 
+static json_t *get_volume(const char *name)
+{
+    json_t *o = NULL;
+    rpc_status st;
+    if (fx_get(fx, "Volume", NS, name, &o, &st) < 0)
+        check_fail(__FILE__, __LINE__, "get volume %s: %s", name, st.message);
+    return o;
+}
+
+/* Polls until the Volume's status has this phase and attachedTo (NULL: absent). */
+static json_t *wait_volume(const char *name, const char *phase, const char *attached)
+{
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    json_t *o = NULL;
+    for (;;) {
+        json_decref(o);
+        o = get_volume(name);
+        const char *p = str(o, "status.phase"), *a = str(o, "status.attachedTo");
+        if (streq(p ?: "", phase) && (attached ? streq(a ?: "", attached) : !a))
+            return o;
+        if (now_monotonic() > deadline)
+            break;
+        usleep(50000);
+    }
+    _cleanup_free_ char *dump = json_dumps(json_object_get(o, "status"), JSON_COMPACT);
+    json_decref(o);
+    check_fail(__FILE__, __LINE__, "volume %s: status %s, wanted %s attached to %s", name,
+               dump ? dump : "-", phase, attached ? attached : "(none)");
+    return NULL;
+}
+
+/* A Volume says where it is in use: InUse, attachedTo, nodeName while an instance has it; a
+ * second instance cannot take it meanwhile (VolumeInUse, then given back); Available (on the
+ * same node, whose pool keeps its disk) once the instance is deleted; then the other one gets
+ * it. */
+static void volume_status(void)
+{
+    setup();
+    apply_ok("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Volume\",\"metadata\":{\"name\":\"data\","
+             "\"namespace\":\"" NS "\"},\"spec\":{\"sizeGiB\":1}}");
+    const char *bd = ",\"blockDevices\":[{\"name\":\"data\",\"volume\":\"data\"}]";
+    _cleanup_free_ char *uid1 = create("vol-a", "small", "cirros", bd);
+    bind("vol-a", uid1);
+    json_decref(wait_phase("vol-a", "Running"));
+    json_t *v = wait_volume("data", "InUse", "vol-a");
+    CHECK_STR(str(v, "status.nodeName"), NODE);
+    CHECK_INT(json_integer_value(api_json_lookup(v, "status.observedGeneration")), ==, 1);
+    json_decref(v);
+
+    _cleanup_free_ char *uid2 = create("vol-b", "small", "cirros", bd);
+    bind("vol-b", uid2);
+    CHECK(wait_events("vol-b", "VolumeInUse"));
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    json_t *o = NULL;
+    while (now_monotonic() < deadline) { /* build_retries failures, then given back */
+        json_decref(o);
+        o = get_inst("vol-b", NULL);
+        if (o && json_array_size(api_json_lookup(o, "status.attempts")) > 0)
+            break;
+        usleep(50000);
+    }
+    json_t *at = json_array_get(api_json_lookup(o, "status.attempts"), 0);
+    CHECK_STR(str(at, "reason"), "BuildFailed");
+    CHECK(strstr(str(at, "message") ?: "", "in use by instance \"vol-a\""));
+    json_decref(o);
+    _cleanup_free_ char *dom2 = domain_of("vol-b", uid2);
+    CHECK_INT(dom_state(dom2, NULL), ==, -ENOENT);
+    v = get_volume("data");
+    CHECK_STR(str(v, "status.attachedTo"), "vol-a");
+    json_decref(v);
+
+    rpc_status st;
+    json_t *gone = NULL;
+    CHECK_OK(fx_delete(fx, "Instance", NS, "vol-a", &gone, &st));
+    json_decref(gone);
+    wait_phase("vol-a", NULL);
+    v = wait_volume("data", "Available", NULL);
+    CHECK_STR(str(v, "status.nodeName"), NODE);
+    json_decref(v);
+    CHECK_INT(count_disks("vol-" NS "-data"), ==, 1); /* the Volume outlives the instance */
+
+    bind("vol-b", uid2);
+    json_decref(wait_phase("vol-b", "Running"));
+    json_decref(wait_volume("data", "InUse", "vol-b"));
+    CHECK_OK(fx_delete(fx, "Instance", NS, "vol-b", &gone, &st));
+    json_decref(gone);
+    wait_phase("vol-b", NULL);
+    json_decref(wait_volume("data", "Available", NULL));
+}
+
 static void fencing(void)
 {
     setup();
@@ -673,4 +765,5 @@ static void hollow_nodes(void)
 CHECK_MAIN(CASE(node_registered), CASE(bound_instance_runs), CASE(stop_and_start),
            CASE(drift_corrected), CASE(delete_cleans_up), CASE(restart_adopts),
            CASE(interrupted_build_converges), CASE(claim_failure_unbinds),
-           CASE(checksum_mismatch_fails), CASE(orphans_removed), CASE(hollow_nodes), CASE(fencing))
+           CASE(checksum_mismatch_fails), CASE(orphans_removed), CASE(volume_status),
+           CASE(hollow_nodes), CASE(fencing))

@@ -27,6 +27,7 @@ typedef struct fake_backend {
     json_t *domains;  /* name → {xml, state, uuid} */
     json_t *disks;    /* name → {path, backing} */
     json_t *networks; /* name → bridge */
+    json_t *dhcp;     /* "<network> <mac>" → ip */
     char pool_dir[256];
 } fake_backend;
 
@@ -65,6 +66,7 @@ static int fk_open(const backend_config *cfg, backend **ret)
     f->domains = json_object();
     f->disks = json_object();
     f->networks = json_object();
+    f->dhcp = json_object();
     snprintf(f->pool_dir, sizeof(f->pool_dir), "%s",
              cfg && cfg->pool_dir ? cfg->pool_dir : "/pool");
     *ret = &f->base;
@@ -77,6 +79,7 @@ static void fk_close(backend *b)
     json_decref(f->domains);
     json_decref(f->disks);
     json_decref(f->networks);
+    json_decref(f->dhcp);
     pthread_mutex_destroy(&f->lock);
     free(f);
 }
@@ -269,6 +272,43 @@ static int fk_network_ensure(backend *b, const backend_network_request *n)
     return 0;
 }
 
+static int fk_host_add(backend *b, const char *network, const char *mac, const char *ip)
+{
+    int r = enter(b, "network_host_add");
+    if (r < 0)
+        return r;
+    fake_backend *f = F(b);
+    if (!json_object_get(f->networks, network)) {
+        leave(b);
+        return backend_set_error(-ENOENT, "fake: no network %s", network);
+    }
+    /* Like libvirt's: an entry with the same ip (or mac) on the network is replaced. */
+    size_t nlen = strlen(network);
+    const char *k;
+    json_t *v, *tmp;
+    json_object_foreach_safe (f->dhcp, tmp, k, v)
+        if (strneq(k, network, nlen) && k[nlen] == ' ' && streq(json_string_value(v), ip))
+            json_object_del(f->dhcp, k);
+    _cleanup_free_ char *key = xasprintf("%s %s", network, mac);
+    json_object_set_new(f->dhcp, key, json_string(ip));
+    leave(b);
+    return 0;
+}
+
+static int fk_host_remove(backend *b, const char *network, const char *mac, const char *ip)
+{
+    int r = enter(b, "network_host_remove");
+    if (r < 0)
+        return r;
+    fake_backend *f = F(b);
+    _cleanup_free_ char *key = xasprintf("%s %s", network, mac);
+    const char *have = json_string_value(json_object_get(f->dhcp, key));
+    if (have && streq(have, ip))
+        json_object_del(f->dhcp, key);
+    leave(b);
+    return 0;
+}
+
 const backend_ops fake_backend_ops = {
     .name = "fake",
     .open = fk_open,
@@ -285,6 +325,8 @@ const backend_ops fake_backend_ops = {
     .disk_delete = fk_disk_delete,
     .disk_list = fk_disk_list,
     .network_ensure = fk_network_ensure,
+    .network_host_add = fk_host_add,
+    .network_host_remove = fk_host_remove,
     /* console_log_path, events: unsupported, as a backend may be */
 };
 
@@ -320,18 +362,22 @@ void fake_set_stubborn(backend *b, bool stubborn)
     F(b)->stubborn = stubborn;
 }
 
+static json_t *table(fake_backend *f, const char *what)
+{
+    return streq(what, "domains") ? f->domains
+           : streq(what, "disks") ? f->disks
+           : streq(what, "dhcp")  ? f->dhcp
+                                  : f->networks;
+}
+
 size_t fake_count(backend *b, const char *what)
 {
-    fake_backend *f = F(b);
-    json_t *m = streq(what, "domains") ? f->domains : streq(what, "disks") ? f->disks : f->networks;
-    return json_object_size(m);
+    return json_object_size(table(F(b), what));
 }
 
 bool fake_has(backend *b, const char *what, const char *name)
 {
-    fake_backend *f = F(b);
-    json_t *m = streq(what, "domains") ? f->domains : streq(what, "disks") ? f->disks : f->networks;
-    return json_object_get(m, name) != NULL;
+    return json_object_get(table(F(b), what), name) != NULL;
 }
 
 int fake_domain_state(backend *b, const char *name)

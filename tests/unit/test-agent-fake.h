@@ -14,7 +14,8 @@ backend *fake_backend_new(const char *pool_dir);
 void fake_fail(backend *b, unsigned nth, bool always, const char *op, int error);
 unsigned fake_calls(backend *b);
 void fake_set_stubborn(backend *b, bool stubborn);
-size_t fake_count(backend *b, const char *what); /* "domains", "disks", "networks" */
+/* what: "domains", "disks", "networks", or "dhcp" (host entries, named "<network> <mac>") */
+size_t fake_count(backend *b, const char *what);
 bool fake_has(backend *b, const char *what, const char *name);
 int fake_domain_state(backend *b, const char *name); /* backend_domain_state, -1 absent */
 void fake_domain_set_state(backend *b, const char *name, int state);

@@ -4,9 +4,13 @@
  * machine against the fake backend (test-agent-fake.c) — including a failure injected at every
  * backend call of a build, after which reconciling again must converge to exactly one running
  * domain with exactly the planned disks. */
+#include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,6 +426,91 @@ static void image_cache_file_urls(void)
     CHECK(system(cmd) != 0);
 }
 
+/* An http URL goes through libcurl (set up at this first download); a file URL with %-escapes
+ * is read directly. The server: one thread, one connection, the image or a 404. */
+typedef struct http_once {
+    int listen_fd;
+    bool not_found;
+} http_once;
+
+static void *http_serve(void *arg)
+{
+    http_once *h = arg;
+    int c = accept(h->listen_fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char req[4096];
+    size_t got = 0;
+    while (got < sizeof(req) - 1) {
+        ssize_t n = read(c, req + got, sizeof(req) - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        req[got] = 0;
+        if (strstr(req, "\r\n\r\n"))
+            break;
+    }
+    size_t len = h->not_found ? 0 : 512; /* the image is 512 bytes, NULs included */
+    char *data = h->not_found ? NULL : xnew(char, len);
+    if (data) {
+        int fd = open(image_path, O_RDONLY);
+        if (fd < 0 || read(fd, data, len) != (ssize_t)len)
+            abort();
+        close(fd);
+    }
+    _cleanup_free_ char *head =
+        fmt("HTTP/1.1 %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+            h->not_found ? "404 Not Found" : "200 OK", len);
+    if (write(c, head, strlen(head)) < 0 || (data && write(c, data, len) < 0))
+        fprintf(stderr, "http_serve: write failed\n");
+    free(data);
+    close(c);
+    return NULL;
+}
+
+static void image_cache_http(void)
+{
+    setup();
+    _cleanup_free_ char *dir = fmt("%s/cache-http", tmpdir);
+    _cleanup_(image_cache_freep) image_cache *c = NULL;
+    CHECK_OK(image_cache_new(dir, 0, &c));
+    char err[IMAGE_ERROR_MAX];
+    for (int missing = 0; missing < 2; missing++) {
+        http_once h = {.listen_fd = socket(AF_INET, SOCK_STREAM, 0), .not_found = missing};
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t sl = sizeof(sa);
+        CHECK(h.listen_fd >= 0);
+        CHECK_OK(bind(h.listen_fd, (struct sockaddr *)&sa, sizeof(sa)));
+        CHECK_OK(listen(h.listen_fd, 1));
+        CHECK_OK(getsockname(h.listen_fd, (struct sockaddr *)&sa, &sl));
+        pthread_t t;
+        CHECK_OK(pthread_create(&t, NULL, http_serve, &h));
+        _cleanup_free_ char *url = fmt("http://127.0.0.1:%d/base.qcow2", ntohs(sa.sin_port));
+        int r = image_cache_ensure(c, url, image_sha, err);
+        pthread_join(t, NULL);
+        close(h.listen_fd);
+        if (missing) {
+            CHECK_INT(r, ==, -EIO);
+            CHECK(strstr(err, "404"));
+            continue;
+        }
+        if (r < 0)
+            check_fail(__FILE__, __LINE__, "http download: %s", err);
+        _cleanup_free_ char *cached = fmt("%s/%s", dir, image_sha);
+        CHECK(access(cached, F_OK) == 0);
+        CHECK_OK(unlink(cached));
+    }
+    /* file:// with an escaped path: "%62ase.qcow2" is "base.qcow2". */
+    _cleanup_free_ char *escaped = fmt("file://%s/%%62ase.qcow2", tmpdir);
+    CHECK_OK(image_cache_ensure(c, escaped, image_sha, err));
+    CHECK_INT(image_cache_ensure(c, "file://relative/x", image_sha, err), ==, 0); /* cached */
+    const char *other = "abababababababababababababababababababababababababababababababab";
+    CHECK_INT(image_cache_ensure(c, "file://relative/x", other, err), ==, -EINVAL);
+    _cleanup_free_ char *folder = fmt("file://%s", tmpdir);
+    CHECK_INT(image_cache_ensure(c, folder, other, err), ==, -EINVAL);
+    CHECK(strstr(err, "not a regular file"));
+}
+
 /* ---- the step machine ---- */
 
 typedef struct rig {
@@ -436,6 +525,7 @@ typedef struct rig {
     agent_reconcile_ctx last;
     bool fenced;
     agent_resources capacity;
+    agent_step_hooks hooks;
 } rig;
 
 static void rig_init(rig *g, const char *spec_extra, const char *sha)
@@ -488,6 +578,7 @@ static agent_outcome step(rig *g)
     c->fenced = g->fenced;
     c->failures = g->failures;
     c->shutdown_since = g->shutdown_since;
+    c->hooks = g->hooks;
     CHECK_OK(agent_reconcile_instance(c));
     g->shutdown_since = c->shutdown_since;
     g->failures = c->outcome == AGENT_OUTCOME_RETRY ? g->failures + 1 : 0;
@@ -544,6 +635,15 @@ static void steps_build(void)
     CHECK_INT(fake_count(g.be, "disks"), ==, 3);
     CHECK(fake_has(g.be, "disks", UID "-root.qcow2"));
     CHECK(fake_has(g.be, "networks", "stratus-default-net1"));
+    /* The NIC's DHCP entry, recorded in the instance's folder for whoever removes it. */
+    CHECK_INT(fake_count(g.be, "dhcp"), ==, 1);
+    CHECK(fake_has(g.be, "dhcp", "stratus-default-net1 52:54:00:00:00:05"));
+    _cleanup_free_ char *record = fmt("%s/%s/dhcp-hosts", g.files, UID);
+    _cleanup_free_ char *text = NULL;
+    CHECK_OK(fs_read_tail(record, 4096, &text));
+    CHECK_STR(text, "stratus-default-net1 52:54:00:00:00:05 10.0.0.5\n");
+    CHECK_STR(json_string_value(api_json_lookup(g.w.inst, "status.domainUUID")),
+              "00000000-0000-0000-0000-000000000001");
     /* Converged: a second reconcile changes nothing. */
     CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
     CHECK(!agent_reconcile_status_changed(&g.last));
@@ -579,6 +679,7 @@ static void steps_fail_every_call(void)
                        agent_outcome_to_string(o), phase(&g));
         CHECK_INT(fake_count(g.be, "domains"), ==, 1);
         CHECK_INT(fake_count(g.be, "disks"), ==, 3);
+        CHECK_INT(fake_count(g.be, "dhcp"), ==, 1);
         CHECK_INT(fake_domain_state(g.be, DOMAIN), ==, BACKEND_DOMAIN_RUNNING);
         CHECK_STR(cond(&g, "Ready"), "True");
         rig_clear(&g);
@@ -594,8 +695,10 @@ static void steps_give_back_after_retries(void)
     CHECK_INT(step(&g), ==, AGENT_OUTCOME_RETRY);
     CHECK_STR(cond(&g, "NetworkReady"), "False");
     CHECK(fake_count(g.be, "disks") > 0);
+    fake_fail(g.be, 1, true, "domain_define", -EIO); /* networks pass, the domain does not */
     CHECK_INT(step(&g), ==, AGENT_OUTCOME_UNBIND);
     CHECK_STR(g.last.reason, "BuildFailed");
+    CHECK_INT(fake_count(g.be, "dhcp"), ==, 0);
     CHECK(strstr(g.last.message, "build failed 2 times on node \"n1\""));
     CHECK_INT(fake_count(g.be, "disks"), ==, 0);
     CHECK_INT(fake_count(g.be, "domains"), ==, 0);
@@ -735,6 +838,7 @@ static void steps_delete(void)
     CHECK(fake_has(g.be, "disks", "keep-" UID "-bd-k.qcow2"));
     CHECK(fake_has(g.be, "disks", "vol-default-vol1.qcow2"));
     CHECK(access(files, F_OK) != 0);
+    CHECK_INT(fake_count(g.be, "dhcp"), ==, 0);
     /* Idempotent: a crash after the cleanup and before the finalizer went is harmless. */
     CHECK_INT(step(&g), ==, AGENT_OUTCOME_FINALIZE);
     /* A failure during the cleanup is retried. */
@@ -772,6 +876,115 @@ static void steps_adopt_mid_build(void)
     rig_clear(&g);
 }
 
+/* DHCP entries: none for a Network with dhcp off; a stale entry for the same address (left by an
+ * instance that went while the agent was down) is replaced; the orphan sweep's folder removal
+ * takes the entries recorded there. */
+static void steps_dhcp(void)
+{
+    rig g;
+    rig_init(&g, NULL, NULL);
+    json_decref(g.w.nets[0]);
+    g.w.refs.networks[0] = g.w.nets[0] = network("net1", "10.0.0.0/24", ",\"dhcp\":false");
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK_INT(fake_count(g.be, "dhcp"), ==, 0);
+    _cleanup_free_ char *record = fmt("%s/%s/dhcp-hosts", g.files, UID);
+    CHECK(access(record, F_OK) != 0);
+    rig_clear(&g);
+
+    rig_init(&g, NULL, NULL);
+    backend_network_request net = {.name = "stratus-default-net1", .bridge = "b", .dhcp = true};
+    CHECK_OK(backend_network_ensure(g.be, &net));
+    CHECK_OK(
+        backend_network_host_add(g.be, "stratus-default-net1", "52:54:00:99:99:99", "10.0.0.5"));
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK_INT(fake_count(g.be, "dhcp"), ==, 1);
+    CHECK(fake_has(g.be, "dhcp", "stratus-default-net1 52:54:00:00:00:05"));
+    /* What the sweep does with a folder whose instance and domain are gone. */
+    _cleanup_free_ char *dir = fmt("%s/%s", g.files, UID);
+    CHECK_OK(agent_instance_files_remove(&g.env, UID));
+    CHECK_INT(fake_count(g.be, "dhcp"), ==, 0);
+    CHECK(access(dir, F_OK) != 0);
+    CHECK_OK(agent_instance_files_remove(&g.env, UID)); /* idempotent */
+    rig_clear(&g);
+}
+
+/* The Volume hooks as reconcile.c uses them: attach before the volume's disk is made, release
+ * once the domain is gone; a volume held by another instance fails the build step (retried),
+ * and a failed release keeps the finalizer (retried). */
+typedef struct volume_log {
+    char calls[256];
+    int attach_error;
+    int release_error;
+} volume_log;
+
+static int hook_attach(void *userdata, agent_reconcile_ctx *ctx, const char *volume, char *why)
+{
+    volume_log *l = userdata;
+    size_t n = strlen(l->calls);
+    snprintf(l->calls + n, sizeof(l->calls) - n, "attach %s disks=%zu;", volume,
+             fake_count(ctx->env->be, "disks"));
+    if (l->attach_error == -EBUSY)
+        snprintf(why, API_MESSAGE_MAX, "volume \"%s\" is in use by instance \"other\"", volume);
+    return l->attach_error;
+}
+
+static int hook_release(void *userdata, agent_reconcile_ctx *ctx, const char *volume)
+{
+    volume_log *l = userdata;
+    size_t n = strlen(l->calls);
+    snprintf(l->calls + n, sizeof(l->calls) - n, "release %s domains=%zu;", volume,
+             fake_count(ctx->env->be, "domains"));
+    return l->release_error;
+}
+
+static void steps_volume_hooks(void)
+{
+    rig g;
+    volume_log l = {.attach_error = -EBUSY};
+    rig_init(&g, ",\"blockDevices\":[{\"name\":\"v\",\"volume\":\"vol1\"}]", NULL);
+    g.w.refs.volumes[0] = g.w.vols[0] = volume("vol1", 2, "qcow2");
+    g.hooks = (agent_step_hooks){
+        .volume_attach = hook_attach, .volume_release = hook_release, .userdata = &l};
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_RETRY);
+    CHECK_STR(g.last.reason, "VolumeInUse");
+    CHECK_STR(g.last.message, "volume \"vol1\" is in use by instance \"other\"");
+    CHECK_STR(cond(&g, "BlockDevicesReady"), "False");
+    CHECK(has_event(&g, "VolumeInUse"));
+    CHECK(!fake_has(g.be, "disks", "vol-default-vol1.qcow2"));
+    CHECK_INT(fake_count(g.be, "domains"), ==, 0);
+    l = (volume_log){0};
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK_STR(phase(&g), "Running");
+    /* Attached before its disk was made: root, ephemeral and swap exist, the volume not yet. */
+    CHECK_STR(l.calls, "attach vol1 disks=3;");
+    CHECK(fake_has(g.be, "disks", "vol-default-vol1.qcow2"));
+    json_object_set_new(json_object_get(g.w.inst, "metadata"), "deletionTimestamp",
+                        json_string("2026-01-01T00:00:00Z"));
+    g.shutdown_since = 1;
+    g.env.shutdown_timeout = 1;
+    l = (volume_log){.release_error = -EHOSTDOWN};
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_RETRY);
+    CHECK(has_event(&g, "DeleteFailed"));
+    l = (volume_log){0};
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_FINALIZE);
+    CHECK_STR(l.calls, "release vol1 domains=0;"); /* after the domain went */
+    CHECK(fake_has(g.be, "disks", "vol-default-vol1.qcow2"));
+    rig_clear(&g);
+}
+
+static void pause_points(void)
+{
+    static const char *const ok[] = {"Claim",  "BlockDevices", "Network", "ConfigDrive",
+                                     "Define", "Start",        "Delete"};
+    for (size_t i = 0; i < ELEMENTSOF(ok); i++)
+        CHECK(agent_pause_point_valid(ok[i]));
+    CHECK(!agent_pause_point_valid(""));
+    CHECK(!agent_pause_point_valid("Net"));
+    CHECK(!agent_pause_point_valid("Claim Network"));
+    CHECK(!agent_pause_point_valid("claim"));
+    CHECK(!agent_pause_point_valid(NULL));
+}
+
 static void status_helpers(void)
 {
     json_t *st = json_object();
@@ -798,4 +1011,5 @@ CHECK_MAIN(CASE(golden_hollow_basic), CASE(golden_qemu_full), CASE(golden_boot_f
            CASE(steps_give_back_after_retries), CASE(steps_claim_fails),
            CASE(steps_checksum_mismatch), CASE(steps_fenced_starts_nothing), CASE(steps_power),
            CASE(steps_build_stopped), CASE(steps_delete), CASE(steps_adopt_mid_build),
+           CASE(steps_dhcp), CASE(steps_volume_hooks), CASE(pause_points), CASE(image_cache_http),
            CASE(status_helpers))
