@@ -255,8 +255,10 @@ static int flavor_claim_get(bind_call *c, const char *name, claim *ret, apierr *
  * a round never touch the same key: each unit has its own node, each instance is in one unit,
  * and a server group's ledger is written by the first transaction that needs it — a binding of
  * the same group that lands in another transaction waits for the next round. A transaction that
- * loses a race sends its bindings to the next round, which reads afresh; each binding has
- * APISERVER_CAS_RETRIES such tries. The first unit of a round is never deferred, so every round
+ * loses a race sends its bindings to the next round, which reads afresh and gives each of their
+ * nodes a transaction of its own: with schedulers racing, one changed ledger among 60 nodes
+ * would otherwise fail the same 60 again and again. Each binding has APISERVER_CAS_RETRIES
+ * tries. The first unit of a round is never deferred, so every round
  * settles or retries at least one binding, and Bind ends. */
 
 typedef struct group_slot {
@@ -270,9 +272,11 @@ typedef struct bind_unit {
     const char *node;
     size_t idx[APISERVER_TXN_INSTANCES];
     size_t n;
-    bool solo;                /* one binding that must go in a transaction of its own */
-    const store_kv *node_kv;  /* as read; NULL: no such node */
-    const store_kv *alloc_kv; /* NULL: no ledger yet */
+    bool solo;  /* one binding that must go in a transaction of its own */
+    bool alone; /* lost a race before: in a transaction of its own, so that it does not take
+                   other nodes' bindings down with it again */
+    const store_kv *node_kv;                          /* as read; NULL: no such node */
+    const store_kv *alloc_kv;                         /* NULL: no ledger yet */
     const store_kv *inst_kv[APISERVER_TXN_INSTANCES]; /* NULL: no such instance */
     capacity cap;
     ledger alloc;
@@ -578,6 +582,7 @@ static void round_select(bind_round *r)
             *u = (bind_unit){.node = node, .solo = c->solo[i], .txn = SIZE_MAX};
         }
         u->idx[u->n++] = i;
+        u->alone |= c->tries[i] > 0;
         json_object_set_new(keys, c->keys[i], json_true());
     }
     json_decref(keys);
@@ -690,9 +695,9 @@ static void unit_decide(bind_round *r, bind_unit *u)
     for (size_t j = 0; j < u->n; j++)
         bytes += (u->inst_kv[j] ? u->inst_kv[j]->value_len : 0) + 512;
     round_txn *t = r->n_txns ? &r->txns[r->n_txns - 1] : NULL;
-    if (!t || t->solo || u->solo || t->compares + need > APISERVER_TXN_OPS ||
+    if (!t || t->solo || u->solo || u->alone || t->compares + need > APISERVER_TXN_OPS ||
         (t->bytes > 0 && t->bytes + bytes > APISERVER_TXN_BYTES))
-        t = round_txn_open(r, u->solo);
+        t = round_txn_open(r, u->solo || u->alone);
     u->txn = (size_t)(t - r->txns);
 
     for (size_t j = 0; j < u->n; j++) {

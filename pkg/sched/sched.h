@@ -48,7 +48,6 @@ typedef struct sched_request {
     const char *group_policy; /* the server group's policy, or NULL */
     int64_t max_per_node;     /* for anti-affinity; 0 = 1 */
     size_t group_placed;      /* members of the group placed anywhere */
-    unsigned image_warm_pct;  /* share of the nodes where its image is cached, 0..100 */
 } sched_request;
 
 #define SCHED_ZONE_LABEL "topology.stratus.io/zone"
@@ -91,7 +90,8 @@ const char *sched_image_arch(const json_t *image);
 int sched_filter_node(const sched_request *r, const sched_node *n);
 /* The weighted score of a node that fits, 0..100. */
 unsigned sched_score_node(const sched_request *r, const sched_node *n, bool pack);
-/* Picks the best node: returns its index, or -1 when none fits (verdict says why). */
+/* Picks the best node: returns its index, or -1 when none fits (verdict says why). Among nodes
+ * with the best score, one where the image is cached wins; among those, a random one (seed). */
 int sched_select(const sched_request *r, const sched_node *nodes, size_t n, const sched_options *o,
                  unsigned *seed, sched_verdict *ret);
 /* "0/12 nodes available: 8 insufficient memory, 4 anti-affinity" into out. */

@@ -191,16 +191,6 @@ static void scores_prefer_the_right_nodes(void)
     /* every score stays within 0..100 */
     CHECK_INT(sched_score_node(&r, &empty, false), <=, 100);
 
-    sched_node warm = mk_node(a, true), cold = mk_node(a, true);
-    warm.image_here = true;
-    r.image_warm_pct = 50; /* the image is cached on half the nodes */
-    CHECK_INT(sched_score_node(&r, &warm, false), >, sched_score_node(&r, &cold, false));
-    /* cached on a few nodes only: not enough to outweigh spreading over emptier ones */
-    r.image_warm_pct = 1;
-    warm.used = busy.used;
-    CHECK_INT(sched_score_node(&r, &cold, false), >, sched_score_node(&r, &warm, false));
-    r.image_warm_pct = 0;
-
     sched_node flaky = mk_node(a, true), solid = mk_node(a, true);
     flaky.recent_failures = 3;
     CHECK_INT(sched_score_node(&r, &solid, false), >, sched_score_node(&r, &flaky, false));
@@ -243,6 +233,15 @@ static void select_explains_rejections(void)
     for (int i = 0; i < 300; i++)
         seen[sched_select(&r, same, 3, &o, &seed, &v)]++;
     CHECK(seen[0] > 30 && seen[1] > 30 && seen[2] > 30);
+
+    /* a cached image breaks ties, and only ties: an emptier cold node still wins */
+    same[2].image_here = true;
+    for (int i = 0; i < 50; i++)
+        CHECK_INT(sched_select(&r, same, 3, &o, &seed, &v), ==, 2);
+    same[2].used.amount[API_RESOURCE_VCPUS] = 2;
+    same[2].used.amount[API_RESOURCE_MEMORY] = 2048;
+    for (int i = 0; i < 50; i++)
+        CHECK_INT(sched_select(&r, same, 3, &o, &seed, &v), !=, 2);
     json_decref(a);
     json_decref(b);
 }
