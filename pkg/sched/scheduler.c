@@ -38,6 +38,7 @@ struct scheduler {
     workqueue *q;
     json_t *parked;      /* key → true: unschedulable, waiting for the cluster to change */
     json_t *lost;        /* node → monotonic usec its lease was first seen missing */
+    json_t *marked;      /* node → true: marked NotReady for this absence of its lease */
     json_t *failures;    /* node → Unbinds seen from it (decays) */
     json_t *reported;    /* key → the unschedulable message last written, to write it once */
     json_t *deferred;    /* key → when it was first left to its owner (monotonic usec) */
@@ -102,8 +103,12 @@ static bool synced(scheduler *s)
 
 #define PRESENCE_PREFIX "stratus-scheduler."
 #define PRESENCE_TTL    6
-#define TAKEOVER_DELAY  (2 * USEC_PER_SEC)  /* how often a non-owner looks again */
-#define TAKEOVER_STUCK  (10 * USEC_PER_SEC) /* ... and when it stops waiting for a live owner */
+/* A node is marked NotReady once its lease has been missing this long: an agent that registers
+ * writes its Node a moment before its first lease, and marking it then (the first design) left
+ * new nodes NotReady until their next lease change — 46 of 100 hollow nodes, for a minute. */
+#define LEASE_GRACE    (3 * USEC_PER_SEC)
+#define TAKEOVER_DELAY (2 * USEC_PER_SEC)  /* how often a non-owner looks again */
+#define TAKEOVER_STUCK (10 * USEC_PER_SEC) /* ... and when it stops waiting for a live owner */
 
 static uint64_t hash_pair(const char *a, const char *b)
 {
@@ -748,11 +753,17 @@ static void lifecycle_fired(struct ev_loop *loop, ev_timer *t, int revents)
         if (lease) {
             json_decref(lease);
             json_object_del(s->lost, name);
+            json_object_del(s->marked, name);
             continue;
         }
         json_t *since = json_object_get(s->lost, name);
         if (!since) {
             json_object_set_new(s->lost, name, json_integer((json_int_t)now));
+            continue;
+        }
+        usec_t missing = now - (usec_t)json_integer_value(since);
+        if (missing >= LEASE_GRACE && !json_object_get(s->marked, name)) {
+            json_object_set_new(s->marked, name, json_true());
             bool ready_false = false;
             size_t j;
             json_t *c;
@@ -762,9 +773,8 @@ static void lifecycle_fired(struct ev_loop *loop, ev_timer *t, int revents)
                     ready_false = true;
             if (!ready_false)
                 set_node_not_ready(s, nodes[i], "the node's lease expired: no heartbeat");
-            continue;
         }
-        if (now - (usec_t)json_integer_value(since) < s->o.fencing_margin)
+        if (missing < s->o.fencing_margin)
             continue;
         if (!listed) {
             informer_list(s->inf[INF_INSTANCES], &instances, &n_inst);
@@ -813,6 +823,7 @@ int scheduler_new(struct ev_loop *loop, const scheduler_options *o, scheduler **
     s->seed = o->seed ? o->seed : (unsigned)now_monotonic();
     s->parked = json_object();
     s->lost = json_object();
+    s->marked = json_object();
     s->failures = json_object();
     s->reported = json_object();
     s->deferred = json_object();
@@ -875,6 +886,7 @@ scheduler *scheduler_free(scheduler *s)
     s->client = rpc_client_free(s->client);
     json_decref(s->parked);
     json_decref(s->lost);
+    json_decref(s->marked);
     json_decref(s->failures);
     json_decref(s->reported);
     json_decref(s->deferred);

@@ -247,7 +247,7 @@ static void manifests_match_goldens(void)
     CHECK_INT(n, >=, 8);
     for (size_t i = 0; i < n; i++) {
         _cleanup_free_ char *path = xasprintf("%s/%s", dir, names[i]);
-        size_t len;
+        size_t len = 0;
         _cleanup_free_ char *text = read_file(path, &len);
         CHECK(text);
         api_error e = {0};
