@@ -1,6 +1,7 @@
 /* The agent's internals shared by agent.c (lifecycle, loop and worker threads), reconcile.c (one
- * key: look up, run the step machine, write the result; housekeeping) and node.c (registration,
- * lease, Node status, fencing). Not a public header. */
+ * key: look up, run the step machine, write the result; housekeeping), node.c (registration,
+ * lease, Node status, fencing) and hypervisor.c (losing and regaining the connection to
+ * libvirt). Not a public header. */
 #pragma once
 
 #include <jansson.h>
@@ -19,6 +20,7 @@
 #define AGENT_HOLLOW_LABEL "stratus.io/hollow"
 #define AGENT_COMPONENT    "stratus-node-agent"
 #define AGENT_HOUSEKEEPING "#housekeeping"
+#define AGENT_HYPERVISOR   "#hypervisor"
 #define AGENT_RPC_TIMEOUT  (15 * USEC_PER_SEC)
 #define AGENT_OBJCACHE_TTL (30 * USEC_PER_SEC)
 #define AGENT_OBJCACHE_MAX 10000
@@ -29,12 +31,12 @@ typedef struct agent_node {
     char *name;
     backend *be;
     bool be_owned;
-    char *dir; /* <state>/nodes/<name> */
+    bool events_subscribed; /* a borrowed backend may have its subscriber already */
+    char *dir;              /* <state>/nodes/<name> */
     char *pool_dir;
     char *instance_dir;
     agent_settings settings;
     agent_node_env env;
-    backend_host_info host;
     informer *inf;
 
     pthread_mutex_t lock; /* what follows, up to claim_lock */
@@ -42,6 +44,9 @@ typedef struct agent_node {
     json_t *orphans;      /* domain or disk name → monotonic usec first seen orphaned */
     agent_resources capacity, allocatable, schedulable;
     bool registered;
+    backend_host_info host;           /* refreshed after a reconnect */
+    char hv_error[BACKEND_ERROR_MAX]; /* why the hypervisor cannot be reached */
+    usec_t hv_down_since;             /* monotonic */
 
     pthread_mutex_t claim_lock; /* one claim at a time per node */
 
@@ -49,7 +54,12 @@ typedef struct agent_node {
     int64_t lease_id;
     usec_t last_renew_ok;
     usec_t next_status;
+    bool fence_pending; /* fenced, but the domains could not be listed (libvirt down) */
     atomic_bool fenced;
+    /* The connection to the hypervisor is lost: instance keys wait for the reconnect (workers,
+     * AGENT_HYPERVISOR key), the Node says Ready=False (heartbeat). */
+    atomic_bool hv_down;
+    atomic_bool status_dirty; /* write the Node status at the next beat */
 } agent_node;
 
 struct agent {
@@ -71,6 +81,7 @@ struct agent {
     pthread_mutex_t hb_lock;
     pthread_cond_t hb_cond;
     bool hb_stop;
+    bool hb_kick; /* beat now, not at the end of the period */
 
     struct ev_loop *loop;
     pthread_t loop_thread;
@@ -83,7 +94,7 @@ struct agent {
     json_t *objcache; /* "Kind/ns/name" → [object, fetched at (monotonic usec)] */
 
     atomic_uint_fast64_t reconciles, status_writes, conflicts, unbinds, finalized, events, orphans,
-        fencings, lease_failures;
+        fencings, lease_failures, hypervisor_losses, reconnects;
     atomic_uint_fast64_t event_seq;
 };
 
@@ -93,6 +104,10 @@ void agent_log(agent *a, agent_log_level level, const char *node, const char *fm
 /* "<index>/<rest>" */
 char *agent_node_key(const agent_node *n, const char *rest);
 int agent_enqueue(agent_node *n, const char *rest);
+/* Enqueues every instance the node's informer holds, and its housekeeping. Any thread. */
+void agent_node_resync(agent_node *n);
+/* Makes the heartbeat thread beat now (a Node status to write). Any thread. */
+void agent_heartbeat_kick(agent *a);
 
 /* reconcile.c: processes one work queue key (worker thread). */
 void agent_process_key(agent *a, const char *key);
@@ -108,3 +123,11 @@ void agent_event_emit(agent_node *n, const char *kind, const char *ns, const cha
 /* node.c (heartbeat thread, and agent_new once) */
 int agent_node_register(agent_node *n);
 void agent_node_heartbeat(agent_node *n, usec_t now);
+
+/* hypervisor.c */
+/* The connection to the hypervisor looks lost (an event, a failed call, the heartbeat's check):
+ * has the AGENT_HYPERVISOR key looked at, unless it is already being handled. Any thread. */
+void agent_hypervisor_suspect(agent_node *n);
+/* The AGENT_HYPERVISOR key (worker thread): marks the node down, reconnects with backoff, and
+ * once connected marks it up and resyncs. */
+void agent_hypervisor_check(agent_node *n, const char *qkey);

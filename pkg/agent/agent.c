@@ -54,7 +54,7 @@ static void on_delete(informer *inf, const char *key, json_t *obj, void *userdat
     agent_enqueue(userdata, key);
 }
 
-static void resync_node(agent_node *n)
+void agent_node_resync(agent_node *n)
 {
     json_t **items = NULL;
     size_t count = 0;
@@ -72,7 +72,7 @@ static void resync_node(agent_node *n)
 void agent_resync(agent *a)
 {
     for (size_t i = 0; i < a->n_nodes; i++)
-        resync_node(a->nodes[i]);
+        agent_node_resync(a->nodes[i]);
 }
 
 static void on_resync_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -111,12 +111,21 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+void agent_heartbeat_kick(agent *a)
+{
+    pthread_mutex_lock(&a->hb_lock);
+    a->hb_kick = true;
+    pthread_cond_broadcast(&a->hb_cond);
+    pthread_mutex_unlock(&a->hb_lock);
+}
+
 static void *heartbeat_main(void *arg)
 {
     agent *a = arg;
     usec_t period = MAX(a->o.lease_ttl / 3, 100 * USEC_PER_MSEC);
     pthread_mutex_lock(&a->hb_lock);
     while (!a->hb_stop) {
+        a->hb_kick = false;
         pthread_mutex_unlock(&a->hb_lock);
         for (size_t i = 0; i < a->n_nodes; i++)
             agent_node_heartbeat(a->nodes[i], now_monotonic());
@@ -128,7 +137,8 @@ static void *heartbeat_main(void *arg)
         uint64_t ns = (uint64_t)until.tv_nsec + (period % USEC_PER_SEC) * 1000;
         until.tv_sec += (time_t)(period / USEC_PER_SEC + ns / 1000000000);
         until.tv_nsec = (long)(ns % 1000000000);
-        pthread_cond_timedwait(&a->hb_cond, &a->hb_lock, &until);
+        if (!a->hb_kick)
+            pthread_cond_timedwait(&a->hb_cond, &a->hb_lock, &until);
     }
     pthread_mutex_unlock(&a->hb_lock);
     return NULL;
@@ -139,6 +149,10 @@ static void *heartbeat_main(void *arg)
 static void on_backend_event(const char *domain_name, void *userdata)
 {
     agent_node *n = userdata;
+    if (!domain_name) {
+        agent_hypervisor_suspect(n); /* the connection was lost */
+        return;
+    }
     _cleanup_free_ char *key = NULL;
     if (agent_domain_name_to_key(domain_name, &key) == 0)
         agent_enqueue(n, key);
@@ -149,7 +163,8 @@ static agent_node *node_free(agent_node *n)
     if (!n)
         return NULL;
     if (n->be) {
-        backend_events_unsubscribe(n->be);
+        if (n->events_subscribed)
+            backend_events_unsubscribe(n->be);
         if (n->be_owned)
             backend_free(n->be);
     }
@@ -377,9 +392,11 @@ int agent_new(const agent_options *o, agent **ret)
             agent_log(a, AGENT_LOG_WARNING, nd->name,
                       "cannot register the node yet; retrying in the background");
         r = backend_events_subscribe(nd->be, on_backend_event, nd);
+        nd->events_subscribed = r == 0;
         if (r < 0 && r != -EOPNOTSUPP)
             agent_log(a, AGENT_LOG_WARNING, nd->name, "no domain events (%s); relying on resync",
                       backend_last_error());
+        r = 0;
     }
 
     a->loop = ev_loop_new(EVFLAG_AUTO);
@@ -494,6 +511,11 @@ bool agent_node_fenced(const agent *a, size_t i)
     return i < a->n_nodes && atomic_load(&a->nodes[i]->fenced);
 }
 
+bool agent_node_hypervisor_down(const agent *a, size_t i)
+{
+    return i < a->n_nodes && atomic_load(&a->nodes[i]->hv_down);
+}
+
 void agent_stats_read(agent *a, agent_stats *ret)
 {
     *ret = (agent_stats){
@@ -506,5 +528,7 @@ void agent_stats_read(agent *a, agent_stats *ret)
         .orphans = atomic_load(&a->orphans),
         .fencings = atomic_load(&a->fencings),
         .lease_failures = atomic_load(&a->lease_failures),
+        .hypervisor_losses = atomic_load(&a->hypervisor_losses),
+        .reconnects = atomic_load(&a->reconnects),
     };
 }

@@ -11,7 +11,8 @@
  *     work queue: every blocking call (libvirt, downloads, apiserver writes) happens there;
  *   - a heartbeat thread: lease renewal, Node status, registration retries, self-fencing;
  *   - libvirt's event thread (process-wide, backend-libvirt.c), whose lifecycle callbacks add
- *     the domain's instance key to the work queue.
+ *     the domain's instance key to the work queue (and whose close callback, when libvirtd goes
+ *     away, the node's reconnect key: hypervisor.c).
  *
  * The library does not log: notable things go to options.log when set. */
 #pragma once
@@ -98,15 +99,17 @@ typedef struct agent_options {
 } agent_options;
 
 typedef struct agent_stats {
-    uint64_t reconciles;     /* reconciles run */
-    uint64_t status_writes;  /* UpdateStatus calls that succeeded */
-    uint64_t conflicts;      /* status writes refused as stale (retried) */
-    uint64_t unbinds;        /* instances given back */
-    uint64_t finalized;      /* finalizers removed after a delete */
-    uint64_t events;         /* Events created */
-    uint64_t orphans;        /* orphan domains and disks removed */
-    uint64_t fencings;       /* times a node stopped its domains for lack of a lease */
-    uint64_t lease_failures; /* failed lease renewals */
+    uint64_t reconciles;        /* reconciles run */
+    uint64_t status_writes;     /* UpdateStatus calls that succeeded */
+    uint64_t conflicts;         /* status writes refused as stale (retried) */
+    uint64_t unbinds;           /* instances given back */
+    uint64_t finalized;         /* finalizers removed after a delete */
+    uint64_t events;            /* Events created */
+    uint64_t orphans;           /* orphan domains and disks removed */
+    uint64_t fencings;          /* times a node stopped its domains for lack of a lease */
+    uint64_t lease_failures;    /* failed lease renewals */
+    uint64_t hypervisor_losses; /* times the connection to the hypervisor was found lost */
+    uint64_t reconnects;        /* times it was opened again */
 } agent_stats;
 
 /* Starts an agent: opens the backends, registers the nodes (retried by the heartbeat when the
@@ -127,6 +130,8 @@ backend *agent_node_backend(const agent *a, size_t i);
 bool agent_node_synced(const agent *a, size_t i);
 /* Whether node i is fenced (no lease for fencing_timeout; its domains were stopped). */
 bool agent_node_fenced(const agent *a, size_t i);
+/* Whether node i has lost its connection to the hypervisor and not reopened it yet. */
+bool agent_node_hypervisor_down(const agent *a, size_t i);
 /* Enqueues every instance of every node and their housekeeping now. Any thread. */
 void agent_resync(agent *a);
 void agent_stats_read(agent *a, agent_stats *ret);

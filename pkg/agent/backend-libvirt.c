@@ -4,14 +4,22 @@
  *
  * Disks are volumes of one directory pool (overlays are volumes with a <backingStore>, which
  * libvirt creates with qemu-img on a real host); networks are libvirt networks; domains carry
- * <metadata><stratus:instance uid=… generation=… namespace=… name=…/></metadata>, read back by
- * domain_list so a restarted agent can adopt them.
+ * <metadata><stratus:instance uid=… generation=… namespace=… name=… node=…/></metadata>, read
+ * back by domain_list so a restarted agent can adopt them (and leave other nodes' alone).
  *
  * Events: libvirt needs an event loop registered before the first virConnectOpen and a thread
  * that runs it (PLATFORM.md). This file owns both, process-wide: the first open registers the
  * default implementation and starts one detached thread that runs it for the life of the process;
  * lifecycle callbacks run there and only hand the domain name to the subscriber. Errors are kept
- * off stderr (virSetErrorFunc) and turned into -errno plus backend_last_error(). */
+ * off stderr (virSetErrorFunc) and turned into -errno plus backend_last_error().
+ *
+ * The connection can die (libvirtd restarted or killed: the remote driver sees EOF on its socket;
+ * or stuck: keepalive, 5 s × 3 unanswered, closes it). libvirt never reopens it: every later call
+ * fails. A close callback (virConnectRegisterCloseCallback, run on the event thread) tells the
+ * subscriber with a NULL domain name; connected() asks virConnectIsAlive; reconnect() opens a new
+ * connection, registers the lifecycle callback on it and swaps it in. Calls in flight hold their
+ * own reference to the connection they started on (conn_get), so the swap never frees one under
+ * them: they just fail on the dead one. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -33,17 +41,22 @@
 
 typedef struct lv_backend {
     backend base;
-    virConnectPtr conn;
+    char *uri;
     char *pool_name;
+    char *pool_dir;
     bool is_test;
-    int event_id; /* -1: not subscribed */
+    pthread_mutex_t conn_lock;      /* conn and event_id; held only to read or swap them */
+    virConnectPtr conn;             /* never NULL once open; replaced by reconnect */
+    int event_id;                   /* lifecycle callback on conn; -1: none */
+    pthread_mutex_t reconnect_lock; /* one reconnect at a time */
+    /* Set by events_subscribe (before any reconnect can run), cleared by unsubscribe. */
     backend_event_fn on_event;
     void *event_userdata;
-    /* libvirt calls the registration's free function once no dispatch can use it any more;
-     * unsubscribing waits for that. */
+    /* libvirt calls a registration's free function once no dispatch can use it any more; every
+     * connection this backend had may hold one. Unsubscribing waits until none is left. */
     pthread_mutex_t event_lock;
     pthread_cond_t event_cond;
-    bool event_released;
+    unsigned event_regs;
 } lv_backend;
 
 /* ---- process-wide: error silencing and the event loop thread ---- */
@@ -118,22 +131,91 @@ static lv_backend *LV(backend *b)
     return (lv_backend *)b;
 }
 
-/* ---- open / close ---- */
-
-static int ensure_pool(lv_backend *lb, const backend_config *cfg)
+/* The current connection with a reference of the caller's own (release with conn_put): a
+ * reconnect may swap lb->conn at any time. */
+static virConnectPtr conn_get(lv_backend *lb)
 {
-    virStoragePoolPtr pool = virStoragePoolLookupByName(lb->conn, lb->pool_name);
+    pthread_mutex_lock(&lb->conn_lock);
+    virConnectPtr c = lb->conn;
+    virConnectRef(c);
+    pthread_mutex_unlock(&lb->conn_lock);
+    return c;
+}
+
+static void conn_putp(virConnectPtr *c)
+{
+    if (*c)
+        virConnectClose(*c); /* drops one reference; the last one closes */
+}
+#define _cleanup_conn_ _cleanup_(conn_putp)
+
+/* ---- connections ---- */
+
+static void conn_closed(virConnectPtr conn, int reason, void *opaque)
+{
+    lv_backend *lb = opaque;
+    pthread_mutex_lock(&lb->conn_lock);
+    bool current = conn == lb->conn;
+    pthread_mutex_unlock(&lb->conn_lock);
+    /* libvirt holds the close callback's lock here: hand over, call nothing of libvirt's. Under
+     * event_lock, so that once unsubscribe has cleared on_event the subscriber is not called. */
+    pthread_mutex_lock(&lb->event_lock);
+    if (current && lb->on_event)
+        lb->on_event(NULL, lb->event_userdata);
+    pthread_mutex_unlock(&lb->event_lock);
+}
+
+static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
+{
+    lv_backend *lb = opaque;
+    const char *name = virDomainGetName(dom);
+    if (name && lb->on_event)
+        lb->on_event(name, lb->event_userdata);
+    return 0;
+}
+
+static void lifecycle_released(void *opaque)
+{
+    lv_backend *lb = opaque;
+    pthread_mutex_lock(&lb->event_lock);
+    lb->event_regs--;
+    pthread_cond_broadcast(&lb->event_cond);
+    pthread_mutex_unlock(&lb->event_lock);
+}
+
+/* Registers the lifecycle callback on c: its id, or -errno. */
+static int lifecycle_register(lv_backend *lb, virConnectPtr c)
+{
+    pthread_mutex_lock(&lb->event_lock);
+    lb->event_regs++;
+    pthread_mutex_unlock(&lb->event_lock);
+    int id = virConnectDomainEventRegisterAny(c, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                              VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), lb,
+                                              lifecycle_released);
+    if (id < 0) {
+        int r = lv_error("domain events");
+        pthread_mutex_lock(&lb->event_lock);
+        lb->event_regs--;
+        pthread_mutex_unlock(&lb->event_lock);
+        return r;
+    }
+    return id;
+}
+
+static int ensure_pool(lv_backend *lb, virConnectPtr c)
+{
+    virStoragePoolPtr pool = virStoragePoolLookupByName(c, lb->pool_name);
     if (!pool) {
-        if (!cfg->pool_dir)
+        virResetLastError();
+        if (!lb->pool_dir)
             return backend_set_error(-EINVAL, "storage pool %s is missing and no folder was given",
                                      lb->pool_name);
-        if (mkdir(cfg->pool_dir, 0711) < 0 && errno != EEXIST)
-            return backend_set_error(-errno, "cannot create %s: %s", cfg->pool_dir,
-                                     strerror(errno));
+        if (mkdir(lb->pool_dir, 0711) < 0 && errno != EEXIST)
+            return backend_set_error(-errno, "cannot create %s: %s", lb->pool_dir, strerror(errno));
         _cleanup_free_ char *xml = xasprintf("<pool type='dir'><name>%s</name><target><path>%s"
                                              "</path></target></pool>",
-                                             lb->pool_name, cfg->pool_dir);
-        pool = virStoragePoolDefineXML(lb->conn, xml, 0);
+                                             lb->pool_name, lb->pool_dir);
+        pool = virStoragePoolDefineXML(c, xml, 0);
         if (!pool)
             return lv_error("define storage pool");
         virStoragePoolSetAutostart(pool, 1);
@@ -145,16 +227,52 @@ static int ensure_pool(lv_backend *lb, const backend_config *cfg)
     return r;
 }
 
+/* Lets go of a connection this backend opened: its callbacks first (they hold references to
+ * it), then our reference. Errors are ignored: on a dead connection they are expected. */
+static void conn_release(virConnectPtr c, int event_id)
+{
+    if (event_id >= 0 && virConnectDomainEventDeregisterAny(c, event_id) < 0)
+        virResetLastError();
+    if (virConnectUnregisterCloseCallback(c, conn_closed) < 0)
+        virResetLastError(); /* already called (it unregisters itself), or never registered */
+    virConnectClose(c);
+}
+
+/* A new connection to lb->uri with keepalive and the close callback, and the storage pool. */
+static int conn_open(lv_backend *lb, virConnectPtr *ret)
+{
+    virConnectPtr c = virConnectOpen(lb->uri);
+    if (!c)
+        return lv_error(lb->uri);
+    /* A libvirtd that hangs instead of closing its socket: give up on it after ~20 s. Only the
+     * remote driver has keepalive (the test driver is in-process). */
+    if (!lb->is_test && virConnectSetKeepAlive(c, 5, 3) < 0)
+        virResetLastError();
+    if (virConnectRegisterCloseCallback(c, conn_closed, lb, NULL) < 0)
+        virResetLastError(); /* drivers without it (the test driver) never close */
+    int r = ensure_pool(lb, c);
+    if (r < 0) {
+        conn_release(c, -1);
+        return r;
+    }
+    *ret = c;
+    return 0;
+}
+
 static void lv_close(backend *b)
 {
     lv_backend *lb = LV(b);
     if (lb->conn) {
         backend_events_unsubscribe(b);
-        virConnectClose(lb->conn);
+        conn_release(lb->conn, -1);
     }
+    pthread_mutex_destroy(&lb->conn_lock);
+    pthread_mutex_destroy(&lb->reconnect_lock);
     pthread_mutex_destroy(&lb->event_lock);
     pthread_cond_destroy(&lb->event_cond);
+    free(lb->uri);
     free(lb->pool_name);
+    free(lb->pool_dir);
     free(lb);
 }
 
@@ -167,23 +285,61 @@ static int lv_open(const backend_config *cfg, backend **ret)
                                  strerror(-event_setup_result));
     lv_backend *lb = xnew(lv_backend, 1);
     lb->event_id = -1;
+    pthread_mutex_init(&lb->conn_lock, NULL);
+    pthread_mutex_init(&lb->reconnect_lock, NULL);
     pthread_mutex_init(&lb->event_lock, NULL);
     pthread_cond_init(&lb->event_cond, NULL);
+    lb->uri = xstrdup(cfg->uri);
     lb->pool_name = xstrdup(cfg->pool_name ? cfg->pool_name : "stratus");
+    lb->pool_dir = cfg->pool_dir ? xstrdup(cfg->pool_dir) : NULL;
     lb->is_test = strneq(cfg->uri, "test:", 5);
-    lb->conn = virConnectOpen(cfg->uri);
-    if (!lb->conn) {
-        int r = lv_error(cfg->uri);
-        lv_close(&lb->base);
-        return r;
-    }
-    int r = ensure_pool(lb, cfg);
+    int r = conn_open(lb, &lb->conn);
     if (r < 0) {
         lv_close(&lb->base);
         return r;
     }
     *ret = &lb->base;
     return 0;
+}
+
+static bool lv_connected(backend *b)
+{
+    _cleanup_conn_ virConnectPtr c = conn_get(LV(b));
+    int alive = virConnectIsAlive(c);
+    if (alive < 0)
+        virResetLastError();
+    return alive == 1;
+}
+
+static int lv_reconnect(backend *b)
+{
+    lv_backend *lb = LV(b);
+    pthread_mutex_lock(&lb->reconnect_lock);
+    if (lv_connected(b)) {
+        pthread_mutex_unlock(&lb->reconnect_lock);
+        return 0;
+    }
+    virConnectPtr c = NULL;
+    int r = conn_open(lb, &c);
+    int id = -1;
+    if (r == 0 && lb->on_event) {
+        id = lifecycle_register(lb, c);
+        if (id < 0) {
+            r = id;
+            conn_release(c, -1);
+        }
+    }
+    if (r == 0) {
+        pthread_mutex_lock(&lb->conn_lock);
+        virConnectPtr old = lb->conn;
+        int old_id = lb->event_id;
+        lb->conn = c;
+        lb->event_id = lb->on_event ? id : -1;
+        pthread_mutex_unlock(&lb->conn_lock);
+        conn_release(old, old_id);
+    }
+    pthread_mutex_unlock(&lb->reconnect_lock);
+    return r;
 }
 
 /* ---- host ---- */
@@ -196,15 +352,16 @@ static void version_string(unsigned long v, char *out, size_t n)
 static int lv_host_info(backend *b, backend_host_info *ret)
 {
     lv_backend *lb = LV(b);
+    _cleanup_conn_ virConnectPtr c = conn_get(lb);
     virNodeInfo ni;
-    if (virNodeGetInfo(lb->conn, &ni) < 0)
+    if (virNodeGetInfo(c, &ni) < 0)
         return lv_error("node info");
     backend_host_info h = {0};
     h.vcpus = ni.cpus;
     h.memory_mib = (int64_t)(ni.memory / 1024);
     snprintf(h.cpu_model, sizeof(h.cpu_model), "%s", ni.model);
     snprintf(h.arch, sizeof(h.arch), "%s", ni.model);
-    virStoragePoolPtr pool = virStoragePoolLookupByName(lb->conn, lb->pool_name);
+    virStoragePoolPtr pool = virStoragePoolLookupByName(c, lb->pool_name);
     if (pool) {
         virStoragePoolInfo pi;
         if (virStoragePoolGetInfo(pool, &pi) == 0)
@@ -212,18 +369,18 @@ static int lv_host_info(backend *b, backend_host_info *ret)
         virStoragePoolFree(pool);
     } else
         virResetLastError();
-    char *host = virConnectGetHostname(lb->conn);
+    char *host = virConnectGetHostname(c);
     if (host) {
         snprintf(h.hostname, sizeof(h.hostname), "%s", host);
         free(host);
     } else
         virResetLastError();
-    const char *type = virConnectGetType(lb->conn);
+    const char *type = virConnectGetType(c);
     snprintf(h.hypervisor, sizeof(h.hypervisor), "%s", type ? type : "");
     unsigned long v = 0;
-    if (virConnectGetVersion(lb->conn, &v) == 0)
+    if (virConnectGetVersion(c, &v) == 0)
         version_string(v, h.hypervisor_version, sizeof(h.hypervisor_version));
-    if (virConnectGetLibVersion(lb->conn, &v) == 0)
+    if (virConnectGetLibVersion(c, &v) == 0)
         version_string(v, h.libvirt_version, sizeof(h.libvirt_version));
     virResetLastError();
     *ret = h;
@@ -253,9 +410,11 @@ static backend_domain_state map_state(int state, int reason)
     }
 }
 
+/* The domain holds its own reference to the connection it came from. */
 static int lookup(lv_backend *lb, const char *name, virDomainPtr *ret)
 {
-    virDomainPtr d = virDomainLookupByName(lb->conn, name);
+    _cleanup_conn_ virConnectPtr c = conn_get(lb);
+    virDomainPtr d = virDomainLookupByName(c, name);
     if (!d)
         return lv_error(name);
     *ret = d;
@@ -264,7 +423,8 @@ static int lookup(lv_backend *lb, const char *name, virDomainPtr *ret)
 
 static int lv_domain_define(backend *b, const char *xml, char ret_uuid[BACKEND_UUID_MAX])
 {
-    virDomainPtr d = virDomainDefineXML(LV(b)->conn, xml);
+    _cleanup_conn_ virConnectPtr c = conn_get(LV(b));
+    virDomainPtr d = virDomainDefineXML(c, xml);
     if (!d)
         return lv_error("define domain");
     int r = 0;
@@ -398,6 +558,7 @@ static void read_metadata(virDomainPtr d, backend_domain *out)
     out->uid = xml_attr(md, "uid");
     out->namespace_ = xml_attr(md, "namespace");
     out->instance = xml_attr(md, "name");
+    out->node = xml_attr(md, "node");
     _cleanup_free_ char *gen = xml_attr(md, "generation");
     out->generation = gen ? strtoll(gen, NULL, 10) : 0;
     free(md);
@@ -406,7 +567,8 @@ static void read_metadata(virDomainPtr d, backend_domain *out)
 static int lv_domain_list(backend *b, backend_domain **ret, size_t *ret_n)
 {
     virDomainPtr *doms = NULL;
-    int n = virConnectListAllDomains(LV(b)->conn, &doms, 0);
+    _cleanup_conn_ virConnectPtr c = conn_get(LV(b));
+    int n = virConnectListAllDomains(c, &doms, 0);
     if (n < 0)
         return lv_error("list domains");
     size_t keep = MIN((size_t)n, (size_t)BACKEND_LIST_MAX);
@@ -457,7 +619,8 @@ static int lv_console_log_path(backend *b, const char *name, char **ret)
 
 static int pool_get(lv_backend *lb, virStoragePoolPtr *ret)
 {
-    virStoragePoolPtr p = virStoragePoolLookupByName(lb->conn, lb->pool_name);
+    _cleanup_conn_ virConnectPtr c = conn_get(lb);
+    virStoragePoolPtr p = virStoragePoolLookupByName(c, lb->pool_name);
     if (!p)
         return lv_error("storage pool");
     *ret = p;
@@ -565,7 +728,8 @@ static int lv_network_ensure(backend *b, const backend_network_request *n)
     if (!n->name || strpbrk(n->name, "<>&'\"/") || !n->bridge || strpbrk(n->bridge, "<>&'\"/") ||
         (n->gateway && strpbrk(n->gateway, "<>&'\"")))
         return backend_set_error(-EINVAL, "bad network name, bridge or gateway");
-    virNetworkPtr net = virNetworkLookupByName(lb->conn, n->name);
+    _cleanup_conn_ virConnectPtr c = conn_get(lb);
+    virNetworkPtr net = virNetworkLookupByName(c, n->name);
     int r = 0;
     if (!net) {
         virResetLastError();
@@ -582,7 +746,7 @@ static int lv_network_ensure(backend *b, const backend_network_request *n)
             buf_printf(&x, "<ip address='%s' prefix='%d'>%s</ip>", n->gateway, n->prefix,
                        n->dhcp ? "<dhcp/>" : "");
         buf_append_str(&x, "</network>");
-        net = virNetworkDefineXML(lb->conn, x.data);
+        net = virNetworkDefineXML(c, x.data);
         buf_done(&x);
         if (!net)
             return lv_error("define network");
@@ -681,7 +845,8 @@ static int lv_network_host_add(backend *b, const char *network, const char *mac,
 {
     if (!xml_safe(network) || !xml_safe(mac) || !xml_safe(ip))
         return backend_set_error(-EINVAL, "bad network, MAC or IP address");
-    virNetworkPtr net = virNetworkLookupByName(LV(b)->conn, network);
+    _cleanup_conn_ virConnectPtr c = conn_get(LV(b));
+    virNetworkPtr net = virNetworkLookupByName(c, network);
     if (!net)
         return lv_error(network);
     int r = 0;
@@ -713,7 +878,8 @@ static int lv_network_host_remove(backend *b, const char *network, const char *m
 {
     if (!xml_safe(network) || !xml_safe(mac) || !xml_safe(ip))
         return backend_set_error(-EINVAL, "bad network, MAC or IP address");
-    virNetworkPtr net = virNetworkLookupByName(LV(b)->conn, network);
+    _cleanup_conn_ virConnectPtr c = conn_get(LV(b));
+    virNetworkPtr net = virNetworkLookupByName(c, network);
     if (!net) {
         int r = lv_error(network);
         return r == -ENOENT ? 0 : r;
@@ -731,60 +897,56 @@ static int lv_network_host_remove(backend *b, const char *network, const char *m
 
 /* ---- events ---- */
 
-static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
-{
-    lv_backend *lb = opaque;
-    const char *name = virDomainGetName(dom);
-    if (name && lb->on_event)
-        lb->on_event(name, lb->event_userdata);
-    return 0;
-}
-
-static void lifecycle_released(void *opaque)
-{
-    lv_backend *lb = opaque;
-    pthread_mutex_lock(&lb->event_lock);
-    lb->event_released = true;
-    pthread_cond_broadcast(&lb->event_cond);
-    pthread_mutex_unlock(&lb->event_lock);
-}
-
 static int lv_events_subscribe(backend *b, backend_event_fn fn, void *userdata)
 {
     lv_backend *lb = LV(b);
-    if (lb->event_id >= 0)
+    if (lb->on_event)
         return backend_set_error(-EALREADY, "already subscribed");
     lb->on_event = fn;
     lb->event_userdata = userdata;
-    lb->event_released = false;
-    int id = virConnectDomainEventRegisterAny(lb->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                                              VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), lb,
-                                              lifecycle_released);
-    if (id < 0)
-        return lv_error("domain events");
+    _cleanup_conn_ virConnectPtr c = conn_get(lb);
+    int id = lifecycle_register(lb, c);
+    if (id < 0) {
+        lb->on_event = NULL;
+        return id;
+    }
+    pthread_mutex_lock(&lb->conn_lock);
     lb->event_id = id;
+    pthread_mutex_unlock(&lb->conn_lock);
     return 0;
 }
 
 static int lv_events_unsubscribe(backend *b)
 {
     lv_backend *lb = LV(b);
-    if (lb->event_id < 0)
+    if (!lb->on_event)
         return 0;
-    int r = virConnectDomainEventDeregisterAny(lb->conn, lb->event_id) < 0 ? lv_error("events") : 0;
+    pthread_mutex_lock(&lb->conn_lock);
+    int id = lb->event_id;
     lb->event_id = -1;
-    if (r == 0) {
-        /* A dispatch in progress on the event thread may still be inside lifecycle_cb. */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 5;
-        pthread_mutex_lock(&lb->event_lock);
-        while (!lb->event_released)
-            if (pthread_cond_timedwait(&lb->event_cond, &lb->event_lock, &until) != 0)
-                break;
-        pthread_mutex_unlock(&lb->event_lock);
+    pthread_mutex_unlock(&lb->conn_lock);
+    int r = 0;
+    if (id >= 0) {
+        _cleanup_conn_ virConnectPtr c = conn_get(lb);
+        if (virConnectDomainEventDeregisterAny(c, id) < 0) {
+            r = lv_error("events");
+            /* A dead connection forgets the callback locally and fails to tell libvirtd. */
+            if (virConnectIsAlive(c) != 1)
+                r = 0;
+            virResetLastError();
+        }
     }
+    /* A dispatch in progress on the event thread may still be inside lifecycle_cb, and the
+     * callbacks of connections given up by reconnect are released when they go. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&lb->event_lock);
+    while (lb->event_regs > 0)
+        if (pthread_cond_timedwait(&lb->event_cond, &lb->event_lock, &until) != 0)
+            break;
     lb->on_event = NULL;
+    pthread_mutex_unlock(&lb->event_lock);
     return r;
 }
 
@@ -809,4 +971,6 @@ const backend_ops backend_libvirt_ops = {
     .console_log_path = lv_console_log_path,
     .events_subscribe = lv_events_subscribe,
     .events_unsubscribe = lv_events_unsubscribe,
+    .connected = lv_connected,
+    .reconnect = lv_reconnect,
 };

@@ -55,6 +55,7 @@ void backend_domains_free(backend_domain *d, size_t n)
         free(d[i].uid);
         free(d[i].namespace_);
         free(d[i].instance);
+        free(d[i].node);
     }
     free(d);
 }
@@ -184,6 +185,19 @@ int backend_events_unsubscribe(backend *b)
         return UNSUPPORTED(b, "events_unsubscribe");
     last_error[0] = 0;
     return b->ops->events_unsubscribe(b);
+}
+
+bool backend_connected(backend *b)
+{
+    return !b->ops->connected || b->ops->connected(b);
+}
+
+int backend_reconnect(backend *b)
+{
+    if (!b->ops->reconnect)
+        return UNSUPPORTED(b, "reconnect");
+    last_error[0] = 0;
+    return b->ops->reconnect(b);
 }
 
 int backend_test_node_xml_write(const char *path, int64_t vcpus, int64_t memory_mib,

@@ -16,8 +16,8 @@
  * failure whose text backend_last_error() gives, on the thread that made the call. The library
  * does not log.
  *
- * Threads: a backend is safe to call from several threads at once (libvirt connections are);
- * backend_free and backend_events_subscribe belong to whoever owns it. */
+ * Threads: a backend is safe to call from several threads at once (libvirt connections are),
+ * reconnect included; backend_free and backend_events_subscribe belong to whoever owns it. */
 #pragma once
 
 #include <stdbool.h>
@@ -69,6 +69,7 @@ typedef struct backend_domain {
     char *uid;        /* metadata: instance uid */
     char *namespace_; /* metadata: instance namespace */
     char *instance;   /* metadata: instance name */
+    char *node;       /* metadata: the node identity that made it; NULL from older agents */
     int64_t generation;
 } backend_domain;
 void backend_domains_free(backend_domain *d, size_t n);
@@ -100,7 +101,9 @@ typedef struct backend_network_request {
 } backend_network_request;
 
 /* Called on the backend's event thread when a domain changed state (started, stopped, crashed,
- * defined, undefined, ...). It must not block: hand the name over and return. */
+ * defined, undefined, ...), with its name; with NULL when the connection to the hypervisor was
+ * lost (backend_connected() is false from then on, until backend_reconnect() succeeds). It must
+ * not block: hand the name over and return. */
 typedef void (*backend_event_fn)(const char *domain_name, void *userdata);
 
 typedef struct backend_config {
@@ -151,10 +154,19 @@ typedef struct backend_ops {
     /* Where the domain's serial console is logged (from its definition); -ENOENT when none. */
     int (*console_log_path)(backend *b, const char *name, char **ret);
 
-    /* Calls fn on every domain lifecycle event until the backend is freed. Once per backend. */
+    /* Calls fn on every domain lifecycle event (and on the loss of the connection) until the
+     * backend is freed, across reconnects. Once per backend: -EALREADY after that. */
     int (*events_subscribe)(backend *b, backend_event_fn fn, void *userdata);
     /* Stops calling it; when this returns, no call is running or will run. */
     int (*events_unsubscribe)(backend *b);
+
+    /* Whether the connection to the hypervisor is up. Cheap (no round trip): any thread, often.
+     * NULL: always. */
+    bool (*connected)(backend *b);
+    /* Opens a new connection when the current one is dead (0 at once when it is alive), with the
+     * event subscription carried over; calls in flight on the old one fail. -errno (and
+     * backend_last_error()) while the hypervisor cannot be reached. Any thread. */
+    int (*reconnect)(backend *b);
 } backend_ops;
 
 /* Every implementation's struct starts with this. */
@@ -194,6 +206,9 @@ int backend_network_host_remove(backend *b, const char *network, const char *mac
 int backend_console_log_path(backend *b, const char *name, char **ret);
 int backend_events_subscribe(backend *b, backend_event_fn fn, void *userdata);
 int backend_events_unsubscribe(backend *b);
+/* True for backends without a connection to lose (no `connected` function). */
+bool backend_connected(backend *b);
+int backend_reconnect(backend *b);
 
 /* Frees a string array from backend_disk_list. Accepts NULL. */
 void backend_names_free(char **names, size_t n);

@@ -1,9 +1,10 @@
 /* A node identity's relation with the apiserver, on the heartbeat thread: register the Node
  * (create it, or merge the agent's labels and ratios into what people set), report its status
  * (capacity, allocatable, Ready, nodeInfo), renew its lease every ttl/3, and fence itself —
- * destroy every Stratus domain — when the lease could not be renewed for the fencing timeout, so
- * an instance rescheduled elsewhere never runs twice. When renewals succeed again the node
- * unfences and resyncs: instances still bound here are started again, the others are orphans. */
+ * destroy every Stratus domain of this node — when the lease could not be renewed for the fencing
+ * timeout, so an instance rescheduled elsewhere never runs twice. When renewals succeed again the
+ * node unfences and resyncs: instances still bound here are started again, the others are
+ * orphans. Ready is False while fenced, and while libvirt cannot be reached (hypervisor.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +33,13 @@ static void resources_compute(agent_node *n, const json_t *node)
     agent *a = n->a;
     const json_t *sc = api_json_lookup(node, "spec.capacity");
     const json_t *rs = api_json_lookup(node, "spec.reserved");
+    pthread_mutex_lock(&n->lock);
+    backend_host_info host = n->host;
+    pthread_mutex_unlock(&n->lock);
     agent_resources cap = {
-        .vcpus = pick(sc, "vcpus", a->o.vcpus, n->host.vcpus),
-        .memory_mib = pick(sc, "memoryMiB", a->o.memory_mib, n->host.memory_mib),
-        .disk_gib = pick(sc, "diskGiB", a->o.disk_gib, n->host.disk_gib),
+        .vcpus = pick(sc, "vcpus", a->o.vcpus, host.vcpus),
+        .memory_mib = pick(sc, "memoryMiB", a->o.memory_mib, host.memory_mib),
+        .disk_gib = pick(sc, "diskGiB", a->o.disk_gib, host.disk_gib),
     };
     agent_resources alloc = {
         .vcpus = MAX(cap.vcpus - json_integer_value(json_object_get(rs, "vcpus")), 0),
@@ -123,6 +127,27 @@ static json_t *desired_node(agent_node *n, const json_t *cur)
                      md, "spec", spec);
 }
 
+/* Ready, as a kubelet says it: False with a reason when the node cannot run instances — its
+ * lease is lost (fenced), or libvirt cannot be reached (HypervisorUnreachable, libvirt's own
+ * words in the message) — so the scheduler's NodeReady filter sends new instances elsewhere. */
+static void ready_condition(agent_node *n, json_t *st, const char *hv_error)
+{
+    usec_t now = now_realtime();
+    if (atomic_load(&n->fenced))
+        status_condition_set(st, "Ready", "False", "Fenced",
+                             "the node lost its lease and stopped its domains", now);
+    else if (atomic_load(&n->hv_down)) {
+        _cleanup_free_ char *msg =
+            xasprintf("cannot reach the hypervisor; running guests are left alone, nothing is "
+                      "built, started or stopped until the agent reconnects: %s",
+                      hv_error[0] ? hv_error : "connection lost");
+        _cleanup_free_ char *safe = status_text(msg, API_MESSAGE_MAX);
+        status_condition_set(st, "Ready", "False", "HypervisorUnreachable", safe, now);
+    } else
+        status_condition_set(st, "Ready", "True", "AgentReady", "stratus-node-agent is running",
+                             now);
+}
+
 static json_t *node_status(agent_node *n, const json_t *node)
 {
     const json_t *old = json_object_get(node, "status");
@@ -130,14 +155,12 @@ static json_t *node_status(agent_node *n, const json_t *node)
     pthread_mutex_lock(&n->lock);
     json_object_set_new(st, "capacity", resources_json(&n->capacity));
     json_object_set_new(st, "allocatable", resources_json(&n->allocatable));
+    backend_host_info host = n->host;
+    char hv_error[BACKEND_ERROR_MAX];
+    snprintf(hv_error, sizeof(hv_error), "%s", n->hv_error);
     pthread_mutex_unlock(&n->lock);
-    bool fenced = atomic_load(&n->fenced);
-    status_condition_set(st, "Ready", fenced ? "False" : "True", fenced ? "Fenced" : "AgentReady",
-                         fenced ? "the node lost its lease and stopped its domains"
-                                : "stratus-node-agent is running",
-                         now_realtime());
-    const char *hostname =
-        n->a->o.hollow_nodes || !n->host.hostname[0] ? n->name : n->host.hostname;
+    ready_condition(n, st, hv_error);
+    const char *hostname = n->a->o.hollow_nodes || !host.hostname[0] ? n->name : host.hostname;
     json_object_set_new(st, "addresses",
                         json_pack("[{s:s,s:s}]", "type", "Hostname", "address", hostname));
     struct utsname u;
@@ -145,10 +168,10 @@ static json_t *node_status(agent_node *n, const json_t *node)
     _cleanup_free_ char *be = xasprintf("libvirt-%s", n->settings.domain_type);
     json_t *info =
         json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "hostname", hostname, "architecture",
-                  n->settings.arch, "hypervisor", n->host.hypervisor, "hypervisorVersion",
-                  n->host.hypervisor_version, "libvirtVersion", n->host.libvirt_version,
-                  "kernelVersion", u.release, "osImage", u.sysname, "cpuModel", n->host.cpu_model,
-                  "agentVersion", STRATUS_VERSION, "backend", be);
+                  n->settings.arch, "hypervisor", host.hypervisor, "hypervisorVersion",
+                  host.hypervisor_version, "libvirtVersion", host.libvirt_version, "kernelVersion",
+                  u.release, "osImage", u.sysname, "cpuModel", host.cpu_model, "agentVersion",
+                  STRATUS_VERSION, "backend", be);
     json_object_set_new(st, "nodeInfo", info);
     json_object_set_new(st, "observedGeneration", json_integer(api_object_generation(node)));
     return st;
@@ -222,35 +245,60 @@ int agent_node_register(agent_node *n)
     return 0;
 }
 
-/* Destroys every Stratus domain on the node (not undefined: they come back when unfenced). */
+/* Destroys every Stratus domain of this node (not undefined: they come back when unfenced);
+ * another node identity's on the same libvirtd are not ours to stop. When libvirt cannot list
+ * them (it is down too), the next beats try again: they must not keep running. */
 static void fence(agent_node *n)
 {
     agent *a = n->a;
-    atomic_store(&n->fenced, true);
-    atomic_fetch_add(&a->fencings, 1);
+    bool first = !atomic_load(&n->fenced);
+    if (first) {
+        atomic_store(&n->fenced, true);
+        atomic_fetch_add(&a->fencings, 1);
+    }
     backend_domain *doms = NULL;
     size_t nd = 0;
-    size_t stopped = 0;
-    if (backend_domain_list(n->be, &doms, &nd) == 0) {
-        for (size_t i = 0; i < nd; i++)
-            if (doms[i].uid && doms[i].state != BACKEND_DOMAIN_SHUTOFF &&
-                backend_domain_destroy(n->be, doms[i].name) == 0)
+    size_t stopped = 0, failed = 0;
+    int r = backend_domain_list(n->be, &doms, &nd);
+    if (r == 0) {
+        for (size_t i = 0; i < nd; i++) {
+            if (!agent_domain_is_ours(&doms[i], n->name) || doms[i].state == BACKEND_DOMAIN_SHUTOFF)
+                continue;
+            int k = backend_domain_destroy(n->be, doms[i].name);
+            if (k == 0)
                 stopped++;
+            else if (k != -ENOENT) /* gone meanwhile: stopped too */
+                failed++;
+        }
         backend_domains_free(doms, nd);
     }
-    agent_log(a, AGENT_LOG_ERROR, n->name, "no lease for %llu s: fenced, %zu domain(s) destroyed",
-              (unsigned long long)(a->o.fencing_timeout / USEC_PER_SEC), stopped);
+    n->fence_pending = r < 0 || failed > 0;
+    if (r < 0 && first)
+        agent_log(a, AGENT_LOG_ERROR, n->name,
+                  "no lease for %llu s: fenced, but the domains cannot be listed (%s); retrying",
+                  (unsigned long long)(a->o.fencing_timeout / USEC_PER_SEC), backend_last_error());
+    else if (r == 0 && (first || stopped > 0 || failed > 0))
+        agent_log(a, AGENT_LOG_ERROR, n->name,
+                  "no lease for %llu s: fenced, %zu domain(s) destroyed%s",
+                  (unsigned long long)(a->o.fencing_timeout / USEC_PER_SEC), stopped,
+                  failed ? ", some could not be: retrying" : "");
 }
 
 void agent_node_heartbeat(agent_node *n, usec_t now)
 {
     agent *a = n->a;
+    /* The close callback may not come (a borrowed backend's subscriber is someone else). */
+    if (!atomic_load(&n->hv_down) && !backend_connected(n->be))
+        agent_hypervisor_suspect(n);
     pthread_mutex_lock(&n->lock);
     bool registered = n->registered;
     pthread_mutex_unlock(&n->lock);
-    if (!registered || now >= n->next_status) {
+    bool dirty = atomic_exchange(&n->status_dirty, false);
+    if (!registered || dirty || now >= n->next_status) {
         if (agent_node_register(n) == 0)
             n->next_status = now + a->o.node_status_interval;
+        else if (dirty)
+            atomic_store(&n->status_dirty, true);
     }
     Stratus__V1__RenewLeaseRequest req = STRATUS__V1__RENEW_LEASE_REQUEST__INIT;
     req.node = n->name;
@@ -270,24 +318,16 @@ void agent_node_heartbeat(agent_node *n, usec_t now)
         rpc_message_free(rep);
         if (atomic_load(&n->fenced)) {
             atomic_store(&n->fenced, false);
+            n->fence_pending = false;
             agent_log(a, AGENT_LOG_WARNING, n->name, "lease renewed: unfenced");
             n->next_status = 0; /* Ready=True again at the next beat */
-            json_t **items = NULL;
-            size_t count = 0;
-            if (n->inf && informer_list(n->inf, &items, &count) == 0) {
-                for (size_t i = 0; i < count; i++) {
-                    _cleanup_free_ char *k = NULL;
-                    if (informer_object_key(items[i], &k) == 0)
-                        agent_enqueue(n, k);
-                }
-                informer_items_free(items, count);
-            }
-            agent_enqueue(n, AGENT_HOUSEKEEPING);
+            agent_node_resync(n);
         }
         return;
     }
     atomic_fetch_add(&a->lease_failures, 1);
     agent_log(a, AGENT_LOG_WARNING, n->name, "lease renewal failed: %s", st.message);
-    if (!atomic_load(&n->fenced) && now_monotonic() - n->last_renew_ok >= a->o.fencing_timeout)
+    if (now_monotonic() - n->last_renew_ok >= a->o.fencing_timeout &&
+        (!atomic_load(&n->fenced) || n->fence_pending))
         fence(n);
 }

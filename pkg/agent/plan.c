@@ -495,8 +495,8 @@ int agent_domain_xml(const agent_plan *p, const agent_settings *s, char **ret)
     xml(&b, "  <name>%s</name>\n", p->domain_name);
     xml(&b,
         "  <metadata>\n    <stratus:instance xmlns:stratus='https://stratus.io/xmlns/instance/1'"
-        " uid='%s' generation='%lld' namespace='%s' name='%s'/>\n  </metadata>\n",
-        p->uid, (long long)p->generation, p->namespace_, p->name);
+        " uid='%s' generation='%lld' namespace='%s' name='%s' node='%s'/>\n  </metadata>\n",
+        p->uid, (long long)p->generation, p->namespace_, p->name, s->node_name);
     xml(&b, "  <memory unit='MiB'>%lld</memory>\n", (long long)p->memory_mib);
     xml(&b, "  <vcpu>%lld</vcpu>\n", (long long)p->vcpus);
     buf_append_str(&b, "  <os>\n");

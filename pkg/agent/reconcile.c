@@ -9,12 +9,15 @@
  * (or a claim on the node) sees it before the watch does.
  *
  * Housekeeping: adopt the domains that belong to bound instances (enqueue them), and remove,
- * after a grace period, domains, disks and folders that belong to no instance bound here. */
+ * after a grace period, domains, disks and folders that belong to no instance bound here. Only
+ * domains whose metadata names this node (or no node: older agents) are looked at; another node
+ * identity on the same libvirtd keeps its own. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/agent-internal.h"
 #include "agent/files.h"
@@ -474,6 +477,17 @@ static void reconcile_run(agent_node *n, const char *qkey, const char *key, cons
 
     agent_reconcile_instance(&ctx);
 
+    if (ctx.outcome == AGENT_OUTCOME_RETRY && !backend_connected(n->be)) {
+        /* The step failed because libvirt went away, not because of the instance: nothing to
+         * report, no failure to count towards a give-back. The reconnect resyncs the key. */
+        map_set(n, n->shutdowns, key, ctx.shutdown_since);
+        agent_log(a, AGENT_LOG_DEBUG, n->name, "%s: hypervisor connection lost: %s", key,
+                  ctx.message);
+        agent_hypervisor_suspect(n);
+        workqueue_forget(a->q, qkey);
+        agent_reconcile_ctx_clear(&ctx);
+        return;
+    }
     map_set(n, n->shutdowns, key, ctx.shutdown_since);
     map_set(n, n->shutdowns, fkey, ctx.outcome == AGENT_OUTCOME_RETRY ? ctx.failures + 1 : 0);
     int r = 0;
@@ -589,41 +603,63 @@ static void housekeeping(agent_node *n, const char *qkey)
     }
     backend_domain *doms = NULL;
     size_t nd = 0;
-    if (backend_domain_list(n->be, &doms, &nd) == 0) {
-        for (size_t i = 0; i < nd; i++) {
-            backend_domain *d = &doms[i];
-            if (!d->uid || !d->namespace_ || !d->instance)
-                continue; /* not made by Stratus */
-            if (json_object_get(known, d->uid)) {
-                _cleanup_free_ char *k = xasprintf("%s/%s", d->namespace_, d->instance);
-                agent_enqueue(n, k);
-                continue;
-            }
-            json_object_set_new(known, d->uid, json_false()); /* its disks go with it */
-            _cleanup_free_ char *mkey = xasprintf("domain:%s", d->name);
-            if (!orphan_due(n, seen, mkey, now))
-                continue;
-            if (agent_instance_cleanup(&n->env, d->name, d->uid) < 0) {
-                agent_log(a, AGENT_LOG_WARNING, n->name, "removing orphan domain %s: %s", d->name,
-                          backend_last_error());
-                continue;
-            }
-            atomic_fetch_add(&a->orphans, 1);
-            agent_log(a, AGENT_LOG_INFO, n->name, "removed orphan domain %s", d->name);
-            _cleanup_free_ char *msg = xasprintf(
-                "domain %s belongs to no instance bound to node \"%s\"; removed it and its disks",
-                d->name, n->name);
-            agent_event_emit(n, "Instance", d->namespace_, d->instance, d->uid, true,
-                             "OrphanRemoved", msg);
-        }
-        backend_domains_free(doms, nd);
+    if (backend_domain_list(n->be, &doms, &nd) < 0) {
+        /* Without the domains, their uids (other nodes' included) are unknown: sweeping disks
+         * and folders now could take what is not an orphan. */
+        agent_log(a, AGENT_LOG_DEBUG, n->name, "housekeeping: %s", backend_last_error());
+        if (!backend_connected(n->be))
+            agent_hypervisor_suspect(n);
+        json_decref(known);
+        json_decref(seen);
+        workqueue_add_after(a->q, qkey, a->o.resync_interval);
+        return;
     }
+    for (size_t i = 0; i < nd; i++) {
+        backend_domain *d = &doms[i];
+        if (!d->uid || !d->namespace_ || !d->instance)
+            continue; /* not made by Stratus */
+        if (!agent_domain_is_ours(d, n->name)) {
+            /* Another node identity's, on a libvirtd both use: its disks are its own
+             * (should the pool be shared too), so they are not orphans here either. */
+            if (!json_object_get(known, d->uid))
+                json_object_set_new(known, d->uid, json_false());
+            continue;
+        }
+        if (json_object_get(known, d->uid)) {
+            _cleanup_free_ char *k = xasprintf("%s/%s", d->namespace_, d->instance);
+            agent_enqueue(n, k);
+            continue;
+        }
+        json_object_set_new(known, d->uid, json_false()); /* its disks go with it */
+        _cleanup_free_ char *mkey = xasprintf("domain:%s", d->name);
+        if (!orphan_due(n, seen, mkey, now))
+            continue;
+        if (agent_instance_cleanup(&n->env, d->name, d->uid) < 0) {
+            agent_log(a, AGENT_LOG_WARNING, n->name, "removing orphan domain %s: %s", d->name,
+                      backend_last_error());
+            continue;
+        }
+        atomic_fetch_add(&a->orphans, 1);
+        agent_log(a, AGENT_LOG_INFO, n->name, "removed orphan domain %s", d->name);
+        _cleanup_free_ char *msg = xasprintf(
+            "domain %s belongs to no instance bound to node \"%s\"; removed it and its disks",
+            d->name, n->name);
+        agent_event_emit(n, "Instance", d->namespace_, d->instance, d->uid, true, "OrphanRemoved",
+                         msg);
+    }
+    backend_domains_free(doms, nd);
     char **disks = NULL;
     size_t nk = 0;
     if (backend_disk_list(n->be, &disks, &nk) == 0) {
         for (size_t i = 0; i < nk; i++) {
             char uid[37];
             if (!name_uid(disks[i], uid, false) || json_object_get(known, uid))
+                continue;
+            /* Made here only if this node has the instance's folder (the build makes it before
+             * the disks, the cleanup removes it after them); otherwise another node identity
+             * sharing the pool may be building it right now. */
+            _cleanup_free_ char *folder = xasprintf("%s/%s", n->instance_dir, uid);
+            if (access(folder, F_OK) < 0)
                 continue;
             _cleanup_free_ char *mkey = xasprintf("disk:%s", disks[i]);
             if (orphan_due(n, seen, mkey, now) && backend_disk_delete(n->be, disks[i]) == 0) {
@@ -671,6 +707,18 @@ void agent_process_key(agent *a, const char *key)
         return;
     agent_node *n = a->nodes[idx];
     const char *rest = end + 1;
+    if (streq(rest, AGENT_HYPERVISOR)) {
+        agent_hypervisor_check(n, key);
+        return;
+    }
+    if (atomic_load(&n->hv_down)) {
+        /* Set aside: the reconnect enqueues every instance and the housekeeping again. */
+        if (streq(rest, AGENT_HOUSEKEEPING))
+            workqueue_add_after(a->q, key, a->o.resync_interval);
+        else
+            workqueue_forget(a->q, key);
+        return;
+    }
     if (streq(rest, AGENT_HOUSEKEEPING)) {
         housekeeping(n, key);
         return;

@@ -67,6 +67,13 @@ bool agent_instance_is_bound(const json_t *inst, const char *node)
     return sn && streq(sn, node);
 }
 
+bool agent_domain_is_ours(const backend_domain *d, const char *node)
+{
+    if (!d->uid || !d->namespace_ || !d->instance)
+        return false;
+    return !d->node || streq(d->node, node);
+}
+
 void agent_reconcile_ctx_init(agent_reconcile_ctx *ctx, const agent_node_env *env,
                               const json_t *instance)
 {
@@ -484,6 +491,15 @@ static int step_block_devices(agent_reconcile_ctx *ctx, agent_plan *p)
         }
         step_failed(ctx, "BlockDevicesReady", "ImageDownloadFailed", "%s", msg);
         return r;
+    }
+    /* The instance folder comes before any disk: it is what tells this node's orphan sweep that
+     * a "<uid>-…" disk is its own, in a pool another node identity may share. */
+    int fr = fs_mkdir_p(p->files_dir, 0711);
+    if (fr < 0) {
+        status_timeline_end(ctx->status, t, false, now_realtime());
+        step_failed(ctx, "BlockDevicesReady", "StateDirFailed", "cannot create %s: %s",
+                    p->files_dir, strerror(-fr));
+        return fr;
     }
     for (size_t i = 0; i < p->n_disks; i++) {
         plan_disk *d = &p->disks[i];

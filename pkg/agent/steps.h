@@ -158,3 +158,8 @@ int agent_instance_files_remove(const agent_node_env *env, const char *uid);
 /* Whether the instance is bound (not merely forced to a node by its user): the apiserver's
  * finalizer, or Scheduled=True, or status.nodeName set. */
 bool agent_instance_is_bound(const json_t *instance, const char *node);
+
+/* Whether a listed domain is this node's to adopt or remove: made by Stratus (it has instance
+ * metadata) and named for `node` — or named for no node at all, as domains defined by agents
+ * before the metadata carried the node are. Other nodes' domains on a shared libvirtd are not. */
+bool agent_domain_is_ours(const backend_domain *d, const char *node);

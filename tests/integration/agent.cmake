@@ -15,6 +15,14 @@ stratus_test(test-agent-kill LABEL integration SOURCES integration/test-agent-ki
              LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver TIMEOUT 300)
 stratus_test(test-agent-kill-qemu LABEL integration SOURCES integration/test-agent-kill.c
              LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver TIMEOUT 1500)
+# Two agents on one libvirtd, and a libvirtd restart under a running agent: on a libvirtd of the
+# test's own, in a private mount namespace (it is killed and restarted; the host's may be serving
+# someone else). Skipped (exit 77) when not root, or libvirtd, qemu, virsh... are missing.
+stratus_test(test-agent-libvirtd LABEL integration SOURCES integration/test-agent-libvirtd.c
+             LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver TIMEOUT 1500)
+if(TARGET test-agent-libvirtd)
+  set_tests_properties(test-agent-libvirtd PROPERTIES SKIP_RETURN_CODE 77 RESOURCE_LOCK libvirtd)
+endif()
 if(TARGET test-agent-kill)
   add_dependencies(test-agent-kill stratus-node-agent)
   add_dependencies(test-agent-kill-qemu stratus-node-agent)

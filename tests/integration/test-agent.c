@@ -9,12 +9,15 @@
  * Event); delete cleans everything and the finalizer goes; an agent restart adopts (same domain
  * UUID, no second domain); a build interrupted after its disks were made converges without
  * duplicates; a claim that does not fit is given back (Unbind, attempt recorded); a sha256
- * mismatch fails the instance with nothing started; orphans are removed; one process runs
- * several hollow nodes; losing the lease
- * fences the node (domains stopped) and getting it back starts them again. */
+ * mismatch fails the instance with nothing started; orphans are removed; two agents (two node
+ * identities) on one libvirt host leave each other's domains and disks alone; a lost connection
+ * to libvirt makes the Node NotReady (HypervisorUnreachable) and sets reconciles aside, and the
+ * reconnect resyncs; one process runs several hollow nodes; losing the lease fences the node
+ * (domains stopped) and getting it back starts them again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +41,8 @@ static apiserver_fixture *fx;
 static char *state_dir;
 static backend *be; /* the node's test driver, kept across agent restarts */
 static agent *ag;
+static agent *other;      /* a second agent some cases run next to ag */
+static backend *flaky_be; /* a wrapper around be that can lose its connection */
 static char image_sha[65];
 static char *image_url;
 
@@ -59,7 +64,9 @@ static void on_log(void *userdata, agent_log_level level, const char *node, cons
 
 static void teardown(void)
 {
+    other = agent_free(other);
     ag = agent_free(ag);
+    flaky_be = backend_free(flaky_be);
     be = backend_free(be);
     if (state_dir && !getenv("STRATUS_TEST_KEEP"))
         fs_rm_rf(state_dir);
@@ -78,12 +85,12 @@ static void apply_ok(const char *json)
     check_fail(__FILE__, __LINE__, "apply %s: %s", json, st.message);
 }
 
-static void agent_start(void)
+static void agent_start_on(backend *b)
 {
     agent_options o = {
         .client = fx->client,
         .node_name = NODE,
-        .backend = be,
+        .backend = b,
         .state_dir = state_dir,
         .zone = "zone-1",
         .vcpus = 8,
@@ -101,6 +108,11 @@ static void agent_start(void)
     int r = agent_new(&o, &ag);
     if (r < 0)
         check_fail(__FILE__, __LINE__, "agent_new: %s", backend_last_error());
+}
+
+static void agent_start(void)
+{
+    agent_start_on(be);
 }
 
 static void setup(void)
@@ -337,6 +349,185 @@ static void set_power(const char *name, const char *state)
             "\"networks\":[{\"network\":\"lan\"}],\"powerState\":\"%s\"}}",
             name, state);
     apply_ok(j);
+}
+
+/* ---- a backend that loses its connection ----
+ *
+ * What a libvirtd restart does to a qemu:/// connection, on the test driver (whose connection
+ * cannot die): while `down`, every call fails and connected() is false, and no lifecycle event
+ * gets through; reconnect() fails while `unreachable`, else comes back. lose() also calls the
+ * subscriber with no domain, as libvirt's close callback does. */
+
+typedef struct flaky {
+    backend base;
+    backend *inner;
+    atomic_bool down, unreachable;
+    atomic_uint reconnects;
+    backend_event_fn fn;
+    void *userdata;
+} flaky;
+
+static backend *flaky_inner_for_open;
+
+static flaky *FL(backend *b)
+{
+    return (flaky *)b;
+}
+
+static int fl_open(const backend_config *cfg, backend **ret)
+{
+    flaky *f = xnew(flaky, 1);
+    f->inner = flaky_inner_for_open;
+    *ret = &f->base;
+    return 0;
+}
+
+static void fl_close(backend *b)
+{
+    free(b);
+}
+
+#define FL_CALL(b, call)                                                                           \
+    do {                                                                                           \
+        if (atomic_load(&FL(b)->down))                                                             \
+            return backend_set_error(-EHOSTDOWN, "flaky: the connection is closed");               \
+        return call;                                                                               \
+    } while (0)
+
+static int fl_host_info(backend *b, backend_host_info *ret)
+{
+    FL_CALL(b, backend_host_info_get(FL(b)->inner, ret));
+}
+static int fl_define(backend *b, const char *xml, char uuid[BACKEND_UUID_MAX])
+{
+    FL_CALL(b, backend_domain_define(FL(b)->inner, xml, uuid));
+}
+static int fl_start(backend *b, const char *name)
+{
+    FL_CALL(b, backend_domain_start(FL(b)->inner, name));
+}
+static int fl_shutdown(backend *b, const char *name)
+{
+    FL_CALL(b, backend_domain_shutdown(FL(b)->inner, name));
+}
+static int fl_destroy(backend *b, const char *name)
+{
+    FL_CALL(b, backend_domain_destroy(FL(b)->inner, name));
+}
+static int fl_undefine(backend *b, const char *name)
+{
+    FL_CALL(b, backend_domain_undefine(FL(b)->inner, name));
+}
+static int fl_state(backend *b, const char *name, backend_domain_state *st,
+                    char uuid[BACKEND_UUID_MAX])
+{
+    FL_CALL(b, backend_domain_state_get(FL(b)->inner, name, st, uuid));
+}
+static int fl_list(backend *b, backend_domain **ret, size_t *ret_n)
+{
+    FL_CALL(b, backend_domain_list(FL(b)->inner, ret, ret_n));
+}
+static int fl_disk_create(backend *b, const backend_disk_request *d, char **ret_path)
+{
+    FL_CALL(b, backend_disk_create(FL(b)->inner, d, ret_path));
+}
+static int fl_disk_delete(backend *b, const char *name)
+{
+    FL_CALL(b, backend_disk_delete(FL(b)->inner, name));
+}
+static int fl_disk_list(backend *b, char ***ret, size_t *ret_n)
+{
+    FL_CALL(b, backend_disk_list(FL(b)->inner, ret, ret_n));
+}
+static int fl_net_ensure(backend *b, const backend_network_request *n)
+{
+    FL_CALL(b, backend_network_ensure(FL(b)->inner, n));
+}
+static int fl_host_add(backend *b, const char *net, const char *mac, const char *ip)
+{
+    FL_CALL(b, backend_network_host_add(FL(b)->inner, net, mac, ip));
+}
+static int fl_host_remove(backend *b, const char *net, const char *mac, const char *ip)
+{
+    FL_CALL(b, backend_network_host_remove(FL(b)->inner, net, mac, ip));
+}
+static int fl_console(backend *b, const char *name, char **ret)
+{
+    FL_CALL(b, backend_console_log_path(FL(b)->inner, name, ret));
+}
+
+static void fl_event(const char *domain, void *userdata)
+{
+    flaky *f = userdata;
+    if (!atomic_load(&f->down) && f->fn)
+        f->fn(domain, f->userdata);
+}
+
+static int fl_subscribe(backend *b, backend_event_fn fn, void *userdata)
+{
+    FL(b)->fn = fn;
+    FL(b)->userdata = userdata;
+    return backend_events_subscribe(FL(b)->inner, fl_event, b);
+}
+
+static int fl_unsubscribe(backend *b)
+{
+    int r = backend_events_unsubscribe(FL(b)->inner);
+    FL(b)->fn = NULL;
+    return r;
+}
+
+static bool fl_connected(backend *b)
+{
+    return !atomic_load(&FL(b)->down);
+}
+
+static int fl_reconnect(backend *b)
+{
+    flaky *f = FL(b);
+    if (!atomic_load(&f->down))
+        return 0;
+    if (atomic_load(&f->unreachable))
+        return backend_set_error(-ECONNREFUSED, "flaky: libvirtd is not answering");
+    atomic_store(&f->down, false);
+    atomic_fetch_add(&f->reconnects, 1);
+    return 0;
+}
+
+static const backend_ops flaky_ops = {
+    .name = "flaky",
+    .open = fl_open,
+    .close = fl_close,
+    .host_info = fl_host_info,
+    .domain_define = fl_define,
+    .domain_start = fl_start,
+    .domain_shutdown = fl_shutdown,
+    .domain_destroy = fl_destroy,
+    .domain_undefine = fl_undefine,
+    .domain_state = fl_state,
+    .domain_list = fl_list,
+    .disk_create = fl_disk_create,
+    .disk_delete = fl_disk_delete,
+    .disk_list = fl_disk_list,
+    .network_ensure = fl_net_ensure,
+    .network_host_add = fl_host_add,
+    .network_host_remove = fl_host_remove,
+    .console_log_path = fl_console,
+    .events_subscribe = fl_subscribe,
+    .events_unsubscribe = fl_unsubscribe,
+    .connected = fl_connected,
+    .reconnect = fl_reconnect,
+};
+
+/* libvirtd goes away: calls fail, and (with close_callback) the subscriber is told at once;
+ * without it, only the agent's own checks can notice. */
+static void flaky_lose(bool unreachable, bool close_callback)
+{
+    flaky *f = FL(flaky_be);
+    atomic_store(&f->unreachable, unreachable);
+    atomic_store(&f->down, true);
+    if (close_callback && f->fn)
+        f->fn(NULL, f->userdata);
 }
 
 /* ---- cases ---- */
@@ -716,6 +907,256 @@ static void fencing(void)
     CHECK(wait_dom_state(dom, BACKEND_DOMAIN_RUNNING));
 }
 
+/* ---- two node identities on one host ---- */
+
+/* The node named in a domain's metadata ("" when none); NULL when there is no such domain. */
+static char *domain_node(const char *dom)
+{
+    backend_domain *d = NULL;
+    size_t n = 0;
+    char *node = NULL;
+    if (backend_domain_list(be, &d, &n) < 0)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (streq(d[i].name, dom))
+            node = xstrdup(d[i].node ? d[i].node : "");
+    backend_domains_free(d, n);
+    return node;
+}
+
+/* A domain with Stratus metadata (naming `node` when not NULL; running when `start`) and a
+ * root disk, as an agent would have left them. */
+static char *stratus_domain(const char *name, const char *uid, const char *node, bool start)
+{
+    char *dom = fmt(NS ".%s.%s", name, uid);
+    _cleanup_free_ char *node_attr = node ? fmt(" node='%s'", node) : xstrdup("");
+    _cleanup_free_ char *xml = fmt(
+        "<domain type='test'><name>%s</name><metadata><stratus:instance "
+        "xmlns:stratus='https://stratus.io/xmlns/instance/1' uid='%s' generation='1' "
+        "namespace='" NS "' name='%s'%s/></metadata><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type>hvm</type></os></domain>",
+        dom, uid, name, node_attr);
+    /* The disk first: an agent may remove the domain, and its disks with it, at once. */
+    _cleanup_free_ char *disk = fmt("%s-root.qcow2", uid);
+    backend_disk_request d = {.name = disk, .size_bytes = 1ULL << 30};
+    char *path = NULL;
+    CHECK_OK(backend_disk_create(be, &d, &path));
+    free(path);
+    char uuid[BACKEND_UUID_MAX];
+    CHECK_OK(backend_domain_define(be, xml, uuid));
+    if (start)
+        CHECK_OK(backend_domain_start(be, dom));
+    return dom;
+}
+
+/* Two agents, node-a and node-b, share one libvirt host (here: one test-driver connection; on a
+ * real host, one libvirtd) and its storage pool. Each writes its node into the domains it makes,
+ * removes a genuine orphan of its own, and leaves the other's domains and disks — and those of
+ * a third identity, node-c — alone however many orphan graces pass. */
+static void two_agents_one_host(void)
+{
+    setup();
+    _cleanup_free_ char *dir = fmt("%s/second", state_dir);
+    agent_options o = {
+        .client = fx->client,
+        .node_name = "node-b",
+        .backend = be, /* ag has its events: this one relies on resyncs */
+        .state_dir = dir,
+        .vcpus = 8,
+        .memory_mib = 16384,
+        .disk_gib = 200,
+        .workers = 2,
+        .lease_ttl = USEC_PER_SEC,
+        .resync_interval = USEC_PER_SEC,
+        .orphan_grace = USEC_PER_SEC,
+        .log = on_log,
+    };
+    if (agent_new(&o, &other) < 0)
+        check_fail(__FILE__, __LINE__, "agent_new: %s", backend_last_error());
+    _cleanup_free_ char *uid_a = create("host-a", "small", "cirros", NULL);
+    _cleanup_free_ char *uid_b = create("host-b", "small", "cirros", NULL);
+    bind_to("host-a", uid_a, NODE);
+    bind_to("host-b", uid_b, "node-b");
+    json_decref(wait_phase("host-a", "Running"));
+    json_decref(wait_phase("host-b", "Running"));
+    _cleanup_free_ char *dom_a = domain_of("host-a", uid_a);
+    _cleanup_free_ char *dom_b = domain_of("host-b", uid_b);
+    _cleanup_free_ char *node_a = domain_node(dom_a);
+    _cleanup_free_ char *node_b = domain_node(dom_b);
+    CHECK_STR(node_a, NODE);
+    CHECK_STR(node_b, "node-b");
+
+    const char *uid_g = "22222222-3333-4444-8555-666666666666";
+    const char *uid_c = "33333333-4444-4555-8666-777777777777";
+    agent_stats sb0;
+    agent_stats_read(other, &sb0);
+    _cleanup_free_ char *dom_g = stratus_domain("ghost-b", uid_g, "node-b", false);
+    _cleanup_free_ char *dom_c = stratus_domain("other-c", uid_c, "node-c", true);
+    agent_resync(ag);
+    agent_resync(other);
+    CHECK(wait_dom_state(dom_g, -ENOENT));
+    CHECK(wait_events("ghost-b", "OrphanRemoved"));
+    agent_stats sb;
+    agent_stats_read(other, &sb);
+    CHECK_INT(sb.orphans, >, sb0.orphans); /* node-b's own orphan, removed by node-b */
+    CHECK_INT(count_disks(uid_g), ==, 0);
+
+    /* Four orphan graces, four resyncs each: nothing of the others' goes. */
+    usec_t until = now_monotonic() + 4 * USEC_PER_SEC;
+    while (now_monotonic() < until) {
+        CHECK_INT(dom_state(dom_a, NULL), ==, BACKEND_DOMAIN_RUNNING);
+        CHECK_INT(dom_state(dom_b, NULL), ==, BACKEND_DOMAIN_RUNNING);
+        CHECK_INT(dom_state(dom_c, NULL), ==, BACKEND_DOMAIN_RUNNING);
+        CHECK_INT(count_disks(uid_a), ==, 2);
+        CHECK_INT(count_disks(uid_b), ==, 2);
+        CHECK_INT(count_disks(uid_c), ==, 1);
+        usleep(100000);
+    }
+    CHECK_INT(events_about("host-a", "OrphanRemoved"), ==, 0);
+    CHECK_INT(events_about("host-b", "OrphanRemoved"), ==, 0);
+    CHECK_INT(events_about("other-c", "OrphanRemoved"), ==, 0);
+
+    /* Each agent deletes its own. */
+    rpc_status st;
+    json_t *gone = NULL;
+    CHECK_OK(fx_delete(fx, "Instance", NS, "host-b", &gone, &st));
+    json_decref(gone);
+    CHECK_OK(fx_delete(fx, "Instance", NS, "host-a", &gone, &st));
+    json_decref(gone);
+    wait_phase("host-a", NULL);
+    wait_phase("host-b", NULL);
+    CHECK_INT(dom_state(dom_a, NULL), ==, -ENOENT);
+    CHECK_INT(dom_state(dom_b, NULL), ==, -ENOENT);
+    CHECK_INT(count_disks(uid_a) + count_disks(uid_b), ==, 0);
+    CHECK_INT(dom_state(dom_c, NULL), ==, BACKEND_DOMAIN_RUNNING);
+    other = agent_free(other);
+    CHECK_OK(backend_domain_destroy(be, dom_c));
+    CHECK_OK(backend_domain_undefine(be, dom_c));
+    _cleanup_free_ char *disk_c = fmt("%s-root.qcow2", uid_c);
+    CHECK_OK(backend_disk_delete(be, disk_c));
+}
+
+/* ---- losing libvirt ---- */
+
+/* The Node's condition of this type: its status, reason and message (borrowed from *ret_node,
+ * which the caller frees). */
+static const char *node_cond(json_t **ret_node, const char *type, const char **ret_reason,
+                             const char **ret_message)
+{
+    json_t *n = NULL;
+    rpc_status st;
+    *ret_node = NULL;
+    if (fx_get(fx, "Node", NULL, NODE, &n, &st) < 0)
+        return NULL;
+    *ret_node = n;
+    const json_t *c = api_json_lookup(n, "status.conditions");
+    for (size_t i = 0; i < json_array_size(c); i++) {
+        const json_t *e = json_array_get(c, i);
+        if (!streq(json_string_value(json_object_get(e, "type")) ?: "", type))
+            continue;
+        *ret_reason = json_string_value(json_object_get(e, "reason"));
+        *ret_message = json_string_value(json_object_get(e, "message"));
+        return json_string_value(json_object_get(e, "status"));
+    }
+    return NULL;
+}
+
+/* Polls until the Node is Ready=status with this reason and a message holding `text` (when not
+ * NULL). */
+static void wait_node_ready(const char *status, const char *reason, const char *text)
+{
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    _cleanup_free_ char *last = NULL;
+    for (;;) {
+        json_t *n = NULL;
+        const char *r = NULL, *m = NULL;
+        const char *s = node_cond(&n, "Ready", &r, &m);
+        bool ok =
+            s && streq(s, status) && streq(r ?: "", reason) && (!text || strstr(m ?: "", text));
+        free(last);
+        last = fmt("%s %s \"%s\"", s ?: "-", r ?: "-", m ?: "-");
+        json_decref(n);
+        if (ok)
+            return;
+        if (now_monotonic() > deadline)
+            break;
+        usleep(50000);
+    }
+    check_fail(__FILE__, __LINE__, "Node Ready is %s, wanted %s %s", last, status, reason);
+}
+
+/* libvirtd goes away under a running agent and comes back: the Node says Ready=False,
+ * HypervisorUnreachable with libvirt's reason while it is away; reconciles are set aside (no
+ * status written, no failure counted); a guest stopped meanwhile — no event can tell — is found by
+ * the resync after the reconnect and started again; power changes converge afterwards. A loss
+ * that no close callback announces is found by the agent's own check. */
+static void hypervisor_reconnect(void)
+{
+    setup();
+    _cleanup_free_ char *uid = create("hv", "small", "cirros", NULL);
+    bind("hv", uid);
+    json_decref(wait_phase("hv", "Running"));
+    _cleanup_free_ char *dom = domain_of("hv", uid);
+    ag = agent_free(ag);
+    flaky_inner_for_open = be;
+    if (!flaky_be)
+        CHECK_OK(backend_open_with(&flaky_ops, NULL, &flaky_be));
+    agent_start_on(flaky_be);
+    wait_node_ready("True", "AgentReady", NULL);
+    json_t *o = wait_phase("hv", "Running");
+    _cleanup_free_ char *rv = xstrdup(str(o, "metadata.resourceVersion"));
+    json_decref(o);
+
+    flaky_lose(true, true);
+    wait_node_ready("False", "HypervisorUnreachable", "libvirtd is not answering");
+    CHECK(agent_node_hypervisor_down(ag, 0));
+    CHECK_OK(backend_domain_destroy(be, dom)); /* no event gets through */
+    agent_stats s0, s1;
+    agent_stats_read(ag, &s0);
+    agent_resync(ag);
+    usleep(1500000); /* a resync and then some: every key comes and is set aside */
+    agent_stats_read(ag, &s1);
+    CHECK_INT(s1.reconciles, ==, s0.reconciles);
+    CHECK_INT(s1.reconnects, ==, 0);
+    o = get_inst("hv", NULL);
+    CHECK_STR(str(o, "metadata.resourceVersion"), rv);
+    json_decref(o);
+    CHECK_INT(dom_state(dom, NULL), ==, BACKEND_DOMAIN_SHUTOFF);
+
+    atomic_store(&FL(flaky_be)->unreachable, false);
+    wait_node_ready("True", "AgentReady", NULL);
+    CHECK(wait_events("hv", "DomainStoppedUnexpectedly"));
+    CHECK(wait_dom_state(dom, BACKEND_DOMAIN_RUNNING));
+    agent_stats_read(ag, &s1);
+    CHECK_INT(s1.hypervisor_losses, ==, 1);
+    CHECK_INT(s1.reconnects, ==, 1);
+    CHECK_INT(events_about("hv", "BackendFailed"), ==, 0);
+    set_power("hv", "Stopped");
+    json_decref(wait_phase("hv", "Stopped"));
+    CHECK_INT(dom_state(dom, NULL), ==, BACKEND_DOMAIN_SHUTOFF);
+    set_power("hv", "Running");
+    json_decref(wait_phase("hv", "Running"));
+    CHECK_INT(dom_state(dom, NULL), ==, BACKEND_DOMAIN_RUNNING);
+
+    /* Lost without a word: the heartbeat's check notices, the reconnect succeeds at once, and
+     * the resync finds the guest stopped meanwhile. */
+    flaky_lose(false, false);
+    CHECK_OK(backend_domain_destroy(be, dom));
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    while (atomic_load(&FL(flaky_be)->reconnects) < 2 && now_monotonic() < deadline)
+        usleep(50000);
+    CHECK_INT(atomic_load(&FL(flaky_be)->reconnects), ==, 2);
+    CHECK(wait_dom_state(dom, BACKEND_DOMAIN_RUNNING));
+
+    ag = agent_free(ag);
+    agent_start();
+    json_t *gone = NULL;
+    rpc_status st;
+    CHECK_OK(fx_delete(fx, "Instance", NS, "hv", &gone, &st));
+    json_decref(gone);
+    wait_phase("hv", NULL);
+}
+
 /* One process, several hollow nodes, each with its own test driver host. */
 static void hollow_nodes(void)
 {
@@ -766,4 +1207,4 @@ CHECK_MAIN(CASE(node_registered), CASE(bound_instance_runs), CASE(stop_and_start
            CASE(drift_corrected), CASE(delete_cleans_up), CASE(restart_adopts),
            CASE(interrupted_build_converges), CASE(claim_failure_unbinds),
            CASE(checksum_mismatch_fails), CASE(orphans_removed), CASE(volume_status),
-           CASE(hollow_nodes), CASE(fencing))
+           CASE(two_agents_one_host), CASE(hypervisor_reconnect), CASE(hollow_nodes), CASE(fencing))

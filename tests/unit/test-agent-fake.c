@@ -209,6 +209,7 @@ static int fk_list(backend *b, backend_domain **ret, size_t *ret_n)
         o->uid = between(xml, " uid='", '\'');
         o->namespace_ = between(xml, " namespace='", '\'');
         o->instance = between(xml, " name='", '\'');
+        o->node = between(xml, " node='", '\'');
         _cleanup_free_ char *gen = between(xml, " generation='", '\'');
         o->generation = gen ? atoll(gen) : 0;
     }

@@ -1005,6 +1005,42 @@ static void status_helpers(void)
     json_decref(st);
 }
 
+/* Which domains a node may adopt or remove: the metadata of a built domain names the node;
+ * another node's are not ours, neither are domains without Stratus metadata; a domain from an
+ * agent that did not write the node yet is taken as ours. */
+static void domain_ownership(void)
+{
+    rig g;
+    rig_init(&g, NULL, NULL);
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    backend_domain *d = NULL;
+    size_t n = 0;
+    CHECK_OK(backend_domain_list(g.be, &d, &n));
+    CHECK_INT(n, ==, 1);
+    CHECK_STR(d[0].node, "n1");
+    CHECK_STR(d[0].uid, UID);
+    CHECK(agent_domain_is_ours(&d[0], "n1"));
+    CHECK(!agent_domain_is_ours(&d[0], "n2"));
+    free(d[0].node);
+    d[0].node = NULL; /* written by an older agent */
+    CHECK(agent_domain_is_ours(&d[0], "n2"));
+    free(d[0].uid);
+    d[0].uid = NULL; /* not made by Stratus */
+    CHECK(!agent_domain_is_ours(&d[0], "n1"));
+    backend_domains_free(d, n);
+    rig_clear(&g);
+
+    /* The instance folder is made before the first disk: it is what tells the node's orphan
+     * sweep that a "<uid>-…" disk in a shared pool is its own. */
+    rig_init(&g, NULL, NULL);
+    fake_fail(g.be, 1, true, "disk_create", -EIO);
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_RETRY);
+    CHECK_INT(fake_count(g.be, "disks"), ==, 0);
+    _cleanup_free_ char *folder = fmt("%s/%s", g.files, UID);
+    CHECK(access(folder, F_OK) == 0);
+    rig_clear(&g);
+}
+
 CHECK_MAIN(CASE(golden_hollow_basic), CASE(golden_qemu_full), CASE(golden_boot_from_volume),
            CASE(plan_disks_and_nics), CASE(plan_errors), CASE(names), CASE(config_drive_documents),
            CASE(image_cache_file_urls), CASE(steps_build), CASE(steps_fail_every_call),
@@ -1012,4 +1048,4 @@ CHECK_MAIN(CASE(golden_hollow_basic), CASE(golden_qemu_full), CASE(golden_boot_f
            CASE(steps_checksum_mismatch), CASE(steps_fenced_starts_nothing), CASE(steps_power),
            CASE(steps_build_stopped), CASE(steps_delete), CASE(steps_adopt_mid_build),
            CASE(steps_dhcp), CASE(steps_volume_hooks), CASE(pause_points), CASE(image_cache_http),
-           CASE(status_helpers))
+           CASE(status_helpers), CASE(domain_ownership))
