@@ -443,11 +443,11 @@ static int step_claim(agent_reconcile_ctx *ctx)
     const char *claimed = status_condition_get(ctx->status, "ResourcesClaimed");
     if (claimed && streq(claimed, "True"))
         return 0;
-    size_t t = status_timeline_begin(ctx->status, "Claim", ctx->now);
+    size_t t = status_timeline_begin(ctx->status, "Claim", now_realtime());
     agent_resources want = agent_flavor_resources(ctx->refs.flavor);
     status_condition_set(ctx->status, "ResourcesClaimed", "True", "Claimed", NULL, ctx->now);
     status_phase_set(ctx->status, "Building", NULL, NULL);
-    status_timeline_end(ctx->status, t, true, ctx->now);
+    status_timeline_end(ctx->status, t, true, now_realtime());
     char why[API_MESSAGE_MAX] = "";
     int r;
     if (ctx->hooks.claim)
@@ -458,7 +458,7 @@ static int step_claim(agent_reconcile_ctx *ctx)
     }
     if (r == 0)
         return 0;
-    status_timeline_end(ctx->status, t, false, ctx->now);
+    status_timeline_end(ctx->status, t, false, now_realtime());
     if (r == -ENOSPC) {
         status_condition_set(ctx->status, "ResourcesClaimed", "False", "InsufficientResources", why,
                              ctx->now);
@@ -475,7 +475,7 @@ static int step_claim(agent_reconcile_ctx *ctx)
 
 static int step_block_devices(agent_reconcile_ctx *ctx, agent_plan *p)
 {
-    size_t t = status_timeline_begin(ctx->status, "BlockDevices", ctx->now);
+    size_t t = status_timeline_begin(ctx->status, "BlockDevices", now_realtime());
     for (size_t i = 0; i < p->n_fetches; i++) {
         char err[IMAGE_ERROR_MAX];
         int r = image_cache_ensure(ctx->env->images, p->fetches[i].url, p->fetches[i].sha256, err);
@@ -591,7 +591,7 @@ static int dhcp_hosts_add(agent_reconcile_ctx *ctx, const agent_plan *p)
 
 static int step_network(agent_reconcile_ctx *ctx, const agent_plan *p)
 {
-    size_t t = status_timeline_begin(ctx->status, "Network", ctx->now);
+    size_t t = status_timeline_begin(ctx->status, "Network", now_realtime());
     for (size_t i = 0; i < p->n_nics; i++) {
         const plan_nic *n = &p->nics[i];
         backend_network_request req = {
@@ -631,7 +631,7 @@ static int step_config_drive(agent_reconcile_ctx *ctx, agent_plan *p)
     }
     if (!p->config_drive)
         return 0;
-    size_t t = status_timeline_begin(ctx->status, "ConfigDrive", ctx->now);
+    size_t t = status_timeline_begin(ctx->status, "ConfigDrive", now_realtime());
     plan_disk *cd = NULL;
     for (size_t i = 0; i < p->n_disks; i++)
         if (p->disks[i].role == PLAN_DISK_CONFIG)
@@ -660,7 +660,7 @@ static int step_config_drive(agent_reconcile_ctx *ctx, agent_plan *p)
 
 static int step_domain(agent_reconcile_ctx *ctx, const agent_plan *p)
 {
-    size_t t = status_timeline_begin(ctx->status, "Domain", ctx->now);
+    size_t t = status_timeline_begin(ctx->status, "Domain", now_realtime());
     _cleanup_free_ char *xml = NULL;
     int r = agent_domain_xml(p, ctx->env->settings, &xml);
     if (r < 0) {
