@@ -11,6 +11,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 state=${STRATUS_STATE:-$top/_local} # the e2e tests point this at a temporary folder
 bin=${STRATUS_BIN:-$top/build/bin}
 nodes=${STRATUS_NODES:-3}
+# Extra flags for every node agent and for the scheduler (the e2e tests shorten leases with them).
+read -r -a agent_flags <<<"${STRATUS_AGENT_FLAGS:-}"
+read -r -a scheduler_flags <<<"${STRATUS_SCHEDULER_FLAGS:-}"
 config_dir=${HOME:-/root}/.stratus
 config=$config_dir/config
 marker='"writtenBy":"stratus make up"'
@@ -87,7 +90,7 @@ cmd_up() {
     wait_port "$API" stratus-apiserver "$state/run/apiserver.pid"
 
     start scheduler "$state/run/scheduler.pid" "$state/logs/scheduler.log" \
-        "$bin/stratus-scheduler" --server "$server"
+        "$bin/stratus-scheduler" --server "$server" "${scheduler_flags[@]}"
 
     if [ -x "$bin/stratus-node-agent" ]; then
         local zones=(az-1 az-2 az-3) i
@@ -96,7 +99,7 @@ cmd_up() {
             start "agent-$name" "$state/run/agent-$name.pid" "$state/logs/agent-$name.log" \
                 "$bin/stratus-node-agent" --server "$server" --node-name "$name" \
                 --backend test --zone "$zone" --vcpus $((8 * i)) --memory-mib $((16384 * i)) \
-                --disk-gib $((200 * i)) --state-dir "$state/nodes/$name"
+                --disk-gib $((200 * i)) --state-dir "$state/nodes/$name" "${agent_flags[@]}"
         done
     fi
 
@@ -198,19 +201,63 @@ real_node_possible() {
         [ -x /usr/bin/qemu-system-x86_64 ] && command -v iptables >/dev/null
 }
 
+# The host's libvirt daemon NAME is the one its default pid file names (a test may run a private
+# libvirtd with a pid file of its own, which does not serve qemu:///system). Prints its pid.
+system_daemon() { # virtlogd|libvirtd
+    local pid
+    pid=$(cat "/run/$1.pid" 2>/dev/null) && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] &&
+        ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && echo "$pid"
+}
+
+# Starts a libvirt daemon unless one runs; the pid of one it started goes to run/started-NAME,
+# so `down` stops that process and no other.
+daemon_up() { # virtlogd|libvirtd
+    local name=$1 pid _
+    if system_daemon "$name" >/dev/null; then
+        return 0
+    fi
+    "$name" -d || return 0
+    for _ in $(seq 1 50); do
+        if pid=$(system_daemon "$name"); then
+            echo "$pid" >"$state/run/started-$name"
+            return 0
+        fi
+        sleep 0.1
+    done
+}
+
+daemon_down() { # virtlogd|libvirtd
+    local name=$1 pid _
+    [ -f "$state/run/started-$name" ] || return 0
+    pid=$(cat "$state/run/started-$name")
+    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            pid_alive "$pid" || break
+            sleep 0.05
+        done
+        # libvirtd 9.0 can hang in its shutdown
+        if pid_alive "$pid"; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+}
+
 real_node_up() { # server
     "$top/tools/libvirt-host-setup.sh"
-    if ! pgrep -x virtlogd >/dev/null; then
-        virtlogd -d && touch "$state/run/started-virtlogd"
-    fi
-    if ! pgrep -x libvirtd >/dev/null; then
-        libvirtd -d && touch "$state/run/started-libvirtd"
-    fi
+    daemon_up virtlogd
+    daemon_up libvirtd
     local _
     for _ in $(seq 1 100); do
         virsh -q -c qemu:///system version >/dev/null 2>&1 && break
         sleep 0.1
     done
+    # What was on libvirt before this cluster: `down` leaves it alone.
+    if [ ! -f "$state/run/libvirt-networks-before" ]; then
+        virsh -q -c qemu:///system net-list --all --name >"$state/run/libvirt-networks-before" \
+            2>/dev/null || true
+    fi
+    echo stratus-default-demo >"$state/run/networks-demo"
     if [ ! -f "$state/guest/vmlinuz" ]; then
         "$top/tools/build-guest-image.sh" "$state/guest" >>"$state/logs/guest-image.log" 2>&1 || {
             say "note: could not build the guest image (_local/logs/guest-image.log): no real node"
@@ -218,37 +265,47 @@ real_node_up() { # server
         }
     fi
     touch "$state/run/real-node"
+    # Its own storage pool, where the agent has the flag: other agents on this libvirtd (a test,
+    # another cluster) keep theirs.
+    local pool=()
+    if "$bin/stratus-node-agent" --help 2>/dev/null | grep -q -- '--pool '; then
+        pool=(--pool "stratus-local-$(printf %s "$state" | sha256sum | cut -c1-8)")
+    fi
     start agent-real-1 "$state/run/agent-real-1.pid" "$state/logs/agent-real-1.log" \
         "$bin/stratus-node-agent" --server "$1" --node-name real-1 --backend qemu:///system \
-        --zone az-real --state-dir "$state/nodes/real-1"
+        --zone az-real --state-dir "$state/nodes/real-1" "${pool[@]}" "${agent_flags[@]}"
 }
 
 real_node_down() {
-    # The agent removed its domains and disks when the instances were deleted; what a crash
-    # may have left is removed by name.
+    # The agent removed its domains and disks when the instances were deleted; what is left (a
+    # crash, instances not deleted) goes too — only what this cluster made: domains whose disks
+    # and console live under its state folder, the libvirt networks of its Network objects that
+    # were not there before it, and the storage pool if it points into the state folder.
     local d n p
     for d in $(virsh -q -c qemu:///system list --all --name 2>/dev/null); do
-        virsh -q -c qemu:///system dumpxml "$d" 2>/dev/null | grep -q 'stratus.io/xmlns/instance' ||
-            continue
+        virsh -q -c qemu:///system dumpxml "$d" 2>/dev/null | grep -q "'$state/" || continue
         virsh -q -c qemu:///system destroy "$d" >/dev/null 2>&1 || true
         virsh -q -c qemu:///system undefine "$d" >/dev/null 2>&1 || true
     done
+    # this cluster's networks: its Network objects as the apiserver listed them at `down`, or,
+    # when it could not, the demo's
+    local ours=$state/run/networks
+    [ -f "$ours" ] || ours=$state/run/networks-demo
     for n in $(virsh -q -c qemu:///system net-list --all --name 2>/dev/null | grep '^stratus-' || true); do
+        grep -qx "$n" "$ours" 2>/dev/null || continue
+        grep -qx "$n" "$state/run/libvirt-networks-before" 2>/dev/null && continue
         virsh -q -c qemu:///system net-destroy "$n" >/dev/null 2>&1 || true
         virsh -q -c qemu:///system net-undefine "$n" >/dev/null 2>&1 || true
     done
     for p in $(virsh -q -c qemu:///system pool-list --all --name 2>/dev/null | grep '^stratus' || true); do
+        virsh -q -c qemu:///system pool-dumpxml "$p" 2>/dev/null | grep -q "<path>$state/" ||
+            continue
         virsh -q -c qemu:///system pool-destroy "$p" >/dev/null 2>&1 || true
         virsh -q -c qemu:///system pool-undefine "$p" >/dev/null 2>&1 || true
     done
-    if [ -f "$state/run/started-libvirtd" ]; then
-        pkill -x libvirtd || true
-    fi
-    if [ -f "$state/run/started-virtlogd" ]; then
-        pkill -x virtlogd || true
-    fi
+    daemon_down libvirtd
+    daemon_down virtlogd
 }
-
 
 cmd_down() {
     local pidfile
@@ -261,6 +318,14 @@ cmd_down() {
             [ -f "$f" ] && "$bin/stratusctl" --server "127.0.0.1:$API" delete -f "$f" \
                 --ignore-not-found --wait=90s >/dev/null 2>&1 || true
         done
+        # the libvirt networks a real node made for this cluster's Network objects
+        if [ -f "$state/run/real-node" ]; then
+            "$bin/stratusctl" --server "127.0.0.1:$API" get networks -A -o json 2>/dev/null |
+                /usr/bin/python3 -c 'import json,sys
+for n in json.load(sys.stdin)["items"]:
+    print("stratus-%s-%s" % (n["metadata"].get("namespace", "default"), n["metadata"]["name"]))' \
+                    >"$state/run/networks" 2>/dev/null || rm -f "$state/run/networks"
+        fi
     fi
     for pidfile in "$state"/run/agent-*.pid; do
         [ -e "$pidfile" ] && stop_pid "$pidfile"

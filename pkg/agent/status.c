@@ -9,7 +9,7 @@
 void status_text_sanitize(char *s)
 {
     for (unsigned char *p = (unsigned char *)s; *p; p++)
-        if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p >= 0x7f)
+        if ((*p < 0x20 && *p != '\n' && *p != '\t' && *p != '\r') || *p >= 0x7f)
             *p = '?';
 }
 

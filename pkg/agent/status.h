@@ -31,8 +31,8 @@ void status_timeline_end(json_t *status, size_t idx, bool succeeded, usec_t now)
 void status_phase_set(json_t *status, const char *phase, const char *reason, const char *message);
 const char *status_phase_get(const json_t *status);
 
-/* A copy of s made safe for an API message of at most max bytes: printable ASCII, newlines and
- * tabs kept, everything else '?'. */
+/* A copy of s made safe for an API message of at most max bytes: printable ASCII, newlines,
+ * carriage returns and tabs kept, everything else '?'. */
 char *status_text(const char *s, size_t max);
 /* The same in place (for console logs). */
 void status_text_sanitize(char *s);
