@@ -116,7 +116,7 @@ cmd_up() {
 
     demo_apply "$server"
     say ""
-    say "Stratus is up: apiserver $server, etcd $etcd_url, state and logs in _local/"
+    say "Stratus is up: apiserver $server, etcd $etcd_url, state and logs in ${state#"$top"/}/"
     say ""
     "$bin/stratusctl" --server "$server" get nodes || true
     say ""
@@ -343,7 +343,7 @@ for n in json.load(sys.stdin)["items"]:
         rmdir "$config_dir" 2>/dev/null || true
     fi
     rm -rf "$state"
-    say "Stratus is down: processes stopped, _local/ removed"
+    say "Stratus is down: processes stopped, ${state#"$top"/}/ removed"
 }
 
 cmd_status() {

@@ -898,7 +898,7 @@ static void fencing(void)
     while (!agent_node_fenced(ag, 0) && now_monotonic() < deadline)
         usleep(50000);
     CHECK(agent_node_fenced(ag, 0));
-    CHECK_INT(dom_state(dom, NULL), ==, BACKEND_DOMAIN_SHUTOFF);
+    CHECK(wait_dom_state(dom, BACKEND_DOMAIN_SHUTOFF)); /* fenced is set before the destroys */
     apiserver_fixture_restart(fx);
     deadline = now_monotonic() + TIMEOUT;
     while (agent_node_fenced(ag, 0) && now_monotonic() < deadline)
