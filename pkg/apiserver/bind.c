@@ -948,6 +948,13 @@ static void instance_mark_unbound(json_t *obj, const Stratus__V1__UnbindRequest 
     if (!req->message || !*req->message)
         msg = xasprintf("node \"%s\" gave it back", req->node);
     object_set_condition(obj, "Scheduled", "False", req->reason, msg ? msg : req->message);
+    /* What the old node's agent reported is no longer true: no domain runs for it now (the
+     * agent gives an instance back only after removing its domain, and a lost node has fenced
+     * its own). The next node's agent sets these again. */
+    _cleanup_free_ char *gone = xasprintf("the instance left node \"%s\"", req->node);
+    object_set_condition(obj, "DomainRunning", "False", req->reason, gone);
+    object_set_condition(obj, "Ready", "False", req->reason, gone);
+    json_object_del(st, "domainUUID");
 
     json_t *fin = api_json_lookup(obj, "metadata.finalizers");
     for (size_t i = json_array_size(fin); i-- > 0;) {

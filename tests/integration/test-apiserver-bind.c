@@ -503,6 +503,11 @@ static void unbind_records_the_attempt(void)
     const json_t *c = condition(obj, "Scheduled");
     CHECK_STR(json_string_value(json_object_get(c, "status")), "False");
     CHECK_STR(json_string_value(json_object_get(c, "reason")), "InsufficientMemory");
+    /* what the old node reported no longer holds */
+    CHECK_STR(json_string_value(json_object_get(condition(obj, "Ready"), "status")), "False");
+    CHECK_STR(json_string_value(json_object_get(condition(obj, "DomainRunning"), "message")),
+              "the instance left node \"unb-1\"");
+    CHECK(!api_json_lookup(obj, "status.domainUUID"));
     CHECK_INT(json_array_size(api_json_lookup(obj, "metadata.finalizers")), ==, 0);
     _cleanup_free_ char *rv = xstrdup(str_at(obj, "metadata.resourceVersion"));
     json_decref(obj);
