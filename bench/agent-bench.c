@@ -14,6 +14,7 @@
 #include "api/object.h"
 #include "apiserver-fixture.h"
 #include "base/alloc.h"
+#include "stats.h"
 
 static apiserver_fixture *fx;
 
@@ -21,26 +22,6 @@ static void die(const char *what, const rpc_status *st)
 {
     fprintf(stderr, "agent-bench: %s: %s\n", what, st ? st->message : "");
     exit(1);
-}
-
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kib = -1;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib;
-}
-
-static int cmp_usec(const void *a, const void *b)
-{
-    usec_t x = *(const usec_t *)a, y = *(const usec_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 static bool node_ready(void)
@@ -110,7 +91,7 @@ int main(int argc, char **argv)
     if (!node_ready())
         die("the agent did not register its node", NULL);
     usleep(1000000); /* settled: informers synced, heartbeat running */
-    long rss0 = rss_kib(pid);
+    long rss0 = bench_proc_kib(pid, "VmRSS");
 
     Stratus__V1__WatchRequest wr = STRATUS__V1__WATCH_REQUEST__INIT;
     wr.kind = "instances";
@@ -167,8 +148,8 @@ int main(int argc, char **argv)
         rpc_message_free(ev);
     }
     usleep(1000000);
-    long rss_n = rss_kib(pid);
-    qsort(lat, (size_t)n, sizeof(usec_t), cmp_usec);
+    long rss_n = bench_proc_kib(pid, "VmRSS");
+    qsort(lat, (size_t)n, sizeof(usec_t), bench_cmp_usec);
     printf("# agent-bench: one hollow node (libvirt test driver), %d instances bound one by one\n",
            n);
     printf("agent_rss_0_instances: %.1f MiB\n", rss0 / 1024.0);

@@ -1,5 +1,5 @@
 if(TARGET stratus_apiserver_fixture AND TARGET stratus-node-agent)
   add_executable(agent-bench agent-bench.c)
-  target_link_libraries(agent-bench PRIVATE stratus_apiserver_fixture)
+  target_link_libraries(agent-bench PRIVATE stratus_apiserver_fixture stratus_bench_stats)
   add_dependencies(agent-bench stratus-node-agent)
 endif()

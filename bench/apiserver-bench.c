@@ -47,6 +47,7 @@
 #include "etcd-fixture.h"
 #include "rpc/client.h"
 #include "store/store.h"
+#include "stats.h"
 
 #define CALL_TIMEOUT      (10 * USEC_PER_SEC)
 #define SIZES_MAX         4
@@ -89,25 +90,10 @@ static double ms(usec_t d)
     return (double)d / 1e3;
 }
 
-static int cmp_usec(const void *a, const void *b)
-{
-    usec_t x = *(const usec_t *)a, y = *(const usec_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
-}
-
-/* The p-quantile (0..1) of n sorted values, nearest rank. */
-static usec_t quantile(const usec_t *sorted, size_t n, double p)
-{
-    if (n == 0)
-        return 0;
-    size_t i = (size_t)(p * (double)n);
-    return sorted[i < n ? i : n - 1];
 }
 
 /* "10k" for 10000, else the number. */
@@ -131,10 +117,10 @@ typedef struct stats {
 
 static stats summarize(usec_t *lat, size_t n, usec_t wall, int errors)
 {
-    qsort(lat, n, sizeof(usec_t), cmp_usec);
+    qsort(lat, n, sizeof(usec_t), bench_cmp_usec);
     return (stats){.rate = wall ? (double)n / secs(wall) : 0,
-                   .p50 = quantile(lat, n, 0.50),
-                   .p99 = quantile(lat, n, 0.99),
+                   .p50 = bench_quantile(lat, n, 0.50),
+                   .p99 = bench_quantile(lat, n, 0.99),
                    .max = n ? lat[n - 1] : 0,
                    .n = n,
                    .errors = errors};
@@ -290,46 +276,9 @@ static void apiproc_stop(apiproc *p)
     free(p);
 }
 
-/* A field of /proc/<pid>/status in KiB ("VmRSS", "VmHWM"), or -1. */
-static long proc_kib(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long v = -1;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, field, n) == 0 && line[n] == ':')
-            v = strtol(line + n + 1, NULL, 10);
-    if (f)
-        fclose(f);
-    return v;
-}
-
-/* CPU time (user + system) a process has used so far; pid 0: this one. */
-static double proc_cpu_seconds(pid_t pid)
-{
-    char path[64], buf[1024];
-    if (pid)
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    else
-        snprintf(path, sizeof(path), "/proc/self/stat");
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    /* fields after the command name in parentheses: state is field 3, utime 14, stime 15 */
-    char *s = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (!s || sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static void print_rss(const char *name, const apiproc *p)
 {
-    printf("%s: %.1f MiB\n", name, (double)proc_kib(p->pid, "VmRSS") / 1024.0);
+    printf("%s: %.1f MiB\n", name, (double)bench_proc_kib(p->pid, "VmRSS") / 1024.0);
 }
 
 /* ---- clients */
@@ -839,12 +788,12 @@ static void run_fanout(apiproc *p, rpc_client *c, int W, int M, int P, const cha
                secs(now_monotonic() - t_open));
     }
 
-    double cpu_srv = proc_cpu_seconds(p->pid), cpu_self = proc_cpu_seconds(0);
+    double cpu_srv = bench_proc_cpu(p->pid), cpu_self = bench_proc_cpu(0);
     for (int i = 1; i <= M; i++)
         apply_change(c, &ch[i], &apply_lat[i]);
     wait_for(&fan_events, (long)W * (1 + M), 120 * USEC_PER_SEC);
-    cpu_srv = proc_cpu_seconds(p->pid) - cpu_srv;
-    cpu_self = proc_cpu_seconds(0) - cpu_self;
+    cpu_srv = bench_proc_cpu(p->pid) - cpu_srv;
+    cpu_self = bench_proc_cpu(0) - cpu_self;
 
     usec_t interval = USEC_PER_SEC / (usec_t)cfg.paced_rate, t_pace = now_monotonic();
     for (int i = 1 + M; i < n_changes; i++) {
@@ -1195,7 +1144,7 @@ static void bench_rss(long n)
     if (n_open != W)
         printf("rss_%s_watchers_open: %d of %d\n", cn, n_open, W);
     snprintf(name, sizeof(name), "rss_%s_peak", cn);
-    printf("%s: %.1f MiB\n", name, (double)proc_kib(p->pid, "VmHWM") / 1024.0);
+    printf("%s: %.1f MiB\n", name, (double)bench_proc_kib(p->pid, "VmHWM") / 1024.0);
 
     for (int i = 0; i < W; i++)
         rpc_watch_free(ws[i]);

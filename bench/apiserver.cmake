@@ -3,7 +3,8 @@
 # next to it, so building the benchmark builds the server too.
 if(TARGET stratus_apiserver)
   add_executable(apiserver-bench apiserver-bench.c)
-  target_link_libraries(apiserver-bench PRIVATE stratus_apiserver stratus_testlib Threads::Threads)
+  target_link_libraries(apiserver-bench PRIVATE stratus_apiserver stratus_testlib stratus_bench_stats
+                        Threads::Threads)
   if(TARGET stratus-apiserver)
     add_dependencies(apiserver-bench stratus-apiserver)
   endif()

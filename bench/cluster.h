@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "base/timeutil.h"
+#include "stats.h"
 #include "etcd-fixture.h"
 #include "rpc/client.h"
 
@@ -38,10 +39,6 @@ bool bench_proc_alive(bench_proc *p);
 /* Prints the last lines of its log to stderr. */
 void bench_proc_log_tail(const bench_proc *p, int lines);
 
-/* A field of /proc/<pid>/status in KiB ("VmRSS", "VmHWM"), or -1. */
-long bench_proc_kib(pid_t pid, const char *field);
-/* User + system CPU seconds of a process so far (0: this one). */
-double bench_proc_cpu(pid_t pid);
 /* The pid of this process's child running `comm` (e.g. "etcd"), or 0. */
 pid_t bench_child_by_comm(const char *comm);
 
@@ -103,10 +100,6 @@ char *bench_instance_doc(const char *ns, const char *name);
 
 /* ---- figures */
 
-int bench_cmp_usec(const void *a, const void *b);
-/* The p-quantile (0..1) of n sorted values (nearest rank); 0 when n is 0. */
-usec_t bench_quantile(const usec_t *sorted, size_t n, double p);
-double bench_ms(usec_t d);
 /* Parses a duration flag ("60s", "500ms", "2m", or seconds) or exits with usage code 2. */
 usec_t bench_parse_duration(const char *flag, const char *v);
 /* Parses a positive integer flag within [min, max] or exits with code 2. */

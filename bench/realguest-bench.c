@@ -588,14 +588,9 @@ static char *bare_template(const char *domain, const char *ip, const char *mac)
 
 /* ---- main */
 
-static int cmp_usec(const void *a, const void *b)
-{
-    return bench_cmp_usec(a, b);
-}
-
 static usec_t median(usec_t *v, int n)
 {
-    qsort(v, (size_t)n, sizeof(usec_t), cmp_usec);
+    qsort(v, (size_t)n, sizeof(usec_t), bench_cmp_usec);
     return n ? v[(n - 1) / 2] : 0;
 }
 

@@ -15,27 +15,10 @@
 #include "apiserver-fixture.h"
 #include "base/alloc.h"
 #include "sched/scheduler.h"
+#include "stats.h"
 
 static apiserver_fixture *fx;
 
-/* CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-static double cpu_seconds(int pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long long utime = 0, stime = 0;
-    if (!p ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        return 0;
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
 static int n_nodes = 1000, n_instances = 10000;
 
 static void die(const char *what, const rpc_status *st)
@@ -169,7 +152,7 @@ static double place_all(const char *ns, int count, scheduler_stats *ret_stats)
     rpc_message_free(lrep);
 
     sched_thread *t = xnew(sched_thread, (size_t)count);
-    double cpu_self = cpu_seconds(getpid()), cpu_etcd = cpu_seconds(etcd_fixture_pid(fx->etcd));
+    double cpu_self = bench_proc_cpu(0), cpu_etcd = bench_proc_cpu(etcd_fixture_pid(fx->etcd));
     usec_t t0 = now_monotonic();
     for (int i = 0; i < count; i++) {
         t[i].o =
@@ -199,8 +182,8 @@ static double place_all(const char *ns, int count, scheduler_stats *ret_stats)
     /* CPU per instance does not depend on what else the machine runs, unlike the rate. */
     printf("cpu_per_instance_%d: %.0f us stratus (apiserver, schedulers, this watch), %.0f us "
            "etcd\n",
-           count, (cpu_seconds(getpid()) - cpu_self) * 1e6 / n_instances,
-           (cpu_seconds(etcd_fixture_pid(fx->etcd)) - cpu_etcd) * 1e6 / n_instances);
+           count, (bench_proc_cpu(0) - cpu_self) * 1e6 / n_instances,
+           (bench_proc_cpu(etcd_fixture_pid(fx->etcd)) - cpu_etcd) * 1e6 / n_instances);
     scheduler_stats sum = {0};
     for (int i = 0; i < count; i++) {
         ev_async_send(t[i].loop, &t[i].stop);
@@ -300,7 +283,7 @@ static double raw_txn_rate(int n)
     raw_run r = {.n = n};
     if (store_new(loop, &o, &r.s) < 0)
         die("store", NULL);
-    double cpu_etcd = cpu_seconds(etcd_fixture_pid(fx->etcd));
+    double cpu_etcd = bench_proc_cpu(etcd_fixture_pid(fx->etcd));
     usec_t t0 = now_monotonic();
     for (int i = 0; i < 64 && r.next < n; i++)
         raw_submit(&r);
@@ -308,7 +291,7 @@ static double raw_txn_rate(int n)
         ev_run(loop, EVRUN_ONCE);
     double rate = n / ((double)(now_monotonic() - t0) / 1e6);
     printf("etcd_cpu_per_raw_txn: %.0f us\n",
-           (cpu_seconds(etcd_fixture_pid(fx->etcd)) - cpu_etcd) * 1e6 / n);
+           (bench_proc_cpu(etcd_fixture_pid(fx->etcd)) - cpu_etcd) * 1e6 / n);
     if (r.failed)
         fprintf(stderr, "scheduler-bench: %d raw transactions failed\n", r.failed);
     store_free(r.s);
