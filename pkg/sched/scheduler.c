@@ -243,10 +243,7 @@ typedef struct snapshot {
      * node index instead of by name: images (by name) and groups ("ns/group") are numbered in
      * `ids`, each with an array of n entries. */
     json_t *image_ids, *group_ids;
-    struct image_nodes {
-        bool *here;  /* [node] */
-        size_t warm; /* nodes where it is cached */
-    } * images;      /* [image id] */
+    bool **image_here; /* [image id][node] */
     struct group_members {
         size_t *here; /* [node] */
         size_t placed;
@@ -262,10 +259,10 @@ static void snapshot_free(snapshot *sn)
     json_decref(sn->image_ids);
     json_decref(sn->group_ids);
     for (size_t i = 0; i < sn->n_images; i++)
-        free(sn->images[i].here);
+        free(sn->image_here[i]);
     for (size_t i = 0; i < sn->n_groups; i++)
         free(sn->groups[i].here);
-    free(sn->images);
+    free(sn->image_here);
     free(sn->groups);
     *sn = (snapshot){0};
 }
@@ -292,8 +289,8 @@ static ssize_t image_id(snapshot *sn, const char *image, bool add)
     json_t *id = json_object_get(sn->image_ids, image);
     if (id || !add)
         return id ? (ssize_t)json_integer_value(id) : -1;
-    sn->images = xgrow(sn->images, &sn->images_allocated, sn->n_images + 1, sizeof(*sn->images));
-    sn->images[sn->n_images] = (struct image_nodes){.here = xnew(bool, sn->n)};
+    sn->image_here = xgrow(sn->image_here, &sn->images_allocated, sn->n_images + 1, sizeof(bool *));
+    sn->image_here[sn->n_images] = xnew(bool, sn->n);
     json_object_set_new(sn->image_ids, image, json_integer((json_int_t)sn->n_images));
     return (ssize_t)sn->n_images++;
 }
@@ -323,9 +320,8 @@ static void snapshot_place(snapshot *sn, int ni, const json_t *inst, const api_r
     sn->nodes[ni].n_instances++;
     const char *image = str_at(inst, "spec.image");
     if (image) {
-        ssize_t im = image_id(sn, image, true); /* first: it may move sn->images */
-        struct image_nodes *in = &sn->images[im];
-        in->here[ni] = true;
+        ssize_t im = image_id(sn, image, true); /* first: it may move sn->image_here */
+        sn->image_here[im][ni] = true;
     }
     ssize_t g = group_id(sn, inst, true);
     if (g >= 0) {
@@ -391,7 +387,7 @@ static void snapshot_for(scheduler *s, snapshot *sn, const json_t *inst, sched_r
     r->group_placed = g >= 0 ? sn->groups[g].placed : 0;
     for (size_t i = 0; i < sn->n; i++) {
         sn->nodes[i].group_members = g >= 0 ? sn->groups[g].here[i] : 0;
-        sn->nodes[i].image_here = im >= 0 && sn->images[im].here[i];
+        sn->nodes[i].image_here = im >= 0 && sn->image_here[im][i];
     }
 }
 
