@@ -94,12 +94,15 @@ cmd_up() {
 
     if [ -x "$bin/stratus-node-agent" ]; then
         local zones=(az-1 az-2 az-3) i
+        # Disk: 100 GiB each, what libvirt's test driver holds in a pool whatever node.xml says
+        # (PLATFORM.md). Advertising more (200 x i before) let the ledger place more disk on a
+        # node than its pool takes, and builds failed "Not enough free space in pool".
         for i in $(seq 1 "$nodes"); do
             local name=hollow-$i zone=${zones[$(((i - 1) % 3))]}
             start "agent-$name" "$state/run/agent-$name.pid" "$state/logs/agent-$name.log" \
                 "$bin/stratus-node-agent" --server "$server" --node-name "$name" \
                 --backend test --zone "$zone" --vcpus $((8 * i)) --memory-mib $((16384 * i)) \
-                --disk-gib $((200 * i)) --state-dir "$state/nodes/$name" "${agent_flags[@]}"
+                --disk-gib 100 --state-dir "$state/nodes/$name" "${agent_flags[@]}"
         done
     fi
 
