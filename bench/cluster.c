@@ -430,6 +430,24 @@ static double metric(const char *text, const char *name)
     return 0;
 }
 
+/* The sum of every `grpc_server_handled_total{...grpc_method="<method>"...}` line: the gRPC calls
+ * etcd served by method, whatever their code (the JSON gateway's calls included). */
+static double grpc_calls(const char *text, const char *method)
+{
+    static const char name[] = "grpc_server_handled_total{";
+    _cleanup_free_ char *label = xasprintf("grpc_method=\"%s\"", method);
+    double sum = 0;
+    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        const char *end = strchr(l, '}'), *nl = strchr(l, '\n');
+        if (strncmp(l, name, sizeof name - 1) != 0 || !end || (nl && end > nl))
+            continue;
+        const char *at = strstr(l, label);
+        if (at && at < end)
+            sum += strtod(end + 1, NULL);
+    }
+    return sum;
+}
+
 int bench_etcd_stats_read(bench_cluster *c, bench_etcd_stats *ret)
 {
     CURL *h = curl_easy_init();
@@ -457,6 +475,10 @@ int bench_etcd_stats_read(bench_cluster *c, bench_etcd_stats *ret)
         .commits = metric(text, "etcd_disk_backend_commit_duration_seconds_count"),
         .commit_seconds = metric(text, "etcd_disk_backend_commit_duration_seconds_sum"),
         .revision = metric(text, "etcd_debugging_mvcc_current_revision"),
+        .rpc_range = grpc_calls(text, "Range"),
+        .rpc_txn = grpc_calls(text, "Txn"),
+        .rpc_put = grpc_calls(text, "Put"),
+        .rpc_delete = grpc_calls(text, "DeleteRange"),
     };
     free(text);
     return 0;
@@ -475,6 +497,13 @@ void bench_etcd_stats_print(const char *prefix, const bench_etcd_stats *a,
            "fsync)\n",
            prefix, fs, fs > 0 ? (b->fsync_seconds - a->fsync_seconds) * 1e3 / fs : 0,
            b->fsync_seconds - a->fsync_seconds, fs > 0 ? revs / fs : 0);
+    double calls[] = {b->rpc_range - a->rpc_range, b->rpc_txn - a->rpc_txn, b->rpc_put - a->rpc_put,
+                      b->rpc_delete - a->rpc_delete};
+    double d = per ? (double)per : 1;
+    printf("%s_etcd_calls: %.0f Range (%.1f per instance), %.0f Txn (%.1f), %.0f Put (%.1f), "
+           "%.0f DeleteRange (%.1f)\n",
+           prefix, calls[0], calls[0] / d, calls[1], calls[1] / d, calls[2], calls[2] / d, calls[3],
+           calls[3] / d);
 }
 
 /* ---- objects */

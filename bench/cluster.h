@@ -78,6 +78,7 @@ typedef struct bench_etcd_stats {
     double fsyncs, fsync_seconds;       /* etcd_disk_wal_fsync_duration_seconds count, sum */
     double commits, commit_seconds;     /* etcd_disk_backend_commit_duration_seconds */
     double revision;                    /* etcd_debugging_mvcc_current_revision */
+    double rpc_range, rpc_txn, rpc_put, rpc_delete; /* grpc_server_handled_total by method */
 } bench_etcd_stats;
 
 /* Reads them; 0 or -EIO. */

@@ -22,6 +22,7 @@ typedef struct apiserver_options {
     usec_t bookmark_interval; /* 0 → 5 s */
     usec_t compact_interval;  /* history older than this is compacted; 0 → 5 min */
     size_t max_request;       /* bytes of one request; 0 → 4 MiB */
+    size_t recent_bytes;      /* recent values kept to start writes from; 0 → 16 MiB */
 } apiserver_options;
 
 /* Starts serving: connects the watch cache to etcd (returns -EHOSTDOWN if etcd cannot be reached)

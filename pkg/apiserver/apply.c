@@ -38,6 +38,8 @@ static int check_reference(worker *w, const char *ns, const char *path, const ch
     if (api_key_build(k, k->namespaced ? ns : NULL, name, &key) < 0)
         return apierr_set(e, RPC_CODE_INVALID_ARGUMENT, "%s: \"%.64s\" is not a valid name", path,
                           name);
+    if (!w)
+        return 0; /* names only */
     _cleanup_(store_result_freep) store_result *r = NULL;
     int err = sx_get(w, key, &r);
     if (err == -ENOENT)
@@ -48,6 +50,7 @@ static int check_reference(worker *w, const char *ns, const char *path, const ch
     return 0;
 }
 
+/* Every reference names an object that exists (read from etcd). */
 static int admit_references(worker *w, const api_kind_info *k, const json_t *obj, apierr *e)
 {
     const json_t *spec = json_object_get(obj, "spec");
@@ -74,6 +77,68 @@ static int admit_references(worker *w, const api_kind_info *k, const json_t *obj
         }
     }
     return 0;
+}
+
+/* The keys of the objects a document refers to, for compares in the transaction that writes it:
+ * a reference is admitted by etcd together with the write, not by an earlier read. */
+#define REFS_MAX (3 + API_INSTANCE_NETWORKS_MAX + API_INSTANCE_BLOCK_DEVICES_MAX)
+
+typedef struct refset {
+    size_t n;
+    char *keys[REFS_MAX];
+} refset;
+
+static void refset_clear(refset *rs)
+{
+    for (size_t i = 0; i < rs->n; i++)
+        free(rs->keys[i]);
+    rs->n = 0;
+}
+
+static void refset_add(refset *rs, const api_kind_info *k, const char *ns, const char *name)
+{
+    char *key = NULL;
+    if (rs->n < REFS_MAX && api_key_build(k, k->namespaced ? ns : NULL, name, &key) == 0)
+        rs->keys[rs->n++] = key;
+}
+
+/* Collects what admit_references checks (names it cannot turn into keys were refused there). */
+static void references_collect(const api_kind_info *k, const json_t *obj, refset *rs)
+{
+    const json_t *spec = json_object_get(obj, "spec");
+    const char *ns = api_object_namespace(obj);
+    for (size_t i = 0; i < ELEMENTSOF(references); i++) {
+        const reference *ref = &references[i];
+        const api_kind_info *to = api_kind_get(ref->to);
+        if (ref->from != k->kind)
+            continue;
+        if (!ref->array) {
+            const char *name = json_string_value(json_object_get(spec, ref->field));
+            if (name)
+                refset_add(rs, to, ns, name);
+            continue;
+        }
+        size_t j;
+        json_t *it;
+        json_array_foreach (json_object_get(spec, ref->array), j, it) {
+            const char *name = json_string_value(json_object_get(it, ref->field));
+            if (name)
+                refset_add(rs, to, ns, name);
+        }
+    }
+}
+
+/* Each referenced object still exists when the transaction runs. */
+static void references_compare(store_txn *t, const refset *rs)
+{
+    for (size_t i = 0; i < rs->n; i++)
+        store_txn_compare(t, rs->keys[i], STORE_CMP_CREATE, STORE_CMP_GREATER, 0);
+}
+
+/* Every reference is a valid name; whether it exists is left to the write's compares. */
+static int admit_reference_names(const api_kind_info *k, const json_t *obj, apierr *e)
+{
+    return admit_references(NULL, k, obj, e);
 }
 
 static bool spec_field_equal(const json_t *a, const json_t *b, const char *field)
@@ -123,9 +188,30 @@ static void reply_apply(rpc_call *call, Stratus__V1__ApplyResponse__Result resul
     rpc_call_reply(call, RPC_CODE_OK, NULL, &rep.base);
 }
 
-/* Returns 1 when done (replied), 0 to retry after a lost race, -1 on error (e filled). */
+/* What a failed transaction of an Apply says: a reference went away (-1, e filled), or the
+ * object or a ledger moved (0: decide again; the object's current state is noted for it). */
+static int apply_lost(worker *w, const api_kind_info *k, const char *key, int64_t rev,
+                      const json_t *doc, const store_result *r, apierr *e)
+{
+    /* The failure branch read the object back: if it is not as this attempt thought (absent, or
+     * at rev), that explains it, and the next attempt starts from what it read. */
+    const store_result *got = r->n_responses == 1 ? &r->responses[0] : NULL;
+    int64_t now = got && got->n_kvs == 1 ? got->kvs[0].mod_revision : 0;
+    if (got && now != rev) {
+        if (now)
+            recent_note_stale(w, key, got);
+        else
+            guess_refused(w);
+        return 0;
+    }
+    guess_refused(w); /* an IP ledger moved, or a reference went away: read them again */
+    return admit_references(w, k, doc, e) < 0 ? -1 : 0;
+}
+
+/* Returns 1 when done (replied), 0 to retry after a lost race, 2 to retry on a fresh read (the
+ * object was guessed absent and the outcome was not a write), -1 on error (e filled). */
 static int apply_create(worker *w, rpc_call *call, const api_kind_info *k, const char *key,
-                        json_t *obj, bool dry_run, apierr *e)
+                        json_t *obj, const refset *refs, bool guessed, bool dry_run, apierr *e)
 {
     json_t *md = json_object_get(obj, "metadata");
     char uid[37];
@@ -142,30 +228,51 @@ static int apply_create(worker *w, rpc_call *call, const api_kind_info *k, const
         json_object_set_new(st, "observedGeneration", json_integer(0));
         json_object_set_new(obj, "status", st);
         object_set_condition(obj, "Scheduled", "False", "Pending", "waiting for the scheduler");
-        if (ipam_allocate(w, t, obj, e) < 0)
+        if (ipam_allocate(w, t, obj, e) < 0) {
+            if (guessed) {
+                *e = (apierr){0}; /* it may exist after all, and need no addresses */
+                guess_refused(w);
+                return 2;
+            }
+            apierr ipam_e = *e; /* a missing reference is the first thing to say */
+            if (admit_references(w, k, obj, e) == 0)
+                *e = ipam_e;
             return -1;
+        }
     }
     if (dry_run) {
         reply_apply(call, STRATUS__V1__APPLY_RESPONSE__RESULT__CREATED, obj);
         return 1;
     }
+    references_compare(t, refs);
     _cleanup_free_ char *text = object_to_store(obj);
     store_txn_put(t, STORE_ON_SUCCESS, key, text, strlen(text), 0, 0);
+    store_txn_get(t, STORE_ON_FAILURE, key, NULL);
     _cleanup_(store_result_freep) store_result *r = NULL;
     int err = sx_txn(w, t, &r);
     if (err < 0)
         return apierr_store(e, err, key);
-    if (!r->succeeded)
-        return 0; /* created meanwhile, or an IP ledger moved: decide again */
+    if (!r->succeeded) /* created meanwhile, an IP ledger moved, or a reference went away */
+        return apply_lost(w, k, key, 0, obj, r, e);
+    recent_note(w, key, text, r->revision);
     api_object_set_resource_version(obj, r->revision);
     reply_apply(call, STRATUS__V1__APPLY_RESPONSE__RESULT__CREATED, obj);
     return 1;
 }
 
+/* The same returns as apply_create; `guessed`: cur came from the recent values. */
 static int apply_update(worker *w, rpc_call *call, const api_kind_info *k, const char *key,
-                        json_t *obj, const json_t *cur, int64_t rev, bool dry_run, apierr *e)
+                        json_t *obj, const json_t *cur, int64_t rev, const refset *refs,
+                        bool guessed, bool dry_run, apierr *e)
 {
     json_t *cur_md = json_object_get(cur, "metadata");
+    if (guessed && (json_object_get(cur_md, "deletionTimestamp") ||
+                    (k->kind == API_KIND_INSTANCE && instance_update_rules(obj, cur, e) < 0) ||
+                    api_object_apply_equal(obj, cur))) {
+        *e = (apierr){0}; /* no write would follow: decide it on what etcd holds */
+        guess_refused(w);
+        return 2;
+    }
     if (json_object_get(cur_md, "deletionTimestamp"))
         return apierr_set(e, RPC_CODE_FAILED_PRECONDITION,
                           "%s is being deleted; wait until it is gone, then apply again", key);
@@ -197,12 +304,18 @@ static int apply_update(worker *w, rpc_call *call, const api_kind_info *k, const
         return 1;
     }
     _cleanup_free_ char *text = object_to_store(obj);
+    _cleanup_(store_txn_freep) store_txn *t = store_txn_new();
+    store_txn_compare(t, key, STORE_CMP_MOD, STORE_CMP_EQUAL, rev);
+    references_compare(t, refs);
+    store_txn_put(t, STORE_ON_SUCCESS, key, text, strlen(text), 0, 0);
+    store_txn_get(t, STORE_ON_FAILURE, key, NULL);
     _cleanup_(store_result_freep) store_result *r = NULL;
-    int err = sx_update(w, key, text, rev, &r);
-    if (err == -ESTALE || err == -ENOENT)
-        return 0;
+    int err = sx_txn(w, t, &r);
     if (err < 0)
         return apierr_store(e, err, key);
+    if (!r->succeeded)
+        return apply_lost(w, k, key, rev, obj, r, e);
+    recent_note(w, key, text, r->revision);
     api_object_set_resource_version(obj, r->revision);
     reply_apply(call, STRATUS__V1__APPLY_RESPONSE__RESULT__CONFIGURED, obj);
     return 1;
@@ -230,32 +343,42 @@ void handle_apply(worker *w, rpc_call *call, const ProtobufCMessage *request)
         return;
     }
     _cleanup_free_ char *key = NULL;
-    if (api_object_key(doc, &key) < 0 || admit_references(w, k, doc, &e) < 0) {
+    /* A dry run writes nothing, so nothing would check its references or guesses later: both
+     * are read from etcd first. Otherwise references are compares in the write. */
+    if (req->dry_run)
+        guess_refused(w);
+    if (api_object_key(doc, &key) < 0 ||
+        (req->dry_run ? admit_references(w, k, doc, &e) : admit_reference_names(k, doc, &e)) < 0) {
         if (!key)
             apierr_set(&e, RPC_CODE_INVALID_ARGUMENT, "metadata.name: not a valid name");
         json_decref(doc);
         reply_error(call, &e);
         return;
     }
+    refset refs = {0};
+    references_collect(k, doc, &refs);
     for (int attempt = 0; attempt < APISERVER_CAS_RETRIES; attempt++) {
         json_t *obj = json_deep_copy(doc);
         json_t *cur = NULL;
         int64_t rev = 0;
-        int r = object_read(w, key, &cur, &rev, &e);
+        bool guessed = false;
+        int r = read_for_apply(w, key, &cur, &rev, &guessed, &e);
         if (r == -ENOENT)
-            r = apply_create(w, call, k, key, obj, req->dry_run, &e);
+            r = apply_create(w, call, k, key, obj, &refs, guessed, req->dry_run, &e);
         else if (r == 0)
-            r = apply_update(w, call, k, key, obj, cur, rev, req->dry_run, &e);
+            r = apply_update(w, call, k, key, obj, cur, rev, &refs, guessed, req->dry_run, &e);
         json_decref(obj);
         json_decref(cur);
-        if (r != 0) {
+        if (r == 1 || r < 0) {
             if (r < 0)
                 reply_error(call, &e);
             json_decref(doc);
+            refset_clear(&refs);
             return;
         }
     }
     json_decref(doc);
+    refset_clear(&refs);
     apierr_set(&e, RPC_CODE_ABORTED, "%s kept changing while it was applied; retry", key);
     reply_error(call, &e);
 }

@@ -75,14 +75,27 @@ int ledger_load(worker *w, const char *key, const char *member, ledger *ret, api
     return ledger_parse(key, err == -ENOENT ? NULL : &r->kvs[0], member, ret, e);
 }
 
+int ledger_load_guess(worker *w, const char *key, const char *member, ledger *ret, apierr *e)
+{
+    store_kv *kv;
+    _cleanup_(store_result_freep) store_result *owner = NULL;
+    int guessed = ledger_read(w, key, &kv, &owner, e);
+    if (guessed < 0 || ledger_parse(key, kv, member, ret, e) < 0)
+        return -1;
+    ret->guessed = guessed;
+    return 0;
+}
+
 void ledger_commit(store_txn *t, const ledger *l)
 {
-    if (!l->changed)
+    if (!l->changed && !l->guessed)
         return;
     if (l->rev > 0)
         store_txn_compare(t, l->key, STORE_CMP_MOD, STORE_CMP_EQUAL, l->rev);
     else
         store_txn_compare(t, l->key, STORE_CMP_CREATE, STORE_CMP_EQUAL, 0);
+    if (!l->changed)
+        return;
     if (json_object_size(l->map) == 0) {
         if (l->rev > 0)
             store_txn_delete(t, STORE_ON_SUCCESS, l->key, NULL, 0);
@@ -104,13 +117,13 @@ static int ledger_drop(worker *w, store_txn *t, const char *key, const char *mem
                        const char *uid, apierr *e)
 {
     ledger l;
-    if (ledger_load(w, key, member, &l, e) < 0)
+    if (ledger_load_guess(w, key, member, &l, e) < 0)
         return -1;
     if (json_object_get(l.map, uid)) {
         json_object_del(l.map, uid);
         l.changed = true;
-        ledger_commit(t, &l);
     }
+    ledger_commit(t, &l);
     ledger_clear(&l);
     return 0;
 }

@@ -27,7 +27,12 @@ int object_finalize(worker *w, const api_kind_info *k, const char *key, const js
         apierr_store(e, err, key);
         return err;
     }
-    return r->succeeded ? 0 : -ESTALE;
+    if (!r->succeeded) {
+        guess_refused(w); /* the object or a ledger moved: read them again */
+        return -ESTALE;
+    }
+    recent_note(w, key, NULL, r->revision);
+    return 0;
 }
 
 static void reply_object(rpc_call *call, const json_t *obj)
@@ -38,21 +43,30 @@ static void reply_object(rpc_call *call, const json_t *obj)
     rpc_call_reply(call, RPC_CODE_OK, NULL, &rep.base);
 }
 
-/* Returns 1 when replied, 0 to retry, -1 on error. */
+/* Returns 1 when replied, 0 to retry after a lost race, 2 to retry on a fresh read, -1 on error. */
 static int delete_once(worker *w, rpc_call *call, const api_kind_info *k, const char *key,
                        const char *what, int64_t want_rev, const char *want_uid, apierr *e)
 {
     json_t *obj = NULL;
     int64_t rev = 0;
-    int r = object_read(w, key, &obj, &rev, e);
+    bool guessed;
+    int r = read_for_update(w, key, &obj, &rev, &guessed, e);
     if (r == -ENOENT)
         return apierr_set(e, RPC_CODE_NOT_FOUND, "%s not found", what);
     if (r < 0)
         return -1;
-    int ret = -1;
-    const char *uid = api_object_uid(obj);
     json_t *md = json_object_get(obj, "metadata");
     json_t *fin = json_object_get(md, "finalizers");
+    const char *uid = api_object_uid(obj);
+    /* Whatever ends in an error or a reply without a write is decided on what etcd holds. */
+    if (guessed && ((want_rev && want_rev != rev) ||
+                    (want_uid && *want_uid && (!uid || !streq(uid, want_uid))) ||
+                    (json_array_size(fin) > 0 && json_object_get(md, "deletionTimestamp")))) {
+        json_decref(obj);
+        guess_refused(w);
+        return 2;
+    }
+    int ret = -1;
     if (want_rev && want_rev != rev)
         apierr_set(e, RPC_CODE_ABORTED,
                    "%s: precondition failed: resourceVersion is %lld, not %lld", what,
@@ -75,11 +89,13 @@ static int delete_once(worker *w, rpc_call *call, const api_kind_info *k, const 
             _cleanup_free_ char *text = object_to_store(obj);
             _cleanup_(store_result_freep) store_result *res = NULL;
             int err = sx_update(w, key, text, rev, &res);
-            if (err == -ESTALE || err == -ENOENT)
+            if (err == -ESTALE || err == -ENOENT) {
+                recent_note_stale(w, key, res);
                 ret = 0;
-            else if (err < 0)
+            } else if (err < 0)
                 apierr_store(e, err, what);
             else {
+                recent_note(w, key, text, res->revision);
                 api_object_set_resource_version(obj, res->revision);
                 reply_object(call, obj);
                 ret = 1;
@@ -114,8 +130,10 @@ void handle_delete(worker *w, rpc_call *call, const ProtobufCMessage *request)
     object_describe(k, req->namespace_, req->name, what, sizeof(what));
     for (int attempt = 0; attempt < APISERVER_CAS_RETRIES; attempt++) {
         int r = delete_once(w, call, k, key, what, want_rev, req->uid, &e);
-        if (r > 0)
+        if (r == 1)
             return;
+        if (r == 2)
+            continue;
         if (r < 0) {
             reply_error(call, &e);
             return;

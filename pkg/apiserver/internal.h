@@ -27,12 +27,16 @@
 #define APISERVER_TXN_BYTES      (1 << 20) /* values in one transaction; etcd takes ~1.5 MiB */
 
 typedef struct watchcache watchcache;
+typedef struct recent recent;
 
 typedef struct worker {
     struct apiserver *srv;
     pthread_t thread;
     struct ev_loop *loop;
     store *st;
+    /* This request may start a read-modify-write from the recent values (read_for_update);
+     * cleared for the rest of the request once a guess proved stale or must be confirmed. */
+    bool guess_ok;
 } worker;
 
 typedef struct job {
@@ -46,6 +50,7 @@ struct apiserver {
     apiserver_options opts;
     rpc_server *rpc;
     watchcache *wc;
+    recent *recent;
     worker *workers;
     size_t n_workers;
 
@@ -92,6 +97,45 @@ json_t *object_from_kv(const store_kv *kv);
 char *object_to_store(const json_t *obj);
 /* Reads the object at key: 0 and *ret (with *ret_rev its mod_revision), or -ENOENT. */
 int object_read(worker *w, const char *key, json_t **ret, int64_t *ret_rev, apierr *e);
+
+/* Reads for a read-modify-write: from the recent values when they hold the key and the request
+ * may still guess (w->guess_ok), else from etcd. *ret_guessed says which. A guessed object may
+ * only lead to a write guarded by *ret_rev (a compare-and-swap): an error, or a reply without a
+ * write, must be decided again on a fresh read — call guess_refused(w) and retry. -ENOENT is only
+ * ever returned from etcd. */
+int read_for_update(worker *w, const char *key, json_t **ret, int64_t *ret_rev, bool *ret_guessed,
+                    apierr *e);
+/* The same, except that a key the recent values do not hold is guessed absent (-ENOENT with
+ * *ret_guessed): for Apply, whose create compares that the key does not exist. */
+int read_for_apply(worker *w, const char *key, json_t **ret, int64_t *ret_rev, bool *ret_guessed,
+                   apierr *e);
+/* The same for a ledger (its compare in the write's transaction guards the guess): 1 when
+ * guessed, 0 when read from etcd (*ret NULL: the key does not exist), or -1 with e filled.
+ * *ret_owner holds *ret; free it with store_result_free. */
+int ledger_read(worker *w, const char *key, store_kv **ret, store_result **ret_owner, apierr *e);
+/* No more guesses in this request (a guess must be confirmed, or proved stale). */
+static inline void guess_refused(worker *w)
+{
+    w->guess_ok = false;
+}
+/* After a write: what etcd now holds at key (value NULL: deleted), for the next guess. */
+void recent_note(worker *w, const char *key, const char *value, int64_t rev);
+/* After a compare-and-swap lost: the current value a guarded write read back (r->kvs), or, when
+ * it did not, no more guesses in this request. */
+void recent_note_stale(worker *w, const char *key, const store_result *r);
+
+/* The recent values themselves (recent.c). Thread-safe. */
+recent *recent_new(size_t max_bytes);
+recent *recent_free(recent *r);
+/* value NULL: deleted at rev. A revision older than the one known is ignored. */
+void recent_put(recent *r, const char *key, const char *value, size_t len, int64_t rev);
+/* 0 with a malloc'd, NUL-terminated copy and its revision; -ENOENT when not known. */
+int recent_get(recent *r, const char *key, char **ret_value, size_t *ret_len, int64_t *ret_rev);
+typedef struct recent_counts {
+    size_t keys, bytes;
+    uint64_t hits, misses;
+} recent_counts;
+void recent_stats(recent *r, recent_counts *ret);
 /* "instances \"default/web\"" for messages. */
 void object_describe(const api_kind_info *k, const char *ns, const char *name, char *out,
                      size_t size);
@@ -142,13 +186,18 @@ typedef struct ledger {
     json_t *map;  /* doc's member, borrowed */
     int64_t rev;  /* 0: the key did not exist */
     bool changed; /* map was modified since it was read */
+    bool guessed; /* read from the recent values: committed with its compare even unchanged */
 } ledger;
 /* Reads key; a missing key gives an empty map. Returns 0, or -1 with e filled. */
 int ledger_load(worker *w, const char *key, const char *member, ledger *ret, apierr *e);
+/* The same from the recent values when the request may guess (read_for_update): only for a
+ * ledger the caller changes in a transaction guarded by it, and never to refuse something. */
+int ledger_load_guess(worker *w, const char *key, const char *member, ledger *ret, apierr *e);
 /* The same from a key-value already read (NULL: the key does not exist). */
 int ledger_parse(const char *key, const store_kv *kv, const char *member, ledger *ret, apierr *e);
 /* When changed: adds to t the compare on the revision it was read at, and a put of the document
- * (a delete when the map is empty). */
+ * (a delete when the map is empty). Unchanged: only the compare, and only for a guessed one (what
+ * it lacks must really be absent). */
 void ledger_commit(store_txn *t, const ledger *l);
 void ledger_clear(ledger *l);
 

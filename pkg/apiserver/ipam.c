@@ -267,7 +267,7 @@ int ipam_release(worker *w, store_txn *t, const json_t *obj, apierr *e)
     for (size_t k = 0; k < n; k++) {
         _cleanup_free_ char *key = ledger_key(ns, names[k]);
         ledger l;
-        if (ledger_load(w, key, "allocations", &l, e) < 0)
+        if (ledger_load_guess(w, key, "allocations", &l, e) < 0)
             return -1;
         const char *ip;
         json_t *holder;

@@ -166,6 +166,82 @@ int object_read(worker *w, const char *key, json_t **ret, int64_t *ret_rev, apie
     return 0;
 }
 
+static int read_guess(worker *w, const char *key, bool absent_unless_known, json_t **ret,
+                      int64_t *ret_rev, bool *ret_guessed, apierr *e)
+{
+    store_kv kv = {.key = (char *)key};
+    if (w->guess_ok) {
+        int r = recent_get(w->srv->recent, key, &kv.value, &kv.value_len, &kv.mod_revision);
+        json_t *o = r == 0 ? object_from_kv(&kv) : NULL;
+        free(kv.value);
+        if (o || absent_unless_known) {
+            *ret = o;
+            *ret_rev = o ? kv.mod_revision : 0;
+            *ret_guessed = true;
+            return o ? 0 : -ENOENT;
+        }
+    }
+    *ret_guessed = false;
+    return object_read(w, key, ret, ret_rev, e);
+}
+
+int read_for_update(worker *w, const char *key, json_t **ret, int64_t *ret_rev, bool *ret_guessed,
+                    apierr *e)
+{
+    return read_guess(w, key, false, ret, ret_rev, ret_guessed, e);
+}
+
+int read_for_apply(worker *w, const char *key, json_t **ret, int64_t *ret_rev, bool *ret_guessed,
+                   apierr *e)
+{
+    return read_guess(w, key, true, ret, ret_rev, ret_guessed, e);
+}
+
+int ledger_read(worker *w, const char *key, store_kv **ret, store_result **ret_owner, apierr *e)
+{
+    *ret = NULL;
+    *ret_owner = NULL;
+    if (w->guess_ok) {
+        store_result *r = xnew(store_result, 1);
+        r->kvs = xnew(store_kv, 1);
+        r->n_kvs = 1;
+        if (recent_get(w->srv->recent, key, &r->kvs[0].value, &r->kvs[0].value_len,
+                       &r->kvs[0].mod_revision) == 0) {
+            r->kvs[0].key = xstrdup(key);
+            r->kvs[0].key_len = strlen(key);
+            *ret = &r->kvs[0];
+            *ret_owner = r;
+            return 1;
+        }
+        store_result_free(r);
+    }
+    store_result *r = NULL;
+    int err = sx_get(w, key, &r);
+    if (err < 0) {
+        store_result_free(r);
+        return err == -ENOENT ? 0 : apierr_store(e, err, key);
+    }
+    *ret = &r->kvs[0];
+    *ret_owner = r;
+    return 0;
+}
+
+void recent_note(worker *w, const char *key, const char *value, int64_t rev)
+{
+    recent_put(w->srv->recent, key, value, value ? strlen(value) : 0, rev);
+}
+
+void recent_note_stale(worker *w, const char *key, const store_result *r)
+{
+    if (r && r->error == -ENOENT && r->revision > 0)
+        recent_put(w->srv->recent, key, NULL, 0, r->revision); /* gone */
+    else if (r && r->n_kvs == 1 && r->kvs[0].key && streq(r->kvs[0].key, key))
+        recent_put(w->srv->recent, key, r->kvs[0].value, r->kvs[0].value_len,
+                   r->kvs[0].mod_revision);
+    else
+        guess_refused(w);
+}
+
 int request_key(const char *kind, const char *ns, const char *name, const api_kind_info **ret_kind,
                 char **ret_key, apierr *e)
 {
@@ -286,8 +362,10 @@ static void *worker_main(void *arg)
             return NULL;
         if (rpc_call_is_cancelled(j->call))
             rpc_call_reply(j->call, RPC_CODE_CANCELLED, "cancelled before it was served", NULL);
-        else
+        else {
+            w->guess_ok = true;
             handlers[j->method](w, j->call, j->request);
+        }
         free(j);
     }
 }
@@ -396,6 +474,9 @@ int apiserver_new(const apiserver_options *opts, apiserver **ret)
         s->opts.compact_interval = 300 * USEC_PER_SEC;
     if (!s->opts.max_request)
         s->opts.max_request = 4 << 20;
+    if (!s->opts.recent_bytes)
+        s->opts.recent_bytes = 16 << 20;
+    s->recent = recent_new(s->opts.recent_bytes);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     pthread_mutex_init(&s->cron_lock, NULL);
@@ -403,6 +484,7 @@ int apiserver_new(const apiserver_options *opts, apiserver **ret)
 
     int e = watchcache_new(s, &s->wc);
     if (e < 0) {
+        recent_free(s->recent);
         free(s);
         return e;
     }
@@ -470,6 +552,7 @@ apiserver *apiserver_free(apiserver *s, usec_t grace)
     }
     s->rpc = rpc_server_free(s->rpc);
     free(s->workers);
+    recent_free(s->recent);
     free(s);
     return NULL;
 }

@@ -61,13 +61,20 @@ void handle_update_status(worker *w, rpc_call *call, const ProtobufCMessage *req
     for (int attempt = 0; attempt < APISERVER_CAS_RETRIES; attempt++) {
         json_t *obj = NULL;
         int64_t rev = 0;
-        int r = object_read(w, key, &obj, &rev, &e);
+        bool guessed;
+        int r = read_for_update(w, key, &obj, &rev, &guessed, &e);
         if (r == -ENOENT)
             apierr_set(&e, RPC_CODE_NOT_FOUND, "%s not found", what);
         if (r < 0)
             break;
         if (want_rev && want_rev != rev) {
             json_decref(obj);
+            if (guessed) {
+                /* The guess is what etcd held at its revision; another one is decided on what
+                 * etcd holds now. An equal one is checked by the write's compare. */
+                guess_refused(w);
+                continue;
+            }
             apierr_set(&e, RPC_CODE_ABORTED,
                        "%s: resourceVersion is %lld, not %lld; read it again and retry", what,
                        (long long)rev, (long long)want_rev);
@@ -86,9 +93,12 @@ void handle_update_status(worker *w, rpc_call *call, const ProtobufCMessage *req
             _cleanup_free_ char *text = object_to_store(obj);
             _cleanup_(store_result_freep) store_result *res = NULL;
             err = sx_update(w, key, text, rev, &res);
-            if (err == 0)
+            if (err == 0) {
                 new_rev = res->revision;
-            else if (err != -ESTALE && err != -ENOENT)
+                recent_note(w, key, text, new_rev);
+            } else if (err == -ESTALE || err == -ENOENT)
+                recent_note_stale(w, key, res);
+            else
                 apierr_store(&e, err, what);
         }
         if (err == 0) {

@@ -24,6 +24,9 @@
 #include "internal.h"
 #include "stratus/v1/stratus.pb-c.h"
 
+/* Events are written once and never read back to be changed: not worth a recent value. */
+#define EVENTS_PREFIX API_KEY_PREFIX "events/"
+
 enum { WC_ADDED, WC_MODIFIED, WC_DELETED, _WC_TYPE_MAX };
 
 static const Stratus__V1__WatchEvent__Type wc_proto_type[_WC_TYPE_MAX] = {
@@ -323,6 +326,9 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
         int64_t rev = e->kv.mod_revision;
         if (rev > wc->head)
             wc->head = rev;
+        if (strncmp(e->kv.key, EVENTS_PREFIX, sizeof(EVENTS_PREFIX) - 1) != 0)
+            recent_put(wc->srv->recent, e->kv.key,
+                       e->type == STORE_EVENT_DELETE ? NULL : e->kv.value, e->kv.value_len, rev);
         char *ns = NULL;
         const api_kind_info *k = key_kind(e->kv.key, &ns);
         if (!k)

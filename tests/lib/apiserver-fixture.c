@@ -13,7 +13,7 @@ static apiserver_fixture *running[4];
 
 static void stop_all(void)
 {
-    for (size_t i = 0; i < ELEMENTSOF(running); i++)
+    for (size_t i = ELEMENTSOF(running); i-- > 0;) /* the latest first: it may share etcd */
         if (running[i])
             apiserver_fixture_stop(running[i]);
 }
@@ -30,10 +30,10 @@ static void fixture_listen(apiserver_fixture *f, const char *listen)
     snprintf(f->target, sizeof(f->target), "127.0.0.1:%d", apiserver_port(f->srv));
 }
 
-apiserver_fixture *apiserver_fixture_start(const apiserver_options *opts)
+static apiserver_fixture *fixture_new(etcd_fixture *etcd, const apiserver_options *opts)
 {
     apiserver_fixture *f = xnew(apiserver_fixture, 1);
-    f->etcd = etcd_fixture_start();
+    f->etcd = etcd;
     /* Registered after etcd's handler, so it runs before it: apiservers stop before etcd. */
     static bool registered;
     if (!registered) {
@@ -57,6 +57,18 @@ apiserver_fixture *apiserver_fixture_start(const apiserver_options *opts)
     return f;
 }
 
+apiserver_fixture *apiserver_fixture_start(const apiserver_options *opts)
+{
+    return fixture_new(etcd_fixture_start(), opts);
+}
+
+apiserver_fixture *apiserver_fixture_second(apiserver_fixture *f)
+{
+    apiserver_fixture *g = fixture_new(f->etcd, &f->opts);
+    g->shares_etcd = true;
+    return g;
+}
+
 void apiserver_fixture_restart(apiserver_fixture *f)
 {
     char listen[64];
@@ -74,7 +86,8 @@ void apiserver_fixture_stop(apiserver_fixture *f)
             running[i] = NULL;
     f->client = rpc_client_free(f->client);
     f->srv = apiserver_free(f->srv, 0);
-    etcd_fixture_stop(f->etcd);
+    if (!f->shares_etcd)
+        etcd_fixture_stop(f->etcd);
     free(f);
 }
 

@@ -15,11 +15,15 @@ typedef struct apiserver_fixture {
     rpc_client *client;
     char target[64];
     apiserver_options opts;
+    bool shares_etcd; /* a second apiserver on another fixture's etcd: stopping it leaves etcd */
 } apiserver_fixture;
 
 /* Starts etcd and an apiserver; `opts` may be NULL or set some options (listen and etcd are
  * filled in). Aborts with a message when something cannot start. */
 apiserver_fixture *apiserver_fixture_start(const apiserver_options *opts);
+/* Another apiserver (and client) on f's etcd, as when several run side by side. Stopped at exit;
+ * stop it before f. */
+apiserver_fixture *apiserver_fixture_second(apiserver_fixture *f);
 /* Stops the apiserver only (etcd stays) and starts a new one on the same port. */
 void apiserver_fixture_restart(apiserver_fixture *f);
 void apiserver_fixture_stop(apiserver_fixture *f);
