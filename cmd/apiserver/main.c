@@ -26,6 +26,7 @@ static void usage(FILE *f)
            "  --workers N              threads serving unary calls (default 8)\n"
            "  --watch-cache N          events kept for watchers to resume from (default 20000)\n"
            "  --max-watchers N         open watches (default 10000)\n"
+           "  --recent-cache-mib N     last values kept to start writes from (default 16)\n"
            "  --bookmark-interval DUR  how often watchers get bookmarks (default 5s)\n"
            "  --compact-interval DUR   etcd history older than this is compacted (default 5m)\n"
            "  --port-file FILE         write the port served on to FILE once listening\n"
@@ -53,6 +54,7 @@ int main(int argc, char **argv)
         O_WORKERS,
         O_WC,
         O_MAXW,
+        O_RECENT,
         O_BM,
         O_COMPACT,
         O_PORTFILE,
@@ -69,6 +71,7 @@ int main(int argc, char **argv)
         {"workers", required_argument, 0, O_WORKERS},
         {"watch-cache", required_argument, 0, O_WC},
         {"max-watchers", required_argument, 0, O_MAXW},
+        {"recent-cache-mib", required_argument, 0, O_RECENT},
         {"bookmark-interval", required_argument, 0, O_BM},
         {"compact-interval", required_argument, 0, O_COMPACT},
         {"port-file", required_argument, 0, O_PORTFILE},
@@ -107,6 +110,11 @@ int main(int argc, char **argv)
         case O_WC:
             if (parse_size("--watch-cache", optarg, 10000000, &o.watch_cache) < 0)
                 return 2;
+            break;
+        case O_RECENT:
+            if (parse_size("--recent-cache-mib", optarg, 4096, &o.recent_bytes) < 0)
+                return 2;
+            o.recent_bytes <<= 20;
             break;
         case O_MAXW:
             if (parse_size("--max-watchers", optarg, 1000000, &o.watchers_max) < 0)

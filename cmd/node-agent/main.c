@@ -43,7 +43,7 @@ static void usage(FILE *f)
         "                            set the Node's spec.allocationRatios\n"
         "  --domain-type TYPE        qemu (TCG, default for qemu://), kvm, or test\n"
         "  --machine TYPE            machine type for qemu/kvm (default q35)\n"
-        "  --workers N               reconcile threads (default 4)\n"
+        "  --workers N               reconcile threads (default 4; 4 per hollow node, at most 32)\n"
         "  --lease-ttl DUR           node lease TTL, renewed every third of it (default 10s)\n"
         "  --fencing-timeout DUR     stop all domains after this long without a lease\n"
         "                            (default 3 x lease TTL)\n"

@@ -48,7 +48,12 @@ typedef struct agent_node {
     char hv_error[BACKEND_ERROR_MAX]; /* why the hypervisor cannot be reached */
     usec_t hv_down_since;             /* monotonic */
 
-    pthread_mutex_t claim_lock; /* one claim at a time per node */
+    /* Claims being written: uid → [vcpus, memoryMiB, diskGiB], counted with the claimed
+     * instances of the informer while their status write is on its way. A claim checks and
+     * reserves under the lock, then writes without it, so claims on one node do not wait for
+     * each other's round trips. */
+    pthread_mutex_t claim_lock;
+    json_t *claiming;
 
     /* Heartbeat thread only. */
     int64_t lease_id;

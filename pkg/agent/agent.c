@@ -171,6 +171,7 @@ static agent_node *node_free(agent_node *n)
     informer_free(n->inf);
     json_decref(n->shutdowns);
     json_decref(n->orphans);
+    json_decref(n->claiming);
     pthread_mutex_destroy(&n->lock);
     pthread_mutex_destroy(&n->claim_lock);
     free(n->name);
@@ -189,6 +190,7 @@ static int node_new(agent *a, size_t index, const char *name, agent_node **ret)
     n->name = xstrdup(name);
     pthread_mutex_init(&n->lock, NULL);
     pthread_mutex_init(&n->claim_lock, NULL);
+    n->claiming = json_object();
     n->shutdowns = json_object();
     n->orphans = json_object();
     n->dir = xasprintf("%s/nodes/%s", a->o.state_dir, name);
@@ -305,8 +307,10 @@ static int options_fill(agent *a, const agent_options *o)
         return -EINVAL;
     a->o.debug_pause_after = a->s_pause = dup_or(o->debug_pause_after, NULL);
     a->pause_file = xasprintf("%s/debug-paused", a->o.state_dir);
+    /* Each hollow identity stands for a host that would run its own workers: a process with
+     * many of them gets more (a build mostly waits on the apiserver), within a bound. */
     if (!a->o.workers)
-        a->o.workers = AGENT_DEFAULT_WORKERS;
+        a->o.workers = MIN(AGENT_DEFAULT_WORKERS * MAX(a->o.hollow_nodes, 1u), AGENT_WORKERS_MAX);
     if (!a->o.lease_ttl)
         a->o.lease_ttl = AGENT_DEFAULT_LEASE_TTL;
     if (a->o.lease_ttl < USEC_PER_SEC)

@@ -38,7 +38,8 @@ typedef enum agent_log_level {
 typedef void (*agent_log_fn)(void *userdata, agent_log_level level, const char *node,
                              const char *message);
 
-#define AGENT_DEFAULT_WORKERS          4
+#define AGENT_DEFAULT_WORKERS          4 /* per node identity, up to AGENT_WORKERS_MAX */
+#define AGENT_WORKERS_MAX              32
 #define AGENT_DEFAULT_LEASE_TTL        (10 * USEC_PER_SEC)
 #define AGENT_DEFAULT_RESYNC           (30 * USEC_PER_SEC)
 #define AGENT_DEFAULT_ORPHAN_GRACE     (60 * USEC_PER_SEC)

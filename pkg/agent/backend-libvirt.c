@@ -748,9 +748,15 @@ static int lv_network_ensure(backend *b, const backend_network_request *n)
         buf_append_str(&x, "</network>");
         net = virNetworkDefineXML(c, x.data);
         buf_done(&x);
-        if (!net)
-            return lv_error("define network");
-        if (!lb->is_test)
+        if (!net) {
+            /* Another worker building an instance on the same network may have defined it
+             * since the lookup: use theirs. */
+            int e = lv_error("define network");
+            net = virNetworkLookupByName(c, n->name);
+            if (!net)
+                return e;
+            virResetLastError();
+        } else if (!lb->is_test)
             virNetworkSetAutostart(net, 1);
     }
     if (virNetworkIsActive(net) != 1 && virNetworkCreate(net) < 0) {

@@ -162,16 +162,28 @@ static int write_status(write_state *ws, const json_t *obj, const json_t *status
     return 0;
 }
 
-/* The claim, under the node's claim lock: what the other instances bound here hold, from the
- * informer's cache (assumptions included, so a claim written a moment ago counts). */
+/* The claim: what the other instances bound here hold — claimed ones from the informer's cache
+ * (assumptions included, so a claim written a moment ago counts), and claims other workers are
+ * writing right now — plus this one must fit. Checked and reserved under the node's claim lock,
+ * written outside it: two workers cannot both take the last room, and neither waits for the
+ * other's round trip. */
 static int claim_hook(void *userdata, agent_reconcile_ctx *ctx, const agent_resources *want,
                       char *why)
 {
     write_state *ws = userdata;
     agent_node *n = ws->n;
     const char *uid = api_object_uid(ctx->instance);
+    if (!uid)
+        return -EINVAL;
     pthread_mutex_lock(&n->claim_lock);
     agent_resources used = {0};
+    const char *k;
+    json_t *v;
+    json_object_foreach (n->claiming, k, v) {
+        used.vcpus += json_integer_value(json_array_get(v, 0));
+        used.memory_mib += json_integer_value(json_array_get(v, 1));
+        used.disk_gib += json_integer_value(json_array_get(v, 2));
+    }
     json_t **items = NULL;
     size_t count = 0;
     int r = informer_list(n->inf, &items, &count);
@@ -181,8 +193,9 @@ static int claim_hook(void *userdata, agent_reconcile_ctx *ctx, const agent_reso
         const json_t *st = json_object_get(o, "status");
         const char *claimed = status_condition_get(st, "ResourcesClaimed");
         const char *phase = status_phase_get(st);
-        if (!ouid || streq(ouid, uid) || !agent_instance_is_bound(o, n->name) || !claimed ||
-            !streq(claimed, "True") || (phase && streq(phase, "Failed")))
+        if (!ouid || streq(ouid, uid) || json_object_get(n->claiming, ouid) ||
+            !agent_instance_is_bound(o, n->name) || !claimed || !streq(claimed, "True") ||
+            (phase && streq(phase, "Failed")))
             continue;
         json_t *flavor = NULL;
         if (agent_object_get(n->a, "Flavor", NULL,
@@ -200,8 +213,20 @@ static int claim_hook(void *userdata, agent_reconcile_ctx *ctx, const agent_reso
     pthread_mutex_unlock(&n->lock);
     if (r == 0 && !agent_resources_fit(&cap, &used, want, why))
         r = -ENOSPC;
+    if (r == 0 && json_object_get(n->claiming, uid))
+        r = -EBUSY; /* the same instance on two workers: the work queue never does that */
     if (r == 0)
-        r = write_status(ws, ctx->instance, ctx->status);
+        json_object_set_new(n->claiming, uid,
+                            json_pack("[I,I,I]", (json_int_t)want->vcpus,
+                                      (json_int_t)want->memory_mib, (json_int_t)want->disk_gib));
+    pthread_mutex_unlock(&n->claim_lock);
+    if (r < 0)
+        return r;
+    /* On success the informer holds the claimed object (write_status assumes it) before the
+     * reservation goes, so the claim is never counted by neither. */
+    r = write_status(ws, ctx->instance, ctx->status);
+    pthread_mutex_lock(&n->claim_lock);
+    json_object_del(n->claiming, uid);
     pthread_mutex_unlock(&n->claim_lock);
     return r;
 }

@@ -1036,6 +1036,123 @@ static void two_agents_one_host(void)
     CHECK_OK(backend_disk_delete(be, disk_c));
 }
 
+/* Claims on one node are checked and reserved under its lock but written outside it, so several
+ * workers write claims at once. Eight 1-vcpu instances bound at once to a node whose Node says
+ * 64 vcpus while its host has 4: exactly four are built, four are given back, never five. */
+static void concurrent_claims_never_overcommit(void)
+{
+    setup();
+    _cleanup_free_ char *dir = fmt("%s/crowd", state_dir);
+    agent_options o = {
+        .client = fx->client,
+        .node_name = "node-crowd",
+        .backend = be,
+        .state_dir = dir,
+        .vcpus = 4,
+        .memory_mib = 16384,
+        .disk_gib = 200,
+        .workers = 8,
+        .lease_ttl = USEC_PER_SEC,
+        .resync_interval = USEC_PER_SEC,
+        .orphan_grace = 60 * USEC_PER_SEC,
+        .node_status_interval = 600 * USEC_PER_SEC,
+        .log = on_log,
+    };
+    CHECK_OK(agent_new(&o, &other));
+    rpc_status st;
+    json_t *node = NULL;
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    while (now_monotonic() < deadline && (fx_get(fx, "Node", NULL, "node-crowd", &node, &st) < 0 ||
+                                          !api_json_lookup(node, "status.allocatable"))) {
+        json_decref(node);
+        node = NULL;
+        usleep(50000);
+    }
+    CHECK(node);
+    json_decref(node);
+    /* Overwritten until it sticks: the agent writes the Node's status while it registers. */
+    bool stuck = false;
+    while (!stuck && now_monotonic() < deadline) {
+        Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
+        req.kind = "Node";
+        req.name = "node-crowd";
+        req.status_json = "{\"allocatable\":{\"vcpus\":64,\"memoryMiB\":65536,\"diskGiB\":1000}}";
+        Stratus__V1__ObjectResponse *rep = NULL;
+        CHECK_OK(rpc_client_update_status(fx->client, &req, RPC_T, &rep, &st));
+        rpc_message_free(rep);
+        usleep(300000);
+        CHECK_OK(fx_get(fx, "Node", NULL, "node-crowd", &node, &st));
+        stuck = json_integer_value(api_json_lookup(node, "status.allocatable.vcpus")) == 64;
+        json_decref(node);
+    }
+    CHECK(stuck);
+
+    enum { N = 8 };
+    char *uids[N];
+    for (int i = 0; i < N; i++) {
+        _cleanup_free_ char *name = fmt("crowd-%d", i);
+        uids[i] = create(name, "small", "cirros", NULL);
+    }
+    /* One Bind call: the agent's informer sees all eight at once, its workers claim together. */
+    Stratus__V1__Binding b[N], *pb[N];
+    char *names[N];
+    for (int i = 0; i < N; i++) {
+        names[i] = fmt("crowd-%d", i);
+        b[i] = (Stratus__V1__Binding)STRATUS__V1__BINDING__INIT;
+        b[i].namespace_ = NS;
+        b[i].name = names[i];
+        b[i].uid = uids[i];
+        b[i].node = "node-crowd";
+        pb[i] = &b[i];
+    }
+    Stratus__V1__BindRequest breq = STRATUS__V1__BIND_REQUEST__INIT;
+    breq.n_bindings = N;
+    breq.bindings = pb;
+    Stratus__V1__BindResponse *brep = NULL;
+    CHECK_OK(rpc_client_bind(fx->client, &breq, RPC_T, &brep, &st));
+    CHECK_INT(brep->n_results, ==, N);
+    for (int i = 0; i < N; i++) {
+        CHECK(brep->results[i]->ok);
+        free(names[i]);
+    }
+    rpc_message_free(brep);
+    int running = 0, given_back = 0;
+    deadline = now_monotonic() + TIMEOUT;
+    while (now_monotonic() < deadline && running + given_back < N) {
+        running = given_back = 0;
+        for (int i = 0; i < N; i++) {
+            _cleanup_free_ char *name = fmt("crowd-%d", i);
+            json_t *x = get_inst(name, NULL);
+            const char *phase = str(x, "status.phase");
+            if (phase && streq(phase, "Running"))
+                running++;
+            else if (json_array_size(api_json_lookup(x, "status.attempts")) > 0 &&
+                     !str(x, "spec.nodeName")) {
+                json_t *at = json_array_get(api_json_lookup(x, "status.attempts"), 0);
+                CHECK_STR(str(at, "reason"), "InsufficientResources");
+                given_back++;
+            }
+            json_decref(x);
+        }
+        usleep(50000);
+    }
+    CHECK_INT(running, ==, 4);
+    CHECK_INT(given_back, ==, 4);
+    for (int i = 0; i < N; i++) {
+        _cleanup_free_ char *name = fmt("crowd-%d", i);
+        json_t *gone = NULL;
+        CHECK_OK(fx_delete(fx, "Instance", NS, name, &gone, &st));
+        json_decref(gone);
+    }
+    for (int i = 0; i < N; i++) {
+        _cleanup_free_ char *name = fmt("crowd-%d", i);
+        wait_phase(name, NULL);
+        CHECK_INT(count_disks(uids[i]), ==, 0);
+        free(uids[i]);
+    }
+    other = agent_free(other);
+}
+
 /* ---- losing libvirt ---- */
 
 /* The Node's condition of this type: its status, reason and message (borrowed from *ret_node,
@@ -1206,5 +1323,6 @@ static void hollow_nodes(void)
 CHECK_MAIN(CASE(node_registered), CASE(bound_instance_runs), CASE(stop_and_start),
            CASE(drift_corrected), CASE(delete_cleans_up), CASE(restart_adopts),
            CASE(interrupted_build_converges), CASE(claim_failure_unbinds),
-           CASE(checksum_mismatch_fails), CASE(orphans_removed), CASE(volume_status),
-           CASE(two_agents_one_host), CASE(hypervisor_reconnect), CASE(hollow_nodes), CASE(fencing))
+           CASE(concurrent_claims_never_overcommit), CASE(checksum_mismatch_fails),
+           CASE(orphans_removed), CASE(volume_status), CASE(two_agents_one_host),
+           CASE(hypervisor_reconnect), CASE(hollow_nodes), CASE(fencing))
