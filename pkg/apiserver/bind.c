@@ -86,7 +86,9 @@ int ledger_load_guess(worker *w, const char *key, const char *member, ledger *re
     return 0;
 }
 
-void ledger_commit(store_txn *t, const ledger *l)
+/* ledger_commit, also noting in `writes` (when not NULL) [key, text] of the put, or [key, null]
+ * of the delete, for the recent values once the transaction succeeded. */
+static void ledger_commit_noted(store_txn *t, const ledger *l, json_t *writes)
 {
     if (!l->changed && !l->guessed)
         return;
@@ -97,12 +99,22 @@ void ledger_commit(store_txn *t, const ledger *l)
     if (!l->changed)
         return;
     if (json_object_size(l->map) == 0) {
-        if (l->rev > 0)
+        if (l->rev > 0) {
             store_txn_delete(t, STORE_ON_SUCCESS, l->key, NULL, 0);
+            if (writes)
+                json_array_append_new(writes, json_pack("[s,n]", l->key));
+        }
         return;
     }
     _cleanup_free_ char *text = api_json_canonical(l->doc);
     store_txn_put(t, STORE_ON_SUCCESS, l->key, text, strlen(text), 0, 0);
+    if (writes)
+        json_array_append_new(writes, json_pack("[s,s]", l->key, text));
+}
+
+void ledger_commit(store_txn *t, const ledger *l)
+{
+    ledger_commit_noted(t, l, NULL);
 }
 
 void ledger_clear(ledger *l)
@@ -205,6 +217,8 @@ typedef struct bind_call {
     bool *pending;         /* per binding: no result yet */
     bool *solo;            /* per binding: too large to share a transaction */
     unsigned *tries;       /* per binding: transactions that lost their race */
+    bool *fresh;           /* per binding: read from etcd, not the recent values (a guess was
+                              about to refuse it, or lost a race) */
     flavor_claim *flavors; /* flavors read during this call */
     size_t n_flavors, flavors_allocated;
 } bind_call;
@@ -291,6 +305,8 @@ typedef struct bind_unit {
     const store_kv *node_kv;                          /* as read; NULL: no such node */
     const store_kv *alloc_kv;                         /* NULL: no ledger yet */
     const store_kv *inst_kv[APISERVER_TXN_INSTANCES]; /* NULL: no such instance */
+    bool guessed;      /* some of the above came from the recent values */
+    bool node_guessed; /* the node did: its revision is compared in the write */
     capacity cap;
     ledger alloc;
     int64_t used[_API_RESOURCE_MAX];
@@ -299,7 +315,8 @@ typedef struct bind_unit {
 
 typedef struct round_txn {
     store_txn *t;
-    size_t *bound; /* bindings it writes */
+    json_t *writes; /* [[key, text or null], ...]: noted in the recent values on success */
+    size_t *bound;  /* bindings it writes */
     size_t n_bound;
     size_t compares, bytes;
     bool solo;
@@ -337,6 +354,7 @@ static void round_clear(bind_round *r)
     free(r->groups);
     for (size_t i = 0; i < r->n_txns; i++) {
         store_txn_free(r->txns[i].t);
+        json_decref(r->txns[i].writes);
         free(r->txns[i].bound);
         store_result_free(r->txns[i].sync.result);
     }
@@ -563,6 +581,7 @@ static decision bind_decide(bind_round *r, bind_unit *u, size_t tx, size_t i, js
     _cleanup_free_ char *text = object_to_store(obj);
     store_txn_compare(t->t, c->keys[i], STORE_CMP_MOD, STORE_CMP_EQUAL, rev);
     store_txn_put(t->t, STORE_ON_SUCCESS, c->keys[i], text, strlen(text), 0, 0);
+    json_array_append_new(t->writes, json_pack("[s,s]", c->keys[i], text));
     t->compares++;
     t->bytes += strlen(text);
     t->bound[t->n_bound++] = i;
@@ -605,10 +624,25 @@ static void round_select(bind_round *r)
 typedef struct read_slot {
     char *key;
     const store_kv **into;
+    bind_unit *u;
+    bool node; /* the unit's Node */
 } read_slot;
 
-/* Reads every node, allocation ledger and instance of the round, in read-only transactions sent
- * side by side. Returns 0, or a store error. */
+/* Whether unit u may start from the recent values: not after a lost race, and not for a binding
+ * a guess was about to refuse. */
+static bool unit_may_guess(const bind_round *r, const bind_unit *u)
+{
+    if (!r->c->w->guess_ok || u->alone)
+        return false;
+    for (size_t j = 0; j < u->n; j++)
+        if (r->c->fresh[u->idx[j]])
+            return false;
+    return true;
+}
+
+/* Reads every node, allocation ledger and instance of the round: from the recent values where a
+ * unit may guess and they hold the key (the write compares each revision), the rest in read-only
+ * transactions sent side by side. Returns 0, or a store error. */
 static int round_read(bind_round *r)
 {
     bind_call *c = r->c;
@@ -621,21 +655,43 @@ static int round_read(bind_round *r)
         bind_unit *u = &r->units[k];
         if (api_key_build(api_kind_get(API_KIND_NODE), NULL, u->node, &slots[n].key) < 0)
             slots[n].key = xstrdup("/stratus/v1/invalid"); /* binding_prepare checked the name */
-        slots[n++].into = &u->node_kv;
-        slots[n] = (read_slot){xasprintf(ALLOCATIONS_PREFIX "%s", u->node), &u->alloc_kv};
-        n++;
+        slots[n].into = &u->node_kv;
+        slots[n].u = u;
+        slots[n++].node = true;
+        slots[n++] = (read_slot){xasprintf(ALLOCATIONS_PREFIX "%s", u->node), &u->alloc_kv, u};
         for (size_t j = 0; j < u->n; j++)
-            slots[n++] = (read_slot){xstrdup(c->keys[u->idx[j]]), &u->inst_kv[j]};
+            slots[n++] = (read_slot){xstrdup(c->keys[u->idx[j]]), &u->inst_kv[j], u};
     }
-    size_t n_txn = (n + APISERVER_TXN_OPS - 1) / APISERVER_TXN_OPS;
+
+    /* Guesses first; what they lack is read. */
+    store_result *guesses = xnew(store_result, 1);
+    guesses->kvs = xnew(store_kv, n);
+    _cleanup_free_ size_t *miss = xnew(size_t, n);
+    size_t n_miss = 0;
+    for (size_t k = 0; k < n; k++) {
+        store_kv *kv = &guesses->kvs[guesses->n_kvs];
+        if (unit_may_guess(r, slots[k].u) && recent_get(c->w->srv->recent, slots[k].key, &kv->value,
+                                                        &kv->value_len, &kv->mod_revision) == 0) {
+            kv->key = xstrdup(slots[k].key);
+            kv->key_len = strlen(kv->key);
+            guesses->n_kvs++;
+            *slots[k].into = kv;
+            slots[k].u->guessed = true;
+            slots[k].u->node_guessed |= slots[k].node;
+        } else
+            miss[n_miss++] = k;
+    }
+
+    size_t n_txn = (n_miss + APISERVER_TXN_OPS - 1) / APISERVER_TXN_OPS;
     store_txn **txns = xnew(store_txn *, n_txn);
     store_sync *syncs = xnew(store_sync, n_txn);
-    r->reads = xnew(store_result *, n_txn);
+    r->reads = xnew(store_result *, n_txn + 1);
+    r->reads[r->n_reads++] = guesses;
     int err = 0;
     for (size_t t = 0; t < n_txn; t++) {
         txns[t] = store_txn_new();
-        for (size_t s = t * APISERVER_TXN_OPS; s < n && s < (t + 1) * APISERVER_TXN_OPS; s++)
-            store_txn_get(txns[t], STORE_ON_SUCCESS, slots[s].key, NULL);
+        for (size_t m = t * APISERVER_TXN_OPS; m < n_miss && m < (t + 1) * APISERVER_TXN_OPS; m++)
+            store_txn_get(txns[t], STORE_ON_SUCCESS, slots[miss[m]].key, NULL);
         syncs[t] = STORE_SYNC_INIT;
         int e = store_txn_commit(c->w->st, txns[t], store_sync_done, &syncs[t]);
         if (e < 0) {
@@ -655,13 +711,13 @@ static int round_read(bind_round *r)
         }
         for (size_t k = 0; k < res->n_responses; k++) {
             const store_result *sub = &res->responses[k];
-            *slots[t * APISERVER_TXN_OPS + k].into = sub->n_kvs > 0 ? &sub->kvs[0] : NULL;
+            *slots[miss[t * APISERVER_TXN_OPS + k]].into = sub->n_kvs > 0 ? &sub->kvs[0] : NULL;
         }
     }
     for (size_t t = 0; t < n_txn; t++)
         store_txn_free(txns[t]);
-    for (size_t s = 0; s < n; s++)
-        free(slots[s].key);
+    for (size_t k = 0; k < n; k++)
+        free(slots[k].key);
     free(txns);
     free(syncs);
     return err;
@@ -671,7 +727,8 @@ static round_txn *round_txn_open(bind_round *r, bool solo)
 {
     r->txns = xgrow(r->txns, &r->txns_allocated, r->n_txns + 1, sizeof(round_txn));
     round_txn *t = &r->txns[r->n_txns++];
-    *t = (round_txn){.t = store_txn_new(), .bound = xnew(size_t, r->c->n), .solo = solo};
+    *t = (round_txn){
+        .t = store_txn_new(), .writes = json_array(), .bound = xnew(size_t, r->c->n), .solo = solo};
     return t;
 }
 
@@ -704,7 +761,7 @@ static void unit_decide(bind_round *r, bind_unit *u)
     ledger_sum(&u->alloc, u->used);
 
     /* The most this unit can add: a compare per instance, its ledger, a group ledger each. */
-    size_t need = 2 * u->n + 1, bytes = u->alloc_kv ? u->alloc_kv->value_len : 0;
+    size_t need = 2 * u->n + 1 + u->node_guessed, bytes = u->alloc_kv ? u->alloc_kv->value_len : 0;
     for (size_t j = 0; j < u->n; j++)
         bytes += (u->inst_kv[j] ? u->inst_kv[j]->value_len : 0) + 512;
     round_txn *t = r->n_txns ? &r->txns[r->n_txns - 1] : NULL;
@@ -729,12 +786,19 @@ static void unit_decide(bind_round *r, bind_unit *u)
             c->pending[i] = false;
             continue;
         }
-        if (bind_decide(r, u, u->txn, i, obj, u->inst_kv[j]->mod_revision, what) == DECIDED)
-            c->pending[i] = false;
+        if (bind_decide(r, u, u->txn, i, obj, u->inst_kv[j]->mod_revision, what) == DECIDED) {
+            if (u->guessed) {
+                /* Refused, or found done, on a guess: decided again on what etcd holds. */
+                c->codes[i] = 0;
+                c->messages[i] = mfree(c->messages[i]);
+                c->fresh[i] = true;
+            } else
+                c->pending[i] = false;
+        }
         json_decref(obj);
     }
     if (u->alloc.changed) {
-        t->compares++;
+        t->compares += 1 + u->node_guessed;
         t->bytes += 256 * json_object_size(u->alloc.map);
     }
 }
@@ -743,12 +807,21 @@ static void unit_decide(bind_round *r, bind_unit *u)
 static void round_commit(bind_round *r)
 {
     bind_call *c = r->c;
-    for (size_t k = 0; k < r->n_units; k++)
-        if (r->units[k].txn != SIZE_MAX)
-            ledger_commit(r->txns[r->units[k].txn].t, &r->units[k].alloc);
+    for (size_t k = 0; k < r->n_units; k++) {
+        bind_unit *u = &r->units[k];
+        if (u->txn == SIZE_MAX)
+            continue;
+        round_txn *t = &r->txns[u->txn];
+        ledger_commit_noted(t->t, &u->alloc, t->writes);
+        /* The capacity decided on is the one written against. */
+        if (u->node_guessed && u->alloc.changed)
+            store_txn_compare(t->t, u->node_kv->key, STORE_CMP_MOD, STORE_CMP_EQUAL,
+                              u->node_kv->mod_revision);
+    }
     for (size_t g = 0; g < r->n_groups; g++)
         if (r->groups[g].txn != SIZE_MAX)
-            ledger_commit(r->txns[r->groups[g].txn].t, &r->groups[g].members);
+            ledger_commit_noted(r->txns[r->groups[g].txn].t, &r->groups[g].members,
+                                r->txns[r->groups[g].txn].writes);
     for (size_t k = 0; k < r->n_txns; k++) {
         round_txn *t = &r->txns[k];
         t->sync = STORE_SYNC_INIT;
@@ -768,6 +841,13 @@ static void round_commit(bind_round *r)
         store_result *res = NULL;
         int err = store_wait(c->w->st, &t->sync, &res);
         t->sync.result = res; /* freed with the round */
+        if (err == 0 && res->succeeded) {
+            size_t w;
+            json_t *kt;
+            json_array_foreach (t->writes, w, kt)
+                recent_note(c->w, json_string_value(json_array_get(kt, 0)),
+                            json_string_value(json_array_get(kt, 1)), res->revision);
+        }
         for (size_t j = 0; j < t->n_bound; j++) {
             size_t i = t->bound[j];
             if (err == -EMSGSIZE && t->n_bound > 1) {
@@ -865,6 +945,7 @@ static void bind_call_clear(bind_call *c)
     free(c->pending);
     free(c->solo);
     free(c->tries);
+    free(c->fresh);
 }
 
 void handle_bind(worker *w, rpc_call *call, const ProtobufCMessage *request)
@@ -890,6 +971,7 @@ void handle_bind(worker *w, rpc_call *call, const ProtobufCMessage *request)
         .pending = xnew(bool, n),
         .solo = xnew(bool, n),
         .tries = xnew(unsigned, n),
+        .fresh = xnew(bool, n),
     };
     for (size_t i = 0; i < n; i++)
         c.pending[i] = binding_prepare(&c, i) == 0;

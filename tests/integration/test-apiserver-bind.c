@@ -1139,9 +1139,53 @@ static void leases_grant_renew_and_regrant(void)
     CHECK_INT(renew("lease-4", -1, 0, &id2, NULL, &st), ==, -EINVAL);
 }
 
+/* Writes the Node's allocatable vcpus straight into etcd, as another apiserver would: this one
+ * learns it only from its watch, a moment later. */
+static void node_vcpus_behind_its_back(const char *node, int vcpus)
+{
+    _cleanup_free_ char *key = fmt("/stratus/v1/nodes/%s", node);
+    json_t *n = etcd_json(key);
+    CHECK(n);
+    json_object_set_new(json_object_get(json_object_get(n, "status"), "allocatable"), "vcpus",
+                        json_integer(vcpus));
+    _cleanup_free_ char *text = json_dumps(n, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(n);
+    store_sync y = STORE_SYNC_INIT;
+    CHECK_OK(store_put(direct, key, text, strlen(text), 0, 0, store_sync_done, &y));
+    CHECK_OK(store_wait(direct, &y, NULL));
+}
+
+/* Bind may start from what the apiserver saw of a Node last (its recent values); the capacity it
+ * decides on must be the one in etcd when it writes. Each round shrinks the node behind the
+ * apiserver's back and binds at once, before the watch may have told it: always refused. */
+static void bind_decides_on_the_capacity_it_writes_against(void)
+{
+    setup();
+    const char *ns = "fresh";
+    flavor_create("fresh-8", 8, 512, 1, 0, 0);
+    node_create("fresh-n", 16, 65536, 1000, NULL);
+    for (int i = 0; i < 30; i++) {
+        _cleanup_free_ char *name = fmt("big-%d", i);
+        _cleanup_free_ char *uid = instance_create(ns, name, "fresh-8", NULL);
+        node_vcpus_behind_its_back("fresh-n", 4);
+        char msg[1024];
+        CHECK_INT(bind1(ns, name, uid, "fresh-n", msg, sizeof(msg)), ==,
+                  RPC_CODE_RESOURCE_EXHAUSTED);
+        CHECK(strstr(msg, "insufficient vcpus") != NULL);
+        node_vcpus_behind_its_back("fresh-n", 16);
+        usleep(20000); /* the apiserver sees 16 again: its guess goes stale with the next round */
+    }
+    json_t *doc = NULL;
+    _cleanup_free_ char *key = fmt("/stratus/v1/allocations/%s", "fresh-n");
+    doc = etcd_json(key);
+    CHECK(json_object_size(json_object_get(doc, "instances")) == 0);
+    json_decref(doc);
+}
+
 CHECK_MAIN(CASE(bind_fits_and_says_why_not), CASE(bind_is_idempotent),
            CASE(bind_conflicts_and_errors), CASE(bind_splits_batches_too_large_for_etcd),
            CASE(unbind_records_the_attempt), CASE(racing_schedulers_never_overcommit),
            CASE(anti_affinity_holds_under_races), CASE(ip_addresses_are_unique_under_races),
            CASE(fixed_ips_are_checked), CASE(final_delete_releases_everything),
-           CASE(leases_grant_renew_and_regrant))
+           CASE(leases_grant_renew_and_regrant),
+           CASE(bind_decides_on_the_capacity_it_writes_against))
