@@ -229,6 +229,12 @@ unsigned sched_score_node(const sched_request *r, const sched_node *n, bool pack
     return weights ? total / weights : 0;
 }
 
+/* Between nodes of one score: a warm image cache first, then this scheduler's share. */
+static int tie_rank(const sched_node *n)
+{
+    return 2 * n->image_here + n->preferred;
+}
+
 int sched_select(const sched_request *r, const sched_node *nodes, size_t n, const sched_options *o,
                  unsigned *seed, sched_verdict *ret)
 {
@@ -244,11 +250,11 @@ int sched_select(const sched_request *r, const sched_node *nodes, size_t n, cons
         }
         unsigned s = sched_score_node(r, &nodes[i], o->pack);
         if (best < 0 || s > best_score ||
-            (s == best_score && nodes[i].image_here && !nodes[best].image_here)) {
+            (s == best_score && tie_rank(&nodes[i]) > tie_rank(&nodes[best]))) {
             best = (int)i;
             best_score = s;
             ties = 1;
-        } else if (s == best_score && nodes[i].image_here == nodes[best].image_here &&
+        } else if (s == best_score && tie_rank(&nodes[i]) == tie_rank(&nodes[best]) &&
                    (unsigned)rand_r(seed) % ++ties == 0) {
             best = (int)i; /* reservoir choice: each of the equals equally likely */
         }

@@ -34,6 +34,10 @@ typedef struct sched_node {
     /* set per request by the caller: */
     size_t group_members; /* members of the request's server group placed here */
     bool image_here;      /* an instance of the request's image runs here (its cache is warm) */
+    /* This scheduler's share of the nodes when several run (rendezvous hashing over their
+     * presence leases): ties go to it first, so schedulers racing through the same list of
+     * emptiest nodes do not all pick the same ones and lose to each other in the ledger. */
+    bool preferred;
 } sched_node;
 
 typedef struct sched_request {

@@ -121,19 +121,25 @@ static uint64_t hash_pair(const char *a, const char *b)
     return h ^ (h >> 29);
 }
 
+/* Whether this scheduler is key's owner among the live ones in leases (all the Leases). */
+static bool owns_among(const scheduler *s, json_t *const *leases, size_t n, const char *key)
+{
+    uint64_t mine = hash_pair(key, s->lease_name);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = api_object_name(leases[i]);
+        if (name && strncmp(name, PRESENCE_PREFIX, strlen(PRESENCE_PREFIX)) == 0 &&
+            !streq(name, s->lease_name) && hash_pair(key, name) > mine)
+            return false;
+    }
+    return true;
+}
+
 static bool owns(scheduler *s, const char *key)
 {
     json_t **leases = NULL;
     size_t n = 0;
     informer_list(s->inf[INF_LEASES], &leases, &n);
-    uint64_t mine = hash_pair(key, s->lease_name);
-    bool owner = true;
-    for (size_t i = 0; i < n && owner; i++) {
-        const char *name = api_object_name(leases[i]);
-        if (name && strncmp(name, PRESENCE_PREFIX, strlen(PRESENCE_PREFIX)) == 0 &&
-            !streq(name, s->lease_name) && hash_pair(key, name) > mine)
-            owner = false;
-    }
+    bool owner = owns_among(s, leases, n, key);
     informer_items_free(leases, n);
     return owner;
 }
@@ -338,16 +344,30 @@ static void snapshot_take(scheduler *s, snapshot *sn)
     sn->group_ids = json_object();
     informer_list(s->inf[INF_NODES], &sn->node_objs, &sn->n);
     sn->nodes = xnew(sched_node, sn->n);
+    /* The other schedulers' presence, once: only they matter for the node shares. */
+    json_t **leases = NULL, **others = NULL;
+    size_t n_leases = 0, n_others = 0;
+    informer_list(s->inf[INF_LEASES], &leases, &n_leases);
+    others = xnew(json_t *, n_leases + 1);
+    for (size_t i = 0; i < n_leases; i++) {
+        const char *name = api_object_name(leases[i]);
+        if (name && strncmp(name, PRESENCE_PREFIX, strlen(PRESENCE_PREFIX)) == 0 &&
+            !streq(name, s->lease_name))
+            others[n_others++] = leases[i];
+    }
     for (size_t i = 0; i < sn->n; i++) {
         sched_node *n = &sn->nodes[i];
         const char *name = api_object_name(sn->node_objs[i]);
         json_t *lease = name ? informer_get(s->inf[INF_LEASES], name) : NULL;
         sched_node_init(n, sn->node_objs[i], lease != NULL);
         json_decref(lease);
+        n->preferred = !name || owns_among(s, others, n_others, name);
         if (n->name)
             json_object_set_new(sn->index, n->name, json_integer((json_int_t)i));
         n->recent_failures = (unsigned)json_integer_value(json_object_get(s->failures, n->name));
     }
+    free(others);
+    informer_items_free(leases, n_leases);
     json_t **instances = NULL;
     size_t n_instances = 0;
     informer_list(s->inf[INF_INSTANCES], &instances, &n_instances);

@@ -242,6 +242,25 @@ static void select_explains_rejections(void)
     same[2].used.amount[API_RESOURCE_MEMORY] = 2048;
     for (int i = 0; i < 50; i++)
         CHECK_INT(sched_select(&r, same, 3, &o, &seed, &v), !=, 2);
+
+    /* this scheduler's share of the nodes breaks ties after the image, and only ties */
+    sched_node share[4] = {mk_node(a, true), mk_node(a, true), mk_node(a, true), mk_node(a, true)};
+    share[1].preferred = share[3].preferred = true;
+    int picked[4] = {0};
+    for (int i = 0; i < 200; i++)
+        picked[sched_select(&r, share, 4, &o, &seed, &v)]++;
+    CHECK_INT(picked[0] + picked[2], ==, 0);
+    CHECK(picked[1] > 30 && picked[3] > 30); /* at random among the preferred */
+    share[2].image_here = true;
+    for (int i = 0; i < 50; i++)
+        CHECK_INT(sched_select(&r, share, 4, &o, &seed, &v), ==, 2);
+    share[2].image_here = false;
+    share[1].used.amount[API_RESOURCE_MEMORY] = 2048;
+    share[3].used.amount[API_RESOURCE_MEMORY] = 2048;
+    for (int i = 0; i < 50; i++) {
+        int at = sched_select(&r, share, 4, &o, &seed, &v);
+        CHECK(at == 0 || at == 2); /* emptier nodes of other schedulers still win on score */
+    }
     json_decref(a);
     json_decref(b);
 }
