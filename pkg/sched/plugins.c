@@ -58,6 +58,11 @@ static bool fits_forced_node(const sched_request *r, const sched_node *n)
     return !r->forced_node || streq(r->forced_node, n->name);
 }
 
+static bool fits_volume_node(const sched_request *r, const sched_node *n)
+{
+    return !r->volumes_apart && (!r->volume_node || (n->name && streq(r->volume_node, n->name)));
+}
+
 static bool fits_zone(const sched_request *r, const sched_node *n)
 {
     if (!r->zone || !*r->zone)
@@ -152,6 +157,7 @@ const sched_filter sched_filters[] = {
     {"NodeReady", "not ready", fits_ready},
     {"NodeSchedulable", "unschedulable", fits_schedulable},
     {"ForcedNode", "not the requested node", fits_forced_node},
+    {"VolumeNode", "not where its volumes are", fits_volume_node},
     {"AvailabilityZone", "in another availability zone", fits_zone},
     {"Taints", "untolerated taint", fits_taints},
     {"FailedBefore", "already failed this instance", fits_not_failed_before},

@@ -45,7 +45,11 @@ typedef struct sched_request {
     api_resources need;
     const char *arch;        /* the image's architecture (sched_image_arch), or NULL */
     const char *forced_node; /* spec.nodeName the user set, or NULL */
-    const char *zone;        /* spec.availabilityZone, or NULL */
+    /* Where its Volumes' disks are (their status.nodeName): a Volume is a disk in one node's
+     * pool, so the instance may only go there. volumes_apart: they are on different nodes. */
+    const char *volume_node;
+    bool volumes_apart;
+    const char *zone; /* spec.availabilityZone, or NULL */
     const json_t *tolerations;
     const char *const *failed_nodes; /* nodes in status.attempts */
     size_t n_failed;

@@ -23,11 +23,21 @@
 
 #define RPC_TIMEOUT (10 * USEC_PER_SEC)
 
-enum { INF_INSTANCES, INF_NODES, INF_FLAVORS, INF_IMAGES, INF_GROUPS, INF_LEASES, _INF_MAX };
+enum {
+    INF_INSTANCES,
+    INF_NODES,
+    INF_FLAVORS,
+    INF_IMAGES,
+    INF_GROUPS,
+    INF_LEASES,
+    INF_VOLUMES,
+    _INF_MAX
+};
 
 static const char *const inf_kinds[_INF_MAX] = {
     [INF_INSTANCES] = "Instance", [INF_NODES] = "Node",         [INF_FLAVORS] = "Flavor",
     [INF_IMAGES] = "Image",       [INF_GROUPS] = "ServerGroup", [INF_LEASES] = "Lease",
+    [INF_VOLUMES] = "Volume",
 };
 
 struct scheduler {
@@ -231,6 +241,13 @@ static void node_updated(informer *inf, const char *key, json_t *old, json_t *ob
     if (!same_at(old, obj, "spec") || !same_at(old, obj, "metadata.labels") ||
         !same_at(old, obj, "status.allocatable") || !same_at(old, obj, "status.capacity") ||
         !same_at(old, obj, "status.nodeInfo") || (r0 != r1 && (!r0 || !r1 || !streq(r0, r1))))
+        unpark_all(ud);
+}
+
+/* A Volume matters to placement by where its disk is; attach and release change nothing. */
+static void volume_updated(informer *inf, const char *key, json_t *old, json_t *obj, void *ud)
+{
+    if (!same_at(old, obj, "status.nodeName"))
         unpark_all(ud);
 }
 
@@ -712,6 +729,32 @@ static void bind_batch(scheduler *s, snapshot *sn, pick *picks, size_t n)
     free(b);
 }
 
+/* Where the instance's Volumes are: the node of each one that has a disk somewhere, copied into
+ * buf (size bytes). A Volume the cache does not have puts no constraint (the agent fails the
+ * build if it is gone). */
+static void volumes_where(scheduler *s, const json_t *inst, sched_request *r, char *buf,
+                          size_t size)
+{
+    size_t i;
+    json_t *bd;
+    json_array_foreach (api_json_lookup(inst, "spec.blockDevices"), i, bd) {
+        const char *name = str_at(bd, "volume");
+        if (!name)
+            continue;
+        char key[600];
+        snprintf(key, sizeof(key), "%s/%s", api_object_namespace(inst), name);
+        json_t *vol = informer_get(s->inf[INF_VOLUMES], key);
+        const char *node = str_at(vol, "status.nodeName");
+        if (node && r->volume_node && !streq(node, r->volume_node))
+            r->volumes_apart = true;
+        else if (node && !r->volume_node) {
+            snprintf(buf, size, "%s", node);
+            r->volume_node = buf;
+        }
+        json_decref(vol);
+    }
+}
+
 /* Places up to one batch; returns how many keys it took from the queue. */
 static size_t schedule_batch(scheduler *s)
 {
@@ -765,6 +808,8 @@ static size_t schedule_batch(scheduler *s)
             if (r.n_failed < ELEMENTSOF(failed) && str_at(a, "nodeName"))
                 failed[r.n_failed++] = str_at(a, "nodeName");
         r.failed_nodes = failed;
+        char volume_node[256];
+        volumes_where(s, inst, &r, volume_node, sizeof(volume_node));
         json_t *image = str_at(inst, "spec.image")
                             ? informer_get(s->inf[INF_IMAGES], str_at(inst, "spec.image"))
                             : NULL;
@@ -1005,6 +1050,8 @@ int scheduler_new(struct ev_loop *loop, const scheduler_options *o, scheduler **
             h = (informer_handlers){cluster_changed, node_updated, cluster_shrunk, s};
         else if (i == INF_LEASES)
             h = (informer_handlers){cluster_changed, lease_updated, cluster_shrunk, s};
+        else if (i == INF_VOLUMES)
+            h = (informer_handlers){cluster_changed, volume_updated, cluster_changed, s};
         else if (i == INF_FLAVORS || i == INF_GROUPS)
             h = (informer_handlers){cluster_changed, cluster_updated, cluster_shrunk, s};
         if ((r = informer_new(s->client, loop, &io, &h, &s->inf[i])) < 0 ||

@@ -329,6 +329,79 @@ static void zones_and_forced_nodes(void)
     sched_stop(t);
 }
 
+static void volume_on(const char *ns, const char *name, const char *node)
+{
+    char status[256];
+    snprintf(status, sizeof(status), "{\"phase\":\"Available\",\"nodeName\":\"%s\"}", node);
+    Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
+    req.kind = "Volume";
+    req.namespace_ = (char *)ns;
+    req.name = (char *)name;
+    req.status_json = status;
+    Stratus__V1__ObjectResponse *rep = NULL;
+    rpc_status st;
+    CHECK_OK(rpc_client_update_status(fx->client, &req, 10 * USEC_PER_SEC, &rep, &st));
+    rpc_message_free(rep);
+}
+
+/* A Volume is a disk in one node's pool: an instance using it goes to that node, however much
+ * emptier another is; with its Volumes on two nodes it stays Pending and says why, until they
+ * are on one. A Volume with no disk yet constrains nothing. */
+static void instances_follow_their_volumes(void)
+{
+    setup();
+    add_node("vol-a", "zv", 8, 8192);
+    add_node("vol-b", "zv", 8, 8192);
+    for (int i = 1; i <= 4; i++)
+        apply_ok("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Volume\",\"metadata\":{\"name\":"
+                 "\"data-%d\",\"namespace\":\"vols\"},\"spec\":{\"sizeGiB\":1}}",
+                 i);
+    volume_on("vols", "data-1", "vol-b");
+    volume_on("vols", "data-2", "vol-a");
+    volume_on("vols", "data-3", "vol-b");
+    scheduler_options o = {.retry_interval = USEC_PER_SEC};
+    sched_thread *t = sched_start(&o);
+    /* vol-b holds more than vol-a, so spread alone would pick vol-a */
+    for (int i = 0; i < 3; i++) {
+        char n[16];
+        snprintf(n, sizeof(n), "filler-%d", i);
+        add_instance("vols", n, "small", ",\"nodeName\":\"vol-b\"");
+    }
+    for (int i = 0; i < 5; i++) {
+        char n[16];
+        snprintf(n, sizeof(n), "one-%d", i);
+        /* spec.nodeName unset: the scheduler chooses */
+        add_instance("vols", n, "small",
+                     i == 0 ? ",\"blockDevices\":[{\"name\":\"d1\",\"volume\":\"data-1\"}]" : "");
+    }
+    json_t *x = wait_phase("vols", "one-0", "Scheduled", 15);
+    CHECK(x != NULL);
+    CHECK_STR(str_at(x, "spec.nodeName"), "vol-b");
+    json_decref(x);
+
+    add_instance("vols", "apart", "small",
+                 ",\"blockDevices\":[{\"name\":\"d2\",\"volume\":\"data-2\"},{\"name\":\"d3\","
+                 "\"volume\":\"data-3\"}]");
+    CHECK(wait_message("vols", "apart", "not where its volumes are", 15));
+    x = get_instance("vols", "apart");
+    CHECK_STR(str_at(x, "status.phase"), "Pending");
+    json_decref(x);
+
+    add_instance("vols", "anywhere", "small",
+                 ",\"blockDevices\":[{\"name\":\"d4\",\"volume\":\"data-4\"}]");
+    x = wait_phase("vols", "anywhere", "Scheduled", 15);
+    CHECK(x != NULL);
+    json_decref(x);
+
+    /* both on vol-a now (say, restored there): the parked instance follows */
+    volume_on("vols", "data-3", "vol-a");
+    x = wait_phase("vols", "apart", "Scheduled", 15);
+    CHECK(x != NULL);
+    CHECK_STR(str_at(x, "spec.nodeName"), "vol-a");
+    json_decref(x);
+    sched_stop(t);
+}
+
 static void anti_affinity_five_over_three(void)
 {
     setup();
@@ -657,5 +730,6 @@ static void three_schedulers_never_overcommit(void)
 }
 
 CHECK_MAIN(CASE(fits_and_does_not_fit), CASE(zones_and_forced_nodes),
-           CASE(anti_affinity_five_over_three), CASE(unbind_reschedules_then_fails),
-           CASE(lost_node_instances_move), CASE(three_schedulers_never_overcommit), CASE(teardown))
+           CASE(instances_follow_their_volumes), CASE(anti_affinity_five_over_three),
+           CASE(unbind_reschedules_then_fails), CASE(lost_node_instances_move),
+           CASE(three_schedulers_never_overcommit), CASE(teardown))
