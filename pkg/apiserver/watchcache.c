@@ -468,9 +468,11 @@ static void bookmark_fired(struct ev_loop *loop, ev_timer *t, int revents)
     watcher **pp = &wc->active;
     while (*pp) {
         watcher *w = *pp;
-        /* every event up to head has been offered to every watcher: a bookmark may say so */
+        /* Every event up to head has been offered to every live watcher: a bookmark may say so.
+         * Not to one still catching up from the ring: its bookmark would overtake the replayed
+         * events it covers, and a client resuming from it would skip them. */
         int64_t at = MAX(wc->head, w->skip_until);
-        if (w->bookmarks && at > w->bookmark_rev) {
+        if (w->live && w->bookmarks && at > w->bookmark_rev) {
             char rv[24];
             snprintf(rv, sizeof(rv), "%lld", (long long)at);
             Stratus__V1__WatchEvent msg = STRATUS__V1__WATCH_EVENT__INIT;

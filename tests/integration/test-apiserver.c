@@ -11,6 +11,7 @@
 #include "apiserver-fixture.h"
 #include "base/alloc.h"
 #include "check.h"
+#include "store/store.h"
 
 static apiserver_fixture *fx;
 
@@ -809,6 +810,97 @@ static void lease_is_visible_and_expires(void)
     rpc_watch_free(w);
 }
 
+/* A watcher replaying a backlog larger than its stream's queue catches up from the ring while
+ * bookmarks keep firing. A bookmark says "you have everything up to here": one sent before the
+ * replayed events it covers would let a client resume past events it never got. So after every
+ * bookmark, every event has a later revision. */
+static void bookmarks_never_overtake_a_replay(void)
+{
+    apiserver_options o = {.watch_cache = 5000, .bookmark_interval = USEC_PER_SEC / 20};
+    apiserver_fixture *f = apiserver_fixture_start(&o);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    store_options so = {.n_endpoints = 1, .request_timeout = 10 * USEC_PER_SEC};
+    so.endpoints[0] = etcd_fixture_endpoint(f->etcd);
+    store *direct = NULL;
+    CHECK_OK(store_new(loop, &so, &direct));
+    rpc_status st;
+    json_t *first = NULL;
+    CHECK_OK(fx_apply(f, flavor_json("backlog-start", 1), NULL, &first, &st));
+    char from[24];
+    snprintf(from, sizeof(from), "%s",
+             json_string_value(api_json_lookup(first, "metadata.resourceVersion")));
+    json_decref(first);
+    /* 3,000 Flavors, 100 to a transaction, as the apiserver stores them */
+    const int N = 3000;
+    for (int t = 0; t < N / 100; t++) {
+        store_txn *txn = store_txn_new();
+        for (int i = 0; i < 100; i++) {
+            /* 4 KiB each: more than the transport buffers, so the server's queue fills */
+            char key[64], val[5000], pad[4097];
+            memset(pad, 'x', sizeof(pad) - 1);
+            pad[sizeof(pad) - 1] = 0;
+            snprintf(key, sizeof(key), "/stratus/v1/flavors/bl-%d", t * 100 + i);
+            snprintf(val, sizeof(val),
+                     "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{"
+                     "\"annotations\":{\"pad\":\"%s\"},\"name\":\"bl-%d\",\"uid\":\"u\"},"
+                     "\"spec\":{\"memoryMiB\":512,\"vcpus\":1}}",
+                     pad, t * 100 + i);
+            store_txn_put(txn, STORE_ON_SUCCESS, key, val, strlen(val), 0, 0);
+        }
+        store_sync y = STORE_SYNC_INIT;
+        CHECK_OK(store_txn_commit(direct, txn, store_sync_done, &y));
+        CHECK_OK(store_wait(direct, &y, NULL));
+        store_txn_free(txn);
+    }
+    usleep(300000); /* in the apiserver's ring */
+
+    Stratus__V1__WatchRequest req = STRATUS__V1__WATCH_REQUEST__INIT;
+    req.kind = "flavors";
+    req.namespace_ = "";
+    req.label_selector = "";
+    req.field_selector = "";
+    req.resource_version = from;
+    req.allow_bookmarks = true;
+    rpc_watch *w = NULL;
+    CHECK_OK(rpc_client_watch(f->client, &req, &w));
+    usleep(1000000); /* not reading: the stream's queue fills, bookmarks fire meanwhile */
+    int64_t bookmark = 0, last = 0;
+    int events = 0, bookmarks = 0;
+    while (events < N) {
+        Stratus__V1__WatchEvent *ev = NULL;
+        if (rpc_watch_next(w, 10 * USEC_PER_SEC, &ev, &st) < 0)
+            break;
+        int64_t rv = strtoll(ev->resource_version, NULL, 10);
+        if (ev->type == STRATUS__V1__WATCH_EVENT__TYPE__BOOKMARK) {
+            bookmarks++;
+            bookmark = rv;
+        } else {
+            events++;
+            CHECK(rv > bookmark);
+            CHECK(rv >= last);
+            last = rv;
+        }
+        rpc_message_free(ev);
+    }
+    CHECK_INT(events, ==, N);
+    /* and once caught up, bookmarks come, covering what was replayed */
+    for (int i = 0; i < 40 && bookmarks == 0; i++) {
+        Stratus__V1__WatchEvent *ev = NULL;
+        if (rpc_watch_next(w, USEC_PER_SEC / 10, &ev, &st) < 0)
+            continue;
+        if (ev->type == STRATUS__V1__WATCH_EVENT__TYPE__BOOKMARK) {
+            bookmarks++;
+            CHECK(strtoll(ev->resource_version, NULL, 10) >= last);
+        }
+        rpc_message_free(ev);
+    }
+    CHECK(bookmarks > 0);
+    rpc_watch_free(w);
+    store_free(direct);
+    ev_loop_destroy(loop);
+    apiserver_fixture_stop(f);
+}
+
 CHECK_MAIN(CASE(apply_create_unchanged_configured),
            CASE(apply_rejects_bad_input_and_keeps_what_is_stored),
            CASE(apply_ignores_status_and_dry_run_writes_nothing), CASE(list_selects_and_pages),
@@ -817,4 +909,4 @@ CHECK_MAIN(CASE(apply_create_unchanged_configured),
            CASE(watch_sees_changes_with_selectors), CASE(watch_resumes_and_expires),
            CASE(watch_errors_are_clear), CASE(health_reports_etcd),
            CASE(oversize_request_is_refused), CASE(watch_sees_every_object_of_a_transaction),
-           CASE(lease_is_visible_and_expires))
+           CASE(lease_is_visible_and_expires), CASE(bookmarks_never_overtake_a_replay))
