@@ -4,6 +4,7 @@
  * showing the instance Running (p50/p99). Goal (issue 6): RSS <= 15 MB at 100 instances.
  *
  *   agent-bench [--instances N]   (default 100) */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,42 @@ static void die(const char *what, const rpc_status *st)
 {
     fprintf(stderr, "agent-bench: %s: %s\n", what, st ? st->message : "");
     exit(1);
+}
+
+/* Reads the watch while the instances are bound, so that each Running is timed when it arrives,
+ * not when the binding loop is done. */
+typedef struct reader {
+    rpc_watch *w;
+    int n;
+    usec_t *running_at; /* [n], 0 until seen Running */
+    int running;
+    bool failed;
+} reader;
+
+static void *read_events(void *arg)
+{
+    reader *r = arg;
+    rpc_status st;
+    while (r->running < r->n) {
+        Stratus__V1__WatchEvent *ev = NULL;
+        if (rpc_watch_next(r->w, 60 * USEC_PER_SEC, &ev, &st) < 0) {
+            r->failed = true;
+            return NULL;
+        }
+        json_t *o = json_loads(ev->object_json ? ev->object_json : "", 0, NULL);
+        const char *phase = json_string_value(api_json_lookup(o, "status.phase"));
+        const char *name = api_object_name(o);
+        if (phase && name && strcmp(phase, "Running") == 0) {
+            int i = atoi(name + 1);
+            if (i >= 0 && i < r->n && r->running_at[i] == 0) {
+                r->running_at[i] = now_monotonic();
+                r->running++;
+            }
+        }
+        json_decref(o);
+        rpc_message_free(ev);
+    }
+    return NULL;
 }
 
 static bool node_ready(void)
@@ -101,6 +138,9 @@ int main(int argc, char **argv)
         die("watch", NULL);
     usleep(200000);
     usec_t *bound_at = xnew(usec_t, (size_t)n), *lat = xnew(usec_t, (size_t)n);
+    reader rd = {.w = w, .n = n, .running_at = xnew(usec_t, (size_t)n)};
+    pthread_t reader_thread;
+    pthread_create(&reader_thread, NULL, read_events, &rd);
     for (int i = 0; i < n; i++) {
         json_t *obj = NULL;
         snprintf(
@@ -129,24 +169,13 @@ int main(int argc, char **argv)
         rpc_message_free(rep);
         json_decref(obj);
     }
-    int running = 0;
-    while (running < n) {
-        Stratus__V1__WatchEvent *ev = NULL;
-        if (rpc_watch_next(w, 60 * USEC_PER_SEC, &ev, &st) < 0)
-            die("instances did not all reach Running", &st);
-        json_t *o = json_loads(ev->object_json ? ev->object_json : "", 0, NULL);
-        const char *phase = json_string_value(api_json_lookup(o, "status.phase"));
-        const char *name = api_object_name(o);
-        if (phase && name && strcmp(phase, "Running") == 0) {
-            int i = atoi(name + 1);
-            if (i >= 0 && i < n && lat[i] == 0) {
-                lat[i] = now_monotonic() - bound_at[i];
-                running++;
-            }
-        }
-        json_decref(o);
-        rpc_message_free(ev);
-    }
+    pthread_join(reader_thread, NULL);
+    if (rd.failed)
+        die("instances did not all reach Running", NULL);
+    /* A Running seen before the Bind's reply came back counts as 0. */
+    for (int i = 0; i < n; i++)
+        lat[i] = rd.running_at[i] > bound_at[i] ? rd.running_at[i] - bound_at[i] : 0;
+    free(rd.running_at);
     usleep(1000000);
     long rss_n = bench_proc_kib(pid, "VmRSS");
     qsort(lat, (size_t)n, sizeof(usec_t), bench_cmp_usec);
