@@ -126,6 +126,20 @@ int backend_domain_start(backend *b, const char *name)
 {
     CALL(b, domain_start, name);
 }
+int backend_domain_start_with(backend *b, const char *name, backend_beside_fn fn, void *userdata,
+                              int *ret_fn)
+{
+    if (b->ops->domain_start_with) {
+        last_error[0] = 0;
+        return b->ops->domain_start_with(b, name, fn, userdata, ret_fn);
+    }
+    int r = backend_domain_start(b, name);
+    char start_error[BACKEND_ERROR_MAX];
+    memcpy(start_error, last_error, sizeof(start_error));
+    *ret_fn = fn(userdata);
+    memcpy(last_error, start_error, sizeof(last_error)); /* the start's, as documented */
+    return r;
+}
 int backend_domain_shutdown(backend *b, const char *name)
 {
     CALL(b, domain_shutdown, name);

@@ -106,6 +106,11 @@ typedef struct backend_network_request {
  * not block: hand the name over and return. */
 typedef void (*backend_event_fn)(const char *domain_name, void *userdata);
 
+/* Work that runs beside a domain start (domain_start_with), on another thread: it may call the
+ * backend, and keeps its own error text (backend_last_error() is per thread). Returns 0 or
+ * -errno. */
+typedef int (*backend_beside_fn)(void *userdata);
+
 typedef struct backend_config {
     const char *uri;       /* "test:///path/node.xml" or "qemu:///system" */
     const char *pool_name; /* storage pool holding every disk; NULL → "stratus" */
@@ -123,6 +128,15 @@ typedef struct backend_ops {
     int (*domain_define)(backend *b, const char *xml, char ret_uuid[BACKEND_UUID_MAX]);
     /* Starts a defined domain; 0 when it already runs. */
     int (*domain_start)(backend *b, const char *name);
+    /* Starts a defined domain as domain_start does, and runs fn(userdata) on another thread
+     * meanwhile: once the start has gone far enough that fn's calls cannot hold it up, or once
+     * the start has returned. Returns when both are done: the start's 0 or -errno (with
+     * backend_last_error()), and fn's result in *ret_fn; fn runs even when the start fails.
+     * libvirt: fn begins when the domain has left shut-off (qemu runs, its NICs' network ports
+     * exist), because a network update holds the network's lock throughout and allocating a
+     * port takes it. NULL: the wrapper starts the domain, then calls fn on the calling thread. */
+    int (*domain_start_with)(backend *b, const char *name, backend_beside_fn fn, void *userdata,
+                             int *ret_fn);
     /* Asks the guest to power off (ACPI); 0 when it is not running. Does not wait. */
     int (*domain_shutdown)(backend *b, const char *name);
     /* Pulls the plug; 0 when it is not running. */
@@ -191,6 +205,8 @@ const char *backend_name(const backend *b);
 int backend_host_info_get(backend *b, backend_host_info *ret);
 int backend_domain_define(backend *b, const char *xml, char ret_uuid[BACKEND_UUID_MAX]);
 int backend_domain_start(backend *b, const char *name);
+int backend_domain_start_with(backend *b, const char *name, backend_beside_fn fn, void *userdata,
+                              int *ret_fn);
 int backend_domain_shutdown(backend *b, const char *name);
 int backend_domain_destroy(backend *b, const char *name);
 int backend_domain_undefine(backend *b, const char *name);
