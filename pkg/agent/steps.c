@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "agent/configdrive.h"
@@ -223,22 +224,58 @@ int agent_instance_cleanup(const agent_node_env *env, const char *domain_name, c
     return agent_instance_files_remove(env, uid);
 }
 
-int agent_instance_files_remove(const agent_node_env *env, const char *uid)
+/* One DHCP host entry, as a line of the record says it. */
+typedef struct dhcp_entry {
+    char net[BACKEND_NAME_MAX];
+    char mac[32];
+    char ip[32];
+} dhcp_entry;
+
+/* The entries recorded in the instance folder dir: 0 and a new array (NULL and 0 entries when
+ * there is no record), or -errno with backend_last_error(). */
+static int dhcp_record_read(const char *dir, dhcp_entry **ret, size_t *ret_n)
 {
-    _cleanup_free_ char *dir = xasprintf("%s/%s", env->settings->instance_dir, uid);
     _cleanup_free_ char *record = xasprintf("%s/" DHCP_RECORD, dir);
     _cleanup_free_ char *text = NULL;
     int r = fs_read_tail(record, DHCP_RECORD_MAX, &text);
     if (r < 0 && r != -ENOENT)
         return backend_set_error(r, "cannot read %s: %s", record, strerror(-r));
+    dhcp_entry *e = NULL;
+    size_t n = 0;
     for (char *line = text, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next)
             *next++ = 0;
-        char net[BACKEND_NAME_MAX], mac[32], ip[32];
-        if (sscanf(line, "%255s %31s %31s", net, mac, ip) != 3)
+        dhcp_entry d;
+        if (sscanf(line, "%255s %31s %31s", d.net, d.mac, d.ip) != 3)
             continue;
-        r = backend_network_host_remove(env->be, net, mac, ip);
+        e = xrealloc(e, (n + 1) * sizeof(*e));
+        e[n++] = d;
+    }
+    *ret = e;
+    *ret_n = n;
+    return 0;
+}
+
+static bool dhcp_entry_in(const dhcp_entry *d, const dhcp_entry *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (streq(d->net, set[i].net) && strcasecmp(d->mac, set[i].mac) == 0 &&
+            streq(d->ip, set[i].ip))
+            return true;
+    return false;
+}
+
+int agent_instance_files_remove(const agent_node_env *env, const char *uid)
+{
+    _cleanup_free_ char *dir = xasprintf("%s/%s", env->settings->instance_dir, uid);
+    _cleanup_free_ dhcp_entry *recorded = NULL;
+    size_t n = 0;
+    int r = dhcp_record_read(dir, &recorded, &n);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        r = backend_network_host_remove(env->be, recorded[i].net, recorded[i].mac, recorded[i].ip);
         if (r < 0 && r != -EOPNOTSUPP)
             return r;
     }
@@ -265,6 +302,115 @@ static int volumes_release(agent_reconcile_ctx *ctx)
     return 0;
 }
 
+/* ---- DHCP entries ---- */
+
+/* Making an instance's DHCP host entries, maybe beside its domain's start (on another thread:
+ * dhcp_job_run touches nothing but the job, the backend and, read-only, ctx's instance and env).
+ * On libvirt an entry costs a firewall reload (≈ 24 iptables runs, 200–500 ms) while holding
+ * the network's lock, which is why it is not made before the start (docs/agent.md). */
+typedef struct dhcp_job {
+    const agent_reconcile_ctx *ctx;
+    bool needed; /* NetworkReady is to be confirmed by this reconcile */
+    dhcp_entry *want;
+    size_t n;
+    usec_t began, ended; /* realtime, for the timeline */
+    char error[BACKEND_ERROR_MAX];
+} dhcp_job;
+
+static void dhcp_job_clear(dhcp_job *j)
+{
+    free(j->want);
+    j->want = NULL;
+    j->n = 0;
+}
+
+/* For a domain that exists: what is left to confirm. Nothing when a reconcile already saw the
+ * entries in place (NetworkReady=True, written in the same status as the domain's state);
+ * otherwise the entries the build recorded — a crash or a failure may have come between the
+ * domain's start and the entries. Returns 0, or -errno with backend_last_error(). */
+static int dhcp_job_pending(dhcp_job *j, agent_reconcile_ctx *ctx)
+{
+    *j = (dhcp_job){.ctx = ctx};
+    const char *c = status_condition_get(ctx->status, "NetworkReady");
+    if (c && streq(c, "True"))
+        return 0;
+    j->needed = true;
+    const char *uid = spec_str(ctx, "metadata.uid");
+    if (!uid)
+        return 0;
+    _cleanup_free_ char *dir = xasprintf("%s/%s", ctx->env->settings->instance_dir, uid);
+    return dhcp_record_read(dir, &j->want, &j->n);
+}
+
+/* Makes (or finds) every entry of the job. A backend without DHCP entries (-EOPNOTSUPP) is fine:
+ * addresses also reach guests by config drive and ip=. A backend_beside_fn. */
+static int dhcp_job_run(void *userdata)
+{
+    dhcp_job *j = userdata;
+    j->began = now_realtime();
+    debug_pause(j->ctx, "DHCP");
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < j->n; i++) {
+        const dhcp_entry *d = &j->want[i];
+        r = backend_network_host_add(j->ctx->env->be, d->net, d->mac, d->ip);
+        if (r == -EOPNOTSUPP) {
+            r = 0;
+            break;
+        }
+        if (r < 0)
+            snprintf(j->error, sizeof(j->error), "%s for %s on %s: %s", d->ip, d->mac, d->net,
+                     backend_last_error());
+    }
+    j->ended = now_realtime();
+    return r;
+}
+
+/* The job's outcome in the status: a "DHCP" timeline entry when it made entries, NetworkReady
+ * (True only now: the networks and the entries are in place). Returns whether they are. */
+static bool dhcp_job_report(agent_reconcile_ctx *ctx, const dhcp_job *j, int r)
+{
+    if (!j->needed)
+        return true;
+    if (j->n > 0) {
+        size_t t = status_timeline_begin(ctx->status, "DHCP", j->began);
+        status_timeline_end(ctx->status, t, r == 0, j->ended);
+    }
+    if (r < 0) {
+        step_failed(ctx, "NetworkReady", "DHCPFailed", "DHCP entry: %s", j->error);
+        return false;
+    }
+    status_condition_set(ctx->status, "NetworkReady", "True", "Attached", NULL, ctx->now);
+    return true;
+}
+
+/* For a domain that exists and is not to be started now: confirms what dhcp_job_pending says is
+ * left. Returns false (with the step failed) when it could not. */
+static bool dhcp_settle(agent_reconcile_ctx *ctx)
+{
+    dhcp_job j;
+    int r = dhcp_job_pending(&j, ctx);
+    if (r < 0) {
+        step_failed(ctx, "NetworkReady", "DHCPFailed", "DHCP entry: %s", backend_last_error());
+        return false;
+    }
+    if (j.n > 0)
+        r = dhcp_job_run(&j);
+    bool ok = dhcp_job_report(ctx, &j, r);
+    dhcp_job_clear(&j);
+    return ok;
+}
+
+/* Starts the domain with the job's entries made beside the start (backend_domain_start_with
+ * says when they begin), so that they do not delay qemu. Returns the start's result; the
+ * entries' in *ret_dhcp. */
+static int domain_start_dhcp(agent_reconcile_ctx *ctx, const char *name, dhcp_job *j, int *ret_dhcp)
+{
+    *ret_dhcp = 0;
+    if (j->n == 0)
+        return backend_domain_start(ctx->env->be, name);
+    return backend_domain_start_with(ctx->env->be, name, dhcp_job_run, j, ret_dhcp);
+}
+
 /* ---- power ---- */
 
 /* Waits (briefly, polling) for a started domain to report running. */
@@ -284,18 +430,24 @@ static int wait_running(agent_reconcile_ctx *ctx, const char *name, backend_doma
     return 0;
 }
 
-static void mark_running(agent_reconcile_ctx *ctx)
+static void domain_running_set(agent_reconcile_ctx *ctx)
 {
     _cleanup_free_ char *msg = xasprintf("domain %s is running", ctx->domain_uuid);
-    /* After an adoption mid-build, the earlier steps are done too if the domain runs. */
+    status_condition_set(ctx->status, "DomainRunning", "True", "Running", msg, ctx->now);
+    if (ctx->domain_uuid[0])
+        json_object_set_new(ctx->status, "domainUUID", json_string(ctx->domain_uuid));
+}
+
+static void mark_running(agent_reconcile_ctx *ctx)
+{
+    /* After an adoption mid-build, the earlier steps are done too if the domain runs; every
+     * caller has confirmed the DHCP entries (dhcp_settle, dhcp_job_report) before. */
     status_condition_set(ctx->status, "ResourcesClaimed", "True", "Claimed", NULL, ctx->now);
     status_condition_set(ctx->status, "BlockDevicesReady", "True", "Created", NULL, ctx->now);
     status_condition_set(ctx->status, "NetworkReady", "True", "Attached", NULL, ctx->now);
-    status_condition_set(ctx->status, "DomainRunning", "True", "Running", msg, ctx->now);
+    domain_running_set(ctx);
     status_condition_set(ctx->status, "Ready", "True", "Running", NULL, ctx->now);
     status_phase_set(ctx->status, "Running", NULL, NULL);
-    if (ctx->domain_uuid[0])
-        json_object_set_new(ctx->status, "domainUUID", json_string(ctx->domain_uuid));
     observed(ctx);
 }
 
@@ -335,6 +487,8 @@ static void power_converge(agent_reconcile_ctx *ctx, const char *name, backend_d
         case BACKEND_DOMAIN_SHUTOFF:
         case BACKEND_DOMAIN_CRASHED:
             ctx->shutdown_since = 0;
+            if (!dhcp_settle(ctx))
+                return;
             mark_stopped(ctx, st == BACKEND_DOMAIN_CRASHED);
             ctx->outcome = AGENT_OUTCOME_DONE;
             return;
@@ -366,6 +520,8 @@ static void power_converge(agent_reconcile_ctx *ctx, const char *name, backend_d
     ctx->shutdown_since = 0;
     switch (st) {
     case BACKEND_DOMAIN_RUNNING:
+        if (!dhcp_settle(ctx))
+            return;
         mark_running(ctx);
         console_tail(ctx, name);
         ctx->outcome = AGENT_OUTCOME_DONE;
@@ -397,9 +553,18 @@ static void power_converge(agent_reconcile_ctx *ctx, const char *name, backend_d
     else if (phase && streq(phase, "Running"))
         event_add(ctx, true, "DomainStoppedUnexpectedly",
                   "domain %s stopped behind the agent's back; starting it again", name);
-    r = backend_domain_start(be, name);
+    dhcp_job j;
+    r = dhcp_job_pending(&j, ctx);
+    if (r < 0) {
+        step_failed(ctx, "NetworkReady", "DHCPFailed", "DHCP entry: %s", backend_last_error());
+        return;
+    }
+    int dr = 0;
+    r = domain_start_dhcp(ctx, name, &j, &dr);
     if (r == 0)
         r = wait_running(ctx, name, &st);
+    bool dhcp_ok = dhcp_job_report(ctx, &j, dr);
+    dhcp_job_clear(&j);
     if (r < 0) {
         step_failed(ctx, "DomainRunning", "StartFailed", "starting domain %s: %s", name,
                     backend_last_error());
@@ -408,6 +573,10 @@ static void power_converge(agent_reconcile_ctx *ctx, const char *name, backend_d
     if (st != BACKEND_DOMAIN_RUNNING) {
         step_failed(ctx, "DomainRunning", "StartFailed", "domain %s is %s after start", name,
                     backend_domain_state_to_string(st));
+        return;
+    }
+    if (!dhcp_ok) {
+        domain_running_set(ctx); /* and Ready=False, DHCPFailed: retried */
         return;
     }
     mark_running(ctx);
@@ -556,40 +725,60 @@ static int step_block_devices(agent_reconcile_ctx *ctx, agent_plan *p)
     return 0;
 }
 
-/* A DHCP host entry mac → ip for each NIC on a network with DHCP, recorded first (DHCP_RECORD)
- * so that a crash right after leaves nothing nobody knows about. A backend without DHCP entries
- * (-EOPNOTSUPP) is fine: addresses also reach guests by config drive and ip=. */
-static int dhcp_hosts_add(agent_reconcile_ctx *ctx, const agent_plan *p)
+/* The record of the entries this build wants (a DHCP host entry mac → ip for each NIC on a
+ * network with DHCP), written before any is made, so that a crash right after leaves nothing
+ * nobody knows about. Entries an earlier build recorded and this one does not want are removed
+ * first (they would be forgotten otherwise). The entries themselves come with the domain's
+ * start (step_domain). Returns 0 and the job, or -errno with backend_last_error(). */
+static int dhcp_record_update(agent_reconcile_ctx *ctx, const agent_plan *p, dhcp_job *ret)
 {
+    dhcp_job j = {.ctx = ctx, .needed = true};
     buf rec = BUF_INIT(DHCP_RECORD_MAX);
-    for (size_t i = 0; i < p->n_nics; i++)
-        if (p->nics[i].dhcp)
-            buf_printf(&rec, "%s %s %s\n", p->nics[i].net_name, p->nics[i].mac, p->nics[i].ip);
-    if (rec.len == 0) {
-        buf_done(&rec);
-        return 0;
-    }
-    int r = fs_mkdir_p(p->files_dir, 0711);
-    _cleanup_free_ char *path = xasprintf("%s/" DHCP_RECORD, p->files_dir);
-    if (r == 0)
-        r = fs_write_file(path, rec.data, rec.len);
-    buf_done(&rec);
-    if (r < 0)
-        return backend_set_error(r, "cannot write %s: %s", path, strerror(-r));
     for (size_t i = 0; i < p->n_nics; i++) {
         const plan_nic *n = &p->nics[i];
         if (!n->dhcp)
             continue;
-        r = backend_network_host_add(ctx->env->be, n->net_name, n->mac, n->ip);
-        if (r == -EOPNOTSUPP)
-            return 0;
-        if (r < 0)
-            return r;
+        dhcp_entry d;
+        if (snprintf(d.net, sizeof(d.net), "%s", n->net_name) >= (int)sizeof(d.net) ||
+            snprintf(d.mac, sizeof(d.mac), "%s", n->mac) >= (int)sizeof(d.mac) ||
+            snprintf(d.ip, sizeof(d.ip), "%s", n->ip) >= (int)sizeof(d.ip)) {
+            buf_done(&rec);
+            dhcp_job_clear(&j);
+            return backend_set_error(-EINVAL, "NIC %zu: network name, MAC or address too long", i);
+        }
+        j.want = xrealloc(j.want, (j.n + 1) * sizeof(*j.want));
+        j.want[j.n++] = d;
+        buf_printf(&rec, "%s %s %s\n", d.net, d.mac, d.ip);
     }
+    _cleanup_free_ dhcp_entry *old = NULL;
+    size_t n_old = 0;
+    int r = dhcp_record_read(p->files_dir, &old, &n_old);
+    for (size_t i = 0; r == 0 && i < n_old; i++)
+        if (!dhcp_entry_in(&old[i], j.want, j.n)) {
+            r = backend_network_host_remove(ctx->env->be, old[i].net, old[i].mac, old[i].ip);
+            if (r == -EOPNOTSUPP)
+                r = 0;
+        }
+    _cleanup_free_ char *path = xasprintf("%s/" DHCP_RECORD, p->files_dir);
+    if (r == 0 && rec.len > 0) {
+        r = fs_mkdir_p(p->files_dir, 0711);
+        if (r == 0)
+            r = fs_write_file(path, rec.data, rec.len);
+        if (r < 0)
+            r = backend_set_error(r, "cannot write %s: %s", path, strerror(-r));
+    } else if (r == 0 && n_old > 0 && unlink(path) < 0 && errno != ENOENT)
+        r = backend_set_error(-errno, "cannot remove %s: %s", path, strerror(errno));
+    buf_done(&rec);
+    if (r < 0) {
+        dhcp_job_clear(&j);
+        return r;
+    }
+    *ret = j;
     return 0;
 }
 
-static int step_network(agent_reconcile_ctx *ctx, const agent_plan *p)
+/* The networks, and the record of the DHCP entries to make (ret_dhcp, for step_domain). */
+static int step_network(agent_reconcile_ctx *ctx, const agent_plan *p, dhcp_job *ret_dhcp)
 {
     size_t t = status_timeline_begin(ctx->status, "Network", now_realtime());
     for (size_t i = 0; i < p->n_nics; i++) {
@@ -610,14 +799,12 @@ static int step_network(agent_reconcile_ctx *ctx, const agent_plan *p)
             return r;
         }
     }
-    int r = dhcp_hosts_add(ctx, p);
+    int r = dhcp_record_update(ctx, p, ret_dhcp);
+    status_timeline_end(ctx->status, t, r == 0, now_realtime());
     if (r < 0) {
-        status_timeline_end(ctx->status, t, false, now_realtime());
         step_failed(ctx, "NetworkReady", "DHCPFailed", "DHCP entry: %s", backend_last_error());
         return r;
     }
-    status_timeline_end(ctx->status, t, true, now_realtime());
-    status_condition_set(ctx->status, "NetworkReady", "True", "Attached", NULL, ctx->now);
     return 0;
 }
 
@@ -658,7 +845,7 @@ static int step_config_drive(agent_reconcile_ctx *ctx, agent_plan *p)
     return 0;
 }
 
-static int step_domain(agent_reconcile_ctx *ctx, const agent_plan *p)
+static int step_domain(agent_reconcile_ctx *ctx, const agent_plan *p, dhcp_job *dhcp)
 {
     size_t t = status_timeline_begin(ctx->status, "Domain", now_realtime());
     _cleanup_free_ char *xml = NULL;
@@ -676,14 +863,19 @@ static int step_domain(agent_reconcile_ctx *ctx, const agent_plan *p)
         return r;
     }
     debug_pause(ctx, "Define");
+    int dr = 0;
     if (!want_running(ctx)) {
+        if (dhcp->n > 0)
+            dr = dhcp_job_run(dhcp);
         status_timeline_end(ctx->status, t, true, now_realtime());
+        if (!dhcp_job_report(ctx, dhcp, dr))
+            return dr;
         mark_stopped(ctx, false);
         ctx->outcome = AGENT_OUTCOME_DONE;
         return 0;
     }
     backend_domain_state st = BACKEND_DOMAIN_OTHER;
-    r = backend_domain_start(ctx->env->be, p->domain_name);
+    r = domain_start_dhcp(ctx, p->domain_name, dhcp, &dr);
     if (r == 0)
         r = wait_running(ctx, p->domain_name, &st);
     if (r == 0 && st != BACKEND_DOMAIN_RUNNING)
@@ -691,10 +883,15 @@ static int step_domain(agent_reconcile_ctx *ctx, const agent_plan *p)
                               backend_domain_state_to_string(st),
                               (unsigned long long)(ctx->env->start_timeout / USEC_PER_MSEC));
     status_timeline_end(ctx->status, t, r == 0, now_realtime());
+    bool dhcp_ok = dhcp_job_report(ctx, dhcp, dr);
     if (r < 0) {
         step_failed(ctx, "DomainRunning", "StartFailed", "start domain %s: %s", p->domain_name,
                     backend_last_error());
         return r;
+    }
+    if (!dhcp_ok) {
+        domain_running_set(ctx); /* and Ready=False, DHCPFailed: the next reconcile retries */
+        return dr;
     }
     debug_pause(ctx, "Start");
     mark_running(ctx);
@@ -751,10 +948,11 @@ static void build(agent_reconcile_ctx *ctx, const char *domain)
     if (step_claim(ctx) < 0)
         return;
     debug_pause(ctx, "Claim");
+    dhcp_job dhcp = {0};
     int r = step_block_devices(ctx, p);
     if (r == 0) {
         debug_pause(ctx, "BlockDevices");
-        r = step_network(ctx, p);
+        r = step_network(ctx, p, &dhcp);
     }
     if (r == 0) {
         debug_pause(ctx, "Network");
@@ -762,8 +960,9 @@ static void build(agent_reconcile_ctx *ctx, const char *domain)
     }
     if (r == 0) {
         debug_pause(ctx, "ConfigDrive");
-        r = step_domain(ctx, p);
+        r = step_domain(ctx, p, &dhcp);
     }
+    dhcp_job_clear(&dhcp);
     if (r < 0 && ctx->outcome == AGENT_OUTCOME_RETRY &&
         ctx->failures + 1 >= ctx->env->build_retries)
         give_back(ctx, domain);

@@ -8,6 +8,10 @@
  *
  * Each build step is a timeline entry ({step, startTime, endTime, result}) and, except the
  * config drive, a condition (ResourcesClaimed, BlockDevicesReady, NetworkReady, DomainRunning).
+ * The DHCP host entries (timeline entry "DHCP") are made beside the domain's start, on another
+ * thread, and NetworkReady turns True only once they are in place; an instance is reported
+ * Running (Ready=True) only then. A domain found running or off without NetworkReady=True gets
+ * its recorded entries made first.
  * A failed step leaves its condition False with a reason, produces a Warning event and asks for a
  * retry with backoff; after `build_retries` failed attempts in a row the partial build is removed
  * and the instance is given back (Unbind, reason BuildFailed) so the scheduler can try another
@@ -84,10 +88,12 @@ typedef struct agent_node_env {
 } agent_node_env;
 
 /* Where a reconcile can be made to stop (pause_after), in the order a build and a delete pass
- * them: after the claim was written; after the disks, the networks (and DHCP entries), the
- * config drive; after the domain was defined; after it was started (its status not yet
- * written); after a delete removed everything (the finalizer not yet dropped). */
-#define AGENT_PAUSE_POINTS "Claim BlockDevices Network ConfigDrive Define Start Delete"
+ * them: after the claim was written; after the disks, the networks (and the record of the DHCP
+ * entries), the config drive; after the domain was defined; when the DHCP entries are about to
+ * be made (beside the domain's start: it may be starting or running; only for instances with
+ * entries); after it was started with its entries made (its status not yet written); after a
+ * delete removed everything (the finalizer not yet dropped). */
+#define AGENT_PAUSE_POINTS "Claim BlockDevices Network ConfigDrive Define DHCP Start Delete"
 bool agent_pause_point_valid(const char *point);
 
 typedef struct agent_reconcile_ctx agent_reconcile_ctx;

@@ -622,14 +622,21 @@ static void steps_build(void)
     CHECK_INT(json_integer_value(api_json_lookup(g.w.inst, "status.observedGeneration")), ==, 2);
     CHECK_INT(json_array_size(api_json_lookup(g.w.inst, "status.addresses")), ==, 3);
     json_t *tl = api_json_lookup(g.w.inst, "status.timeline");
-    CHECK_INT(json_array_size(tl), ==, 4);
-    static const char *const steps[] = {"Claim", "BlockDevices", "Network", "Domain"};
-    for (size_t i = 0; i < 4; i++) {
+    CHECK_INT(json_array_size(tl), ==, 5);
+    static const char *const steps[] = {"Claim", "BlockDevices", "Network", "Domain", "DHCP"};
+    for (size_t i = 0; i < 5; i++) {
         json_t *e = json_array_get(tl, i);
         CHECK_STR(json_string_value(json_object_get(e, "step")), steps[i]);
         CHECK_STR(json_string_value(json_object_get(e, "result")), "Succeeded");
         CHECK(json_object_get(e, "startTime") && json_object_get(e, "endTime"));
     }
+    /* The DHCP entries are made during the Domain step (beside the start), not before it. */
+    const char *domain_start =
+        json_string_value(json_object_get(json_array_get(tl, 3), "startTime"));
+    const char *domain_end = json_string_value(json_object_get(json_array_get(tl, 3), "endTime"));
+    const char *dhcp_start = json_string_value(json_object_get(json_array_get(tl, 4), "startTime"));
+    const char *dhcp_end = json_string_value(json_object_get(json_array_get(tl, 4), "endTime"));
+    CHECK(strcmp(dhcp_start, domain_start) >= 0 && strcmp(dhcp_end, domain_end) <= 0);
     CHECK_INT(fake_domain_state(g.be, DOMAIN), ==, BACKEND_DOMAIN_RUNNING);
     CHECK(strstr(fake_domain_xml(g.be, DOMAIN), "uid='" UID "' generation='2'"));
     CHECK_INT(fake_count(g.be, "disks"), ==, 3);
@@ -644,9 +651,12 @@ static void steps_build(void)
     CHECK_STR(text, "stratus-default-net1 52:54:00:00:00:05 10.0.0.5\n");
     CHECK_STR(json_string_value(api_json_lookup(g.w.inst, "status.domainUUID")),
               "00000000-0000-0000-0000-000000000001");
-    /* Converged: a second reconcile changes nothing. */
+    /* Converged: a second reconcile changes nothing, and asks the backend only for the domain's
+     * state (NetworkReady=True: the DHCP entries are not looked at again). */
+    unsigned calls = fake_calls(g.be);
     CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
     CHECK(!agent_reconcile_status_changed(&g.last));
+    CHECK_INT(fake_calls(g.be), ==, calls + 1);
     CHECK_INT(fake_count(g.be, "domains"), ==, 1);
     rig_clear(&g);
 }
@@ -876,6 +886,115 @@ static void steps_adopt_mid_build(void)
     rig_clear(&g);
 }
 
+static size_t timeline_count(rig *g, const char *step_name)
+{
+    size_t i, n = 0;
+    json_t *e;
+    json_array_foreach (api_json_lookup(g->w.inst, "status.timeline"), i, e)
+        if (streq(json_string_value(json_object_get(e, "step")) ?: "", step_name))
+            n++;
+    return n;
+}
+
+/* The DHCP entries come with the domain's start, and the instance is Running only once they are
+ * in place: an entry that fails after the start leaves the domain running, NetworkReady=False and
+ * Ready=False, and the next reconcile makes it; the same for a domain found running or stopped
+ * (an agent killed between the start and the entries) without NetworkReady=True. A start that
+ * fails still gets its entries. */
+static void steps_dhcp_beside_start(void)
+{
+    rig g;
+    rig_init(&g, NULL, NULL);
+    fake_fail(g.be, 1, false, "network_host_add", -EIO);
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_RETRY);
+    CHECK_INT(fake_domain_state(g.be, DOMAIN), ==, BACKEND_DOMAIN_RUNNING);
+    CHECK_INT(fake_count(g.be, "dhcp"), ==, 0);
+    CHECK_STR(phase(&g), "Building");
+    CHECK_STR(cond(&g, "DomainRunning"), "True");
+    CHECK_STR(cond(&g, "NetworkReady"), "False");
+    CHECK_STR(cond(&g, "Ready"), "False");
+    CHECK(has_event(&g, "DHCPFailed"));
+    CHECK(strstr(g.last.message, "10.0.0.5 for 52:54:00:00:00:05 on stratus-default-net1"));
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK_STR(phase(&g), "Running");
+    CHECK_STR(cond(&g, "NetworkReady"), "True");
+    CHECK_STR(cond(&g, "Ready"), "True");
+    CHECK(fake_has(g.be, "dhcp", "stratus-default-net1 52:54:00:00:00:05"));
+    CHECK_INT(timeline_count(&g, "DHCP"), ==, 2); /* the failed attempt and the one that made it */
+    rig_clear(&g);
+
+    /* Killed after the start, before the entries: the status was not written. */
+    rig_init(&g, NULL, NULL);
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK_OK(
+        backend_network_host_remove(g.be, "stratus-default-net1", "52:54:00:00:00:05", "10.0.0.5"));
+    json_t *st = json_object_get(g.w.inst, "status");
+    status_phase_set(st, "Building", NULL, NULL);
+    status_condition_remove(st, "NetworkReady");
+    status_condition_remove(st, "DomainRunning");
+    status_condition_set(st, "Ready", "False", "Building", NULL, 1000000);
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK_STR(phase(&g), "Running");
+    CHECK_STR(cond(&g, "NetworkReady"), "True");
+    CHECK(fake_has(g.be, "dhcp", "stratus-default-net1 52:54:00:00:00:05"));
+    /* The same when the domain is off and the spec says Running: made beside the start. */
+    CHECK_OK(
+        backend_network_host_remove(g.be, "stratus-default-net1", "52:54:00:00:00:05", "10.0.0.5"));
+    status_condition_remove(json_object_get(g.w.inst, "status"), "NetworkReady");
+    fake_domain_set_state(g.be, DOMAIN, BACKEND_DOMAIN_SHUTOFF);
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK_INT(fake_domain_state(g.be, DOMAIN), ==, BACKEND_DOMAIN_RUNNING);
+    CHECK(fake_has(g.be, "dhcp", "stratus-default-net1 52:54:00:00:00:05"));
+    CHECK_STR(cond(&g, "NetworkReady"), "True");
+    rig_clear(&g);
+
+    /* A start that fails: the entries are made all the same, and stay confirmed. */
+    rig_init(&g, NULL, NULL);
+    fake_fail(g.be, 1, false, "domain_start", -EIO);
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_RETRY);
+    CHECK_STR(cond(&g, "DomainRunning"), "False");
+    CHECK_STR(cond(&g, "NetworkReady"), "True");
+    CHECK(strstr(g.last.message, "fake: domain_start failed"));
+    CHECK_INT(fake_count(g.be, "dhcp"), ==, 1);
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK_STR(phase(&g), "Running");
+    rig_clear(&g);
+
+    /* powerState Stopped: no start; the entries after the define, retried when they fail. */
+    rig_init(&g, ",\"networks\":[{\"network\":\"net1\"}],\"powerState\":\"Stopped\"", NULL);
+    fake_fail(g.be, 1, false, "network_host_add", -EIO);
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_RETRY);
+    CHECK_INT(fake_domain_state(g.be, DOMAIN), ==, BACKEND_DOMAIN_SHUTOFF);
+    CHECK_STR(cond(&g, "NetworkReady"), "False");
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK_STR(phase(&g), "Stopped");
+    CHECK_STR(cond(&g, "NetworkReady"), "True");
+    CHECK_INT(fake_domain_state(g.be, DOMAIN), ==, BACKEND_DOMAIN_SHUTOFF);
+    CHECK(fake_has(g.be, "dhcp", "stratus-default-net1 52:54:00:00:00:05"));
+    rig_clear(&g);
+}
+
+/* A rebuild (the domain vanished) whose Network has DHCP off by now: the entry the first build
+ * recorded is removed and so is the record, so nothing would re-make it or forget it. */
+static void steps_dhcp_record_follows_build(void)
+{
+    rig g;
+    rig_init(&g, NULL, NULL);
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK_INT(fake_count(g.be, "dhcp"), ==, 1);
+    CHECK_OK(backend_domain_destroy(g.be, DOMAIN));
+    CHECK_OK(backend_domain_undefine(g.be, DOMAIN));
+    json_decref(g.w.nets[0]);
+    g.w.refs.networks[0] = g.w.nets[0] = network("net1", "10.0.0.0/24", ",\"dhcp\":false");
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK(has_event(&g, "DomainMissing"));
+    CHECK_STR(phase(&g), "Running");
+    CHECK_INT(fake_count(g.be, "dhcp"), ==, 0);
+    _cleanup_free_ char *record = fmt("%s/%s/dhcp-hosts", g.files, UID);
+    CHECK(access(record, F_OK) != 0);
+    rig_clear(&g);
+}
+
 /* DHCP entries: none for a Network with dhcp off; a stale entry for the same address (left by an
  * instance that went while the agent was down) is replaced; the orphan sweep's folder removal
  * takes the entries recorded there. */
@@ -975,7 +1094,7 @@ static void steps_volume_hooks(void)
 static void pause_points(void)
 {
     static const char *const ok[] = {"Claim",  "BlockDevices", "Network", "ConfigDrive",
-                                     "Define", "Start",        "Delete"};
+                                     "Define", "DHCP",         "Start",   "Delete"};
     for (size_t i = 0; i < ELEMENTSOF(ok); i++)
         CHECK(agent_pause_point_valid(ok[i]));
     CHECK(!agent_pause_point_valid(""));
@@ -1047,5 +1166,6 @@ CHECK_MAIN(CASE(golden_hollow_basic), CASE(golden_qemu_full), CASE(golden_boot_f
            CASE(steps_give_back_after_retries), CASE(steps_claim_fails),
            CASE(steps_checksum_mismatch), CASE(steps_fenced_starts_nothing), CASE(steps_power),
            CASE(steps_build_stopped), CASE(steps_delete), CASE(steps_adopt_mid_build),
-           CASE(steps_dhcp), CASE(steps_volume_hooks), CASE(pause_points), CASE(image_cache_http),
+           CASE(steps_dhcp), CASE(steps_dhcp_beside_start), CASE(steps_dhcp_record_follows_build),
+           CASE(steps_volume_hooks), CASE(pause_points), CASE(image_cache_http),
            CASE(status_helpers), CASE(domain_ownership))
