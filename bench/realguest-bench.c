@@ -371,12 +371,14 @@ typedef struct boot {
 } boot;
 
 /* "reconcile +12, Claim done +13, BlockDevices done +30, ..." from the Running object's
- * timeline, in ms after t0_rt (the Apply sent). Only end times: every step's startTime is the
- * reconcile's start (pkg/agent/steps.c passes ctx->now to each status_timeline_begin). */
+ * timeline, in ms after t0_rt (the Apply sent): the first step's start (the reconcile's), then
+ * each step's end — and its start too when it began before the step listed before it ended
+ * (the DHCP entries, made beside the domain's start: "DHCP +40..+300"). */
 static void timeline_text(const json_t *o, usec_t t0_rt, char *out, size_t size)
 {
     size_t i, used = 0;
     json_t *e;
+    usec_t prev_end = 0;
     out[0] = '\0';
     json_array_foreach (api_json_lookup(o, "status.timeline"), i, e) {
         const char *step = json_string_value(json_object_get(e, "step"));
@@ -385,14 +387,19 @@ static void timeline_text(const json_t *o, usec_t t0_rt, char *out, size_t size)
         usec_t ta, tz;
         if (!step || !a || !z || timestamp_parse(a, &ta) < 0 || timestamp_parse(z, &tz) < 0)
             continue;
-        int n = used ? snprintf(out + used, size - used, ", %s done +%lld", step,
-                                ((long long)tz - (long long)t0_rt) / 1000)
-                     : snprintf(out + used, size - used, "reconcile +%lld, %s done +%lld",
-                                ((long long)ta - (long long)t0_rt) / 1000, step,
-                                ((long long)tz - (long long)t0_rt) / 1000);
+        long long ms_a = ((long long)ta - (long long)t0_rt) / 1000;
+        long long ms_z = ((long long)tz - (long long)t0_rt) / 1000;
+        int n;
+        if (!used)
+            n = snprintf(out, size, "reconcile +%lld, %s done +%lld", ms_a, step, ms_z);
+        else if (ta < prev_end)
+            n = snprintf(out + used, size - used, ", %s +%lld..+%lld", step, ms_a, ms_z);
+        else
+            n = snprintf(out + used, size - used, ", %s done +%lld", step, ms_z);
         if (n < 0 || (size_t)n >= size - used)
             break;
         used += (size_t)n;
+        prev_end = tz;
     }
 }
 
