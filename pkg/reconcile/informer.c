@@ -287,10 +287,15 @@ static int list_all(informer *inf, json_t **ret_items, int64_t *ret_rv)
     return 0;
 }
 
-/* Handles one event of the stream. Returns 0 to read on, or how the stream ends (an ERROR
- * event's status as a -errno, -ECANCELED when stopping). */
+/* Handles one event of the stream, moving the resume point *rv and the newest revision seen
+ * *seen. One etcd transaction is many events at one revision (a Bind writes up to 40 instances),
+ * and a watch resumed from a revision gets only what is newer: so *rv moves to a revision only
+ * once all of it has arrived — an event of a newer one, or a bookmark, says so — and a stream
+ * broken in the middle of a revision is resumed from the one before, the repeats being no-ops.
+ * Returns 0 to read on, or how the stream ends (an ERROR event's status as a -errno, -ECANCELED
+ * when stopping). */
 static int reader_event(informer *inf, const Stratus__V1__WatchEvent *ev, int64_t *rv,
-                        bool *ret_progress)
+                        int64_t *seen, bool *ret_progress)
 {
     int64_t ev_rv = -1;
     bool has_rv = parse_int64(ev->resource_version, &ev_rv) == 0;
@@ -302,8 +307,11 @@ static int reader_event(informer *inf, const Stratus__V1__WatchEvent *ev, int64_
         json_t *obj = object_parse(ev->object_json);
         if (!has_rv && obj)
             has_rv = informer_object_resource_version(obj, &ev_rv) == 0;
-        if (has_rv && ev_rv > *rv)
-            *rv = ev_rv;
+        if (has_rv && ev_rv > *seen) {
+            if (*seen > *rv)
+                *rv = *seen; /* that revision is complete */
+            *seen = ev_rv;
+        }
         if (!obj) {
             reader_count(inf, &inf->reader_bad_objects, 1);
             return 0;
@@ -319,6 +327,8 @@ static int reader_event(informer *inf, const Stratus__V1__WatchEvent *ev, int64_
             return 0;
         if (ev_rv > *rv)
             *rv = ev_rv;
+        if (ev_rv > *seen)
+            *seen = ev_rv;
         return post(inf, PENDING_BOOKMARK, NULL, ev_rv);
     case STRATUS__V1__WATCH_EVENT__TYPE__ERROR:
         if (ev->code == RPC_CODE_OK)
@@ -359,12 +369,13 @@ static int watch_once(informer *inf, int64_t *rv, bool *ret_progress)
         return -ECANCELED;
     }
 
+    int64_t seen = *rv;
     for (;;) {
         Stratus__V1__WatchEvent *ev = NULL;
         r = rpc_watch_next(w, USEC_INFINITY, &ev, NULL);
         if (r < 0)
             break;
-        r = reader_event(inf, ev, rv, ret_progress);
+        r = reader_event(inf, ev, rv, &seen, ret_progress);
         rpc_message_free(ev);
         if (r < 0)
             break;

@@ -49,6 +49,7 @@ static struct {
     char list_label[64], list_field[64], watch_label[64], watch_field[64];
     int64_t list_limit;
     bool list_all_ns, watch_bookmarks;
+    bool same_rev; /* the next change shares the last one's revision (one transaction) */
 } F = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static rpc_server *server;
@@ -87,13 +88,15 @@ static void finish_all(rpc_call **calls, size_t n, rpc_code code, const char *ms
         rpc_stream_finish(calls[i], code, msg);
 }
 
-/* Records and (unless silent) streams a change. deleted: remove the key. Returns its revision. */
-static int64_t fake_change(const char *key, int gen, bool deleted, bool silent)
+/* Records and (unless silent) streams a change. deleted: remove the key. unsent: logged for
+ * replays, but not streamed (a stream that broke before it). Returns its revision. */
+static int64_t fake_change_as(const char *key, int gen, bool deleted, bool silent, bool unsent)
 {
     rpc_call *dead[WATCHERS_MAX];
     size_t n_dead = 0;
     pthread_mutex_lock(&F.lock);
-    int64_t rv = ++F.rev;
+    int64_t rv = F.same_rev ? F.rev : ++F.rev;
+    F.same_rev = false;
     bool existed = json_object_get(F.objects, key) != NULL;
     _cleanup_free_ char *json = object_json(key, rv, gen);
     int type = deleted   ? STRATUS__V1__WATCH_EVENT__TYPE__DELETED
@@ -106,11 +109,17 @@ static int64_t fake_change(const char *key, int gen, bool deleted, bool silent)
     if (!silent) {
         if (F.n_log < LOG_MAX)
             F.log[F.n_log++] = (logged){.rv = rv, .type = type, .json = xstrdup(json)};
-        send_locked(type, json, rv, dead, &n_dead);
+        if (!unsent)
+            send_locked(type, json, rv, dead, &n_dead);
     }
     pthread_mutex_unlock(&F.lock);
     finish_all(dead, n_dead, RPC_CODE_OUT_OF_RANGE, "fell behind");
     return rv;
+}
+
+static int64_t fake_change(const char *key, int gen, bool deleted, bool silent)
+{
+    return fake_change_as(key, gen, deleted, silent, false);
 }
 
 static int64_t fake_put(const char *key, int gen)
@@ -652,19 +661,21 @@ static void resume_after_stream_ends(void)
     int64_t b1 = fake_put("ns/b", 1);
     CHECK(run_until(h, lines_at_least, 1));
 
-    /* closed with OK: watch again from the last event, at once, without listing */
+    /* closed with OK: watch again, at once, without listing, from the last revision known to
+     * be complete — b1's may have had more events (one transaction), so the one before; b1
+     * comes again and changes nothing */
     fake_end_watches(RPC_CODE_OK, NULL, false);
     int64_t c1 = fake_put("ns/c", 1); /* replayed from history, or live: once either way */
     CHECK(run_until(h, watches_at_least, 2));
     CHECK(run_until(h, lines_at_least, 2));
-    CHECK_INT(fake_watch_rv(1), ==, b1);
+    CHECK_INT(fake_watch_rv(1), ==, b1 - 1);
 
-    /* the apiserver went away: the same, after backoff */
+    /* the apiserver went away: the same, after backoff; c1 came after b1, so b1 is complete */
     fake_end_watches(RPC_CODE_UNAVAILABLE, "apiserver restarting", false);
     CHECK(run_until(h, watches_at_least, 3));
     int64_t d1 = fake_put("ns/d", 1);
     CHECK(run_until(h, lines_at_least, 3));
-    CHECK_INT(fake_watch_rv(2), ==, c1);
+    CHECK_INT(fake_watch_rv(2), ==, b1);
     CHECK_LINES(h, fmt("add ns/b %" PRId64, b1), fmt("add ns/c %" PRId64, c1),
                 fmt("add ns/d %" PRId64, d1));
 
@@ -673,6 +684,36 @@ static void resume_after_stream_ends(void)
     CHECK_INT(s.lists, ==, 1);
     CHECK_INT(s.watches, ==, 3);
     CHECK_INT(s.errors, ==, 1); /* UNAVAILABLE; a close with OK is not an error */
+    harness_free(h);
+}
+
+/* One transaction is many events at one revision. A stream that breaks after some of them is
+ * resumed from the revision before, so the rest still come (the server sends only what is newer
+ * than the resume point); a bookmark marks a revision complete. */
+static void resume_mid_revision_gets_the_rest(void)
+{
+    fake_start();
+    harness *h = harness_new(&default_opts);
+    harness_start_synced(h);
+    h->n_lines = 0;
+    int64_t x = fake_put("ns/x", 1);
+    F.same_rev = true;
+    int64_t y = fake_change_as("ns/y", 1, false, false, true); /* the stream broke before it */
+    CHECK_INT(y, ==, x);
+    CHECK(run_until(h, lines_at_least, 1));
+    fake_end_watches(RPC_CODE_UNAVAILABLE, "connection lost", false);
+    CHECK(run_until(h, watches_at_least, 2));
+    CHECK(run_until(h, lines_at_least, 2));
+    CHECK_INT(fake_watch_rv(1), ==, x - 1);
+    CHECK_LINES(h, fmt("add ns/x %" PRId64, x), fmt("add ns/y %" PRId64, y));
+
+    /* a bookmark at x says it is complete: the next resume starts after it */
+    int64_t b = fake_bookmark();
+    CHECK(b > x);
+    usleep(100000);
+    fake_end_watches(RPC_CODE_OK, NULL, false);
+    CHECK(run_until(h, watches_at_least, 3));
+    CHECK_INT(fake_watch_rv(2), ==, b);
     harness_free(h);
 }
 
@@ -876,6 +917,6 @@ static void lifecycle_and_helpers(void)
 
 CHECK_MAIN(CASE(initial_list_is_paged), CASE(watch_events_reach_cache_and_handlers),
            CASE(relist_on_out_of_range), CASE(relist_on_error_event),
-           CASE(resume_after_stream_ends), CASE(resume_from_compacted_version_relists),
-           CASE(list_failures_are_retried), CASE(assume_until_the_watch_catches_up),
-           CASE(lifecycle_and_helpers))
+           CASE(resume_after_stream_ends), CASE(resume_mid_revision_gets_the_rest),
+           CASE(resume_from_compacted_version_relists), CASE(list_failures_are_retried),
+           CASE(assume_until_the_watch_catches_up), CASE(lifecycle_and_helpers))
