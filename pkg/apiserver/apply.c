@@ -221,6 +221,7 @@ static int apply_create(worker *w, rpc_call *call, const api_kind_info *k, const
     json_object_set_new(md, "generation", json_integer(1));
 
     _cleanup_(store_txn_freep) store_txn *t = store_txn_new();
+    _cleanup_(json_decrefp) json_t *writes = json_array();
     store_txn_compare(t, key, STORE_CMP_CREATE, STORE_CMP_EQUAL, 0);
     if (k->kind == API_KIND_INSTANCE) {
         json_t *st = json_object();
@@ -228,7 +229,7 @@ static int apply_create(worker *w, rpc_call *call, const api_kind_info *k, const
         json_object_set_new(st, "observedGeneration", json_integer(0));
         json_object_set_new(obj, "status", st);
         object_set_condition(obj, "Scheduled", "False", "Pending", "waiting for the scheduler");
-        if (ipam_allocate(w, t, obj, e) < 0) {
+        if (ipam_allocate(w, t, obj, writes, e) < 0) {
             if (guessed) {
                 *e = (apierr){0}; /* it may exist after all, and need no addresses */
                 guess_refused(w);
@@ -255,6 +256,7 @@ static int apply_create(worker *w, rpc_call *call, const api_kind_info *k, const
     if (!r->succeeded) /* created meanwhile, an IP ledger moved, or a reference went away */
         return apply_lost(w, k, key, 0, obj, r, e);
     recent_note(w, key, text, r->revision);
+    recent_note_writes(w, writes, r->revision);
     api_object_set_resource_version(obj, r->revision);
     reply_apply(call, STRATUS__V1__APPLY_RESPONSE__RESULT__CREATED, obj);
     return 1;

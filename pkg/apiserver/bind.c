@@ -86,9 +86,7 @@ int ledger_load_guess(worker *w, const char *key, const char *member, ledger *re
     return 0;
 }
 
-/* ledger_commit, also noting in `writes` (when not NULL) [key, text] of the put, or [key, null]
- * of the delete, for the recent values once the transaction succeeded. */
-static void ledger_commit_noted(store_txn *t, const ledger *l, json_t *writes)
+void ledger_commit(store_txn *t, const ledger *l, json_t *writes)
 {
     if (!l->changed && !l->guessed)
         return;
@@ -112,11 +110,6 @@ static void ledger_commit_noted(store_txn *t, const ledger *l, json_t *writes)
         json_array_append_new(writes, json_pack("[s,s]", l->key, text));
 }
 
-void ledger_commit(store_txn *t, const ledger *l)
-{
-    ledger_commit_noted(t, l, NULL);
-}
-
 void ledger_clear(ledger *l)
 {
     free(l->key);
@@ -126,7 +119,7 @@ void ledger_clear(ledger *l)
 
 /* Takes the uid out of the ledger at key, into t. Returns 0, or -1 with e filled. */
 static int ledger_drop(worker *w, store_txn *t, const char *key, const char *member,
-                       const char *uid, apierr *e)
+                       const char *uid, json_t *writes, apierr *e)
 {
     ledger l;
     if (ledger_load_guess(w, key, member, &l, e) < 0)
@@ -135,7 +128,7 @@ static int ledger_drop(worker *w, store_txn *t, const char *key, const char *mem
         json_object_del(l.map, uid);
         l.changed = true;
     }
-    ledger_commit(t, &l);
+    ledger_commit(t, &l, writes);
     ledger_clear(&l);
     return 0;
 }
@@ -145,7 +138,7 @@ static const char *instance_node(const json_t *obj)
     return json_string_value(api_json_lookup(obj, "spec.nodeName"));
 }
 
-int ledger_release(worker *w, store_txn *t, const json_t *obj, apierr *e)
+int ledger_release(worker *w, store_txn *t, const json_t *obj, json_t *writes, apierr *e)
 {
     const char *uid = api_object_uid(obj);
     if (!uid)
@@ -158,14 +151,14 @@ int ledger_release(worker *w, store_txn *t, const json_t *obj, apierr *e)
             (i == 1 && nodes[0] && streq(nodes[0], nodes[1])))
             continue;
         _cleanup_free_ char *key = xasprintf(ALLOCATIONS_PREFIX "%s", nodes[i]);
-        if (ledger_drop(w, t, key, "instances", uid, e) < 0)
+        if (ledger_drop(w, t, key, "instances", uid, writes, e) < 0)
             return -1;
     }
     const char *group = json_string_value(api_json_lookup(obj, "spec.serverGroup"));
     const char *ns = api_object_namespace(obj);
     if (group && ns && api_is_dns_subdomain(group) && api_is_dns_label(ns)) {
         _cleanup_free_ char *key = xasprintf(GROUP_LEDGER_PREFIX "%s/%s", ns, group);
-        if (ledger_drop(w, t, key, "members", uid, e) < 0)
+        if (ledger_drop(w, t, key, "members", uid, writes, e) < 0)
             return -1;
     }
     return 0;
@@ -812,7 +805,7 @@ static void round_commit(bind_round *r)
         if (u->txn == SIZE_MAX)
             continue;
         round_txn *t = &r->txns[u->txn];
-        ledger_commit_noted(t->t, &u->alloc, t->writes);
+        ledger_commit(t->t, &u->alloc, t->writes);
         /* The capacity decided on is the one written against. */
         if (u->node_guessed && u->alloc.changed)
             store_txn_compare(t->t, u->node_kv->key, STORE_CMP_MOD, STORE_CMP_EQUAL,
@@ -820,8 +813,8 @@ static void round_commit(bind_round *r)
     }
     for (size_t g = 0; g < r->n_groups; g++)
         if (r->groups[g].txn != SIZE_MAX)
-            ledger_commit_noted(r->txns[r->groups[g].txn].t, &r->groups[g].members,
-                                r->txns[r->groups[g].txn].writes);
+            ledger_commit(r->txns[r->groups[g].txn].t, &r->groups[g].members,
+                          r->txns[r->groups[g].txn].writes);
     for (size_t k = 0; k < r->n_txns; k++) {
         round_txn *t = &r->txns[k];
         t->sync = STORE_SYNC_INIT;
@@ -841,13 +834,8 @@ static void round_commit(bind_round *r)
         store_result *res = NULL;
         int err = store_wait(c->w->st, &t->sync, &res);
         t->sync.result = res; /* freed with the round */
-        if (err == 0 && res->succeeded) {
-            size_t w;
-            json_t *kt;
-            json_array_foreach (t->writes, w, kt)
-                recent_note(c->w, json_string_value(json_array_get(kt, 0)),
-                            json_string_value(json_array_get(kt, 1)), res->revision);
-        }
+        if (err == 0 && res->succeeded)
+            recent_note_writes(c->w, t->writes, res->revision);
         for (size_t j = 0; j < t->n_bound; j++) {
             size_t i = t->bound[j];
             if (err == -EMSGSIZE && t->n_bound > 1) {
@@ -1086,8 +1074,9 @@ static int unbind_once(worker *w, rpc_call *call, const Stratus__V1__UnbindReque
                    node ? "\")" : "");
     else {
         _cleanup_(store_txn_freep) store_txn *t = store_txn_new();
+        _cleanup_(json_decrefp) json_t *writes = json_array();
         store_txn_compare(t, key, STORE_CMP_MOD, STORE_CMP_EQUAL, rev);
-        if (ledger_release(w, t, obj, e) == 0) {
+        if (ledger_release(w, t, obj, writes, e) == 0) {
             instance_mark_unbound(obj, req);
             _cleanup_free_ char *text = object_to_store(obj);
             store_txn_put(t, STORE_ON_SUCCESS, key, text, strlen(text), 0, 0);
@@ -1095,9 +1084,12 @@ static int unbind_once(worker *w, rpc_call *call, const Stratus__V1__UnbindReque
             int err = sx_txn(w, t, &res);
             if (err < 0)
                 apierr_store(e, err, what);
-            else if (!res->succeeded)
+            else if (!res->succeeded) {
+                guess_refused(w); /* the instance or a ledger moved: read them again */
                 r = 0;
-            else {
+            } else {
+                json_array_append_new(writes, json_pack("[s,s]", key, text));
+                recent_note_writes(w, writes, res->revision);
                 api_object_set_resource_version(obj, res->revision);
                 _cleanup_free_ char *out = api_json_canonical(obj);
                 Stratus__V1__ObjectResponse rep = STRATUS__V1__OBJECT_RESPONSE__INIT;

@@ -16,10 +16,12 @@ int object_finalize(worker *w, const api_kind_info *k, const char *key, const js
                     int64_t rev, apierr *e)
 {
     _cleanup_(store_txn_freep) store_txn *t = store_txn_new();
+    _cleanup_(json_decrefp) json_t *writes = json_array();
+    bool guessing = w->guess_ok;
     store_txn_compare(t, key, STORE_CMP_MOD, STORE_CMP_EQUAL, rev);
     store_txn_delete(t, STORE_ON_SUCCESS, key, NULL, 0);
     if (k->kind == API_KIND_INSTANCE &&
-        (ledger_release(w, t, obj, e) < 0 || ipam_release(w, t, obj, e) < 0))
+        (ledger_release(w, t, obj, writes, e) < 0 || ipam_release(w, t, obj, writes, e) < 0))
         return -EINVAL;
     _cleanup_(store_result_freep) store_result *r = NULL;
     int err = sx_txn(w, t, &r);
@@ -28,10 +30,13 @@ int object_finalize(worker *w, const api_kind_info *k, const char *key, const js
         return err;
     }
     if (!r->succeeded) {
-        guess_refused(w); /* the object or a ledger moved: read them again */
-        return -ESTALE;
+        /* The object or a ledger moved; with guessed ledgers it may have been only they, which
+         * says nothing about the object: -EAGAIN, decide again on fresh reads. */
+        guess_refused(w);
+        return guessing ? -EAGAIN : -ESTALE;
     }
     recent_note(w, key, NULL, r->revision);
+    recent_note_writes(w, writes, r->revision);
     return 0;
 }
 
@@ -103,7 +108,9 @@ static int delete_once(worker *w, rpc_call *call, const api_kind_info *k, const 
         }
     } else {
         int err = object_finalize(w, k, key, obj, rev, e);
-        if (err == -ESTALE)
+        if (err == -EAGAIN)
+            ret = 2;
+        else if (err == -ESTALE)
             ret = 0;
         else if (err == 0) {
             reply_object(call, obj);

@@ -120,6 +120,9 @@ static inline void guess_refused(worker *w)
 }
 /* After a write: what etcd now holds at key (value NULL: deleted), for the next guess. */
 void recent_note(worker *w, const char *key, const char *value, int64_t rev);
+/* The same for every [key, text or null] of `writes` (collected by ledger_commit and the
+ * callers of the *_release / ipam_allocate functions), made by one transaction at rev. */
+void recent_note_writes(worker *w, const json_t *writes, int64_t rev);
 /* After a compare-and-swap lost: the current value a guarded write read back (r->kvs), or, when
  * it did not, no more guesses in this request. */
 void recent_note_stale(worker *w, const char *key, const store_result *r);
@@ -129,8 +132,11 @@ recent *recent_new(size_t max_bytes);
 recent *recent_free(recent *r);
 /* value NULL: deleted at rev. A revision older than the one known is ignored. */
 void recent_put(recent *r, const char *key, const char *value, size_t len, int64_t rev);
-/* 0 with a malloc'd, NUL-terminated copy and its revision; -ENOENT when not known. */
+/* 0 with a malloc'd, NUL-terminated copy and its revision; -ENOENT when not known or deleted;
+ * -EFBIG when it exists but was too big to keep (a quarter of the bound). */
 int recent_get(recent *r, const char *key, char **ret_value, size_t *ret_len, int64_t *ret_rev);
+/* Forgets everything: after a gap in what fed it (the watch lost history). */
+void recent_clear(recent *r);
 typedef struct recent_counts {
     size_t keys, bytes;
     uint64_t hits, misses;
@@ -171,11 +177,11 @@ int object_finalize(worker *w, const api_kind_info *k, const char *key, const js
 
 /* IPAM (ipam.c): allocate the addresses of a new instance into `t` (compares and puts on each
  * network's ledger) and record them in obj's status.addresses; release them into `t`. */
-int ipam_allocate(worker *w, store_txn *t, json_t *obj, apierr *e);
-int ipam_release(worker *w, store_txn *t, const json_t *obj, apierr *e);
+int ipam_allocate(worker *w, store_txn *t, json_t *obj, json_t *writes, apierr *e);
+int ipam_release(worker *w, store_txn *t, const json_t *obj, json_t *writes, apierr *e);
 
 /* Allocation ledger (bind.c): release an instance's claim on its node into `t`. */
-int ledger_release(worker *w, store_txn *t, const json_t *obj, apierr *e);
+int ledger_release(worker *w, store_txn *t, const json_t *obj, json_t *writes, apierr *e);
 
 /* A ledger (bind.c; used by ipam.c too): a JSON document {"<member>": {...}} under one key that
  * only the apiserver writes, always in the transaction that changes what it records, guarded by
@@ -196,9 +202,10 @@ int ledger_load_guess(worker *w, const char *key, const char *member, ledger *re
 /* The same from a key-value already read (NULL: the key does not exist). */
 int ledger_parse(const char *key, const store_kv *kv, const char *member, ledger *ret, apierr *e);
 /* When changed: adds to t the compare on the revision it was read at, and a put of the document
- * (a delete when the map is empty). Unchanged: only the compare, and only for a guessed one (what
- * it lacks must really be absent). */
-void ledger_commit(store_txn *t, const ledger *l);
+ * (a delete when the map is empty), noted in `writes` (when not NULL) as [key, text] or
+ * [key, null] for recent_note_writes once the transaction succeeded. Unchanged: only the compare,
+ * and only for a guessed one (what it lacks must really be absent). */
+void ledger_commit(store_txn *t, const ledger *l, json_t *writes);
 void ledger_clear(ledger *l);
 
 /* The watch cache (watchcache.c). */

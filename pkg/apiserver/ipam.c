@@ -211,7 +211,7 @@ static int allocate_run(ipam_alloc *a, json_t *obj, const json_t *networks, apie
     return 0;
 }
 
-int ipam_allocate(worker *w, store_txn *t, json_t *obj, apierr *e)
+int ipam_allocate(worker *w, store_txn *t, json_t *obj, json_t *writes, apierr *e)
 {
     const json_t *networks = api_json_lookup(obj, "spec.networks");
     size_t n = json_array_size(networks);
@@ -228,7 +228,7 @@ int ipam_allocate(worker *w, store_txn *t, json_t *obj, apierr *e)
     int r = allocate_run(&a, obj, networks, e);
     for (size_t i = 0; i < a.n_nets; i++) {
         if (r == 0)
-            ledger_commit(t, &a.nets[i].l);
+            ledger_commit(t, &a.nets[i].l, writes);
         ledger_clear(&a.nets[i].l);
     }
     return r;
@@ -245,7 +245,7 @@ static void name_add(const char **names, size_t *n, size_t max, const char *name
     names[(*n)++] = name;
 }
 
-int ipam_release(worker *w, store_txn *t, const json_t *obj, apierr *e)
+int ipam_release(worker *w, store_txn *t, const json_t *obj, json_t *writes, apierr *e)
 {
     const char *uid = api_object_uid(obj);
     const char *ns = api_object_namespace(obj);
@@ -279,7 +279,7 @@ int ipam_release(worker *w, store_txn *t, const json_t *obj, apierr *e)
                 l.changed = true;
             }
         }
-        ledger_commit(t, &l);
+        ledger_commit(t, &l, writes);
         ledger_clear(&l);
     }
     return 0;

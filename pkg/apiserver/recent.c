@@ -23,8 +23,9 @@ typedef struct entry {
     struct entry *prev, *next; /* LRU list: head is the most recently used */
     uint64_t hash;
     int64_t rev;
-    char *value; /* NULL: deleted at rev */
+    char *value; /* NULL: deleted at rev, or too big to keep (big) */
     size_t len;
+    bool big;
     size_t bytes; /* what it counts against the bound */
     char key[];
 } entry;
@@ -134,8 +135,9 @@ void recent_put(recent *r, const char *key, const char *value, size_t len, int64
         return;
     size_t klen = strlen(key);
     size_t bytes = ENTRY_OVERHEAD + klen + 1 + (value ? len + 1 : 0);
-    if (bytes > r->max_bytes / 4)
-        value = NULL, len = 0, bytes = ENTRY_OVERHEAD + klen + 1; /* too big to be worth it */
+    bool big = bytes > r->max_bytes / 4; /* known to exist, not worth keeping */
+    if (big)
+        value = NULL, len = 0, bytes = ENTRY_OVERHEAD + klen + 1;
     char *copy = NULL;
     if (value) {
         copy = xmalloc(len + 1);
@@ -167,6 +169,7 @@ void recent_put(recent *r, const char *key, const char *value, size_t len, int64
     e->rev = rev;
     e->value = copy;
     e->len = copy ? len : 0;
+    e->big = big;
     e->bytes = bytes;
     r->bytes += bytes;
     lru_push(r, e);
@@ -186,8 +189,9 @@ int recent_get(recent *r, const char *key, char **ret_value, size_t *ret_len, in
     entry *e = *slot(r, key, h);
     if (!e || !e->value) {
         r->misses++;
+        int ret = e && e->big ? -EFBIG : -ENOENT;
         pthread_mutex_unlock(&r->lock);
-        return -ENOENT;
+        return ret;
     }
     r->hits++;
     lru_unlink(r, e);
@@ -199,6 +203,20 @@ int recent_get(recent *r, const char *key, char **ret_value, size_t *ret_len, in
     pthread_mutex_unlock(&r->lock);
     *ret_value = copy;
     return 0;
+}
+
+void recent_clear(recent *r)
+{
+    pthread_mutex_lock(&r->lock);
+    for (entry *e = r->head, *next; e; e = next) {
+        next = e->next;
+        free(e->value);
+        free(e);
+    }
+    memset(r->buckets, 0, r->n_buckets * sizeof(*r->buckets));
+    r->head = r->tail = NULL;
+    r->n = r->bytes = 0;
+    pthread_mutex_unlock(&r->lock);
 }
 
 void recent_stats(recent *r, recent_counts *ret)

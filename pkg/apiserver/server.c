@@ -174,7 +174,7 @@ static int read_guess(worker *w, const char *key, bool absent_unless_known, json
         int r = recent_get(w->srv->recent, key, &kv.value, &kv.value_len, &kv.mod_revision);
         json_t *o = r == 0 ? object_from_kv(&kv) : NULL;
         free(kv.value);
-        if (o || absent_unless_known) {
+        if (o || (absent_unless_known && r == -ENOENT)) {
             *ret = o;
             *ret_rev = o ? kv.mod_revision : 0;
             *ret_guessed = true;
@@ -229,6 +229,15 @@ int ledger_read(worker *w, const char *key, store_kv **ret, store_result **ret_o
 void recent_note(worker *w, const char *key, const char *value, int64_t rev)
 {
     recent_put(w->srv->recent, key, value, value ? strlen(value) : 0, rev);
+}
+
+void recent_note_writes(worker *w, const json_t *writes, int64_t rev)
+{
+    size_t i;
+    json_t *kt;
+    json_array_foreach (writes, i, kt)
+        recent_note(w, json_string_value(json_array_get(kt, 0)),
+                    json_string_value(json_array_get(kt, 1)), rev);
 }
 
 void recent_note_stale(worker *w, const char *key, const store_result *r)

@@ -113,6 +113,8 @@ void handle_update_status(worker *w, rpc_call *call, const ProtobufCMessage *req
             return;
         }
         json_decref(obj);
+        if (err == -EAGAIN)
+            continue; /* a guessed ledger lost: decided again on fresh reads */
         if (err != -ESTALE && err != -ENOENT)
             break;
         if (want_rev) {

@@ -313,6 +313,8 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
         /* History we had not seen yet was compacted (-ERANGE) or a message was too large: the
          * ring can no longer promise completeness. Everyone relists; the cache starts over. */
         relist_everyone(wc, "the apiserver's watch cache lost history; list again and re-watch");
+        /* What the workers guess from may have missed writes too: forget it. */
+        recent_clear(wc->srv->recent);
         store_watch_free(sw);
         wc->watch = NULL;
         ev_timer_set(&wc->rewatch_timer, 0.1, 0.0);

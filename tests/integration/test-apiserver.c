@@ -810,6 +810,30 @@ static void lease_is_visible_and_expires(void)
     rpc_watch_free(w);
 }
 
+/* An object too big for the recent values (over a quarter of their bound) is not kept, but an
+ * Apply must still know it exists: it is updated, not created again and again. */
+static void big_objects_apply_as_updates(void)
+{
+    apiserver_options o = {.recent_bytes = 256 << 10};
+    apiserver_fixture *f = apiserver_fixture_start(&o);
+    size_t pad = 80 << 10;
+    char *doc = xmalloc(pad + 512);
+    for (int round = 0; round < 3; round++) {
+        int n = snprintf(doc, 512,
+                         "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{"
+                         "\"name\":\"big\",\"annotations\":{\"pad\":\"");
+        memset(doc + n, 'a' + round, pad);
+        snprintf(doc + n + pad, 512,
+                 "\"}},\"spec\":{\"vcpus\":1,\"memoryMiB\":512,\"rootDiskGiB\":1}}");
+        rpc_status st;
+        int result = 0;
+        CHECK_OK(fx_apply(f, doc, &result, NULL, &st));
+        CHECK_INT(result, ==, round == 0 ? 1 : 2);
+    }
+    free(doc);
+    apiserver_fixture_stop(f);
+}
+
 /* A watcher replaying a backlog larger than its stream's queue catches up from the ring while
  * bookmarks keep firing. A bookmark says "you have everything up to here": one sent before the
  * replayed events it covers would let a client resume past events it never got. So after every
@@ -909,4 +933,5 @@ CHECK_MAIN(CASE(apply_create_unchanged_configured),
            CASE(watch_sees_changes_with_selectors), CASE(watch_resumes_and_expires),
            CASE(watch_errors_are_clear), CASE(health_reports_etcd),
            CASE(oversize_request_is_refused), CASE(watch_sees_every_object_of_a_transaction),
-           CASE(lease_is_visible_and_expires), CASE(bookmarks_never_overtake_a_replay))
+           CASE(lease_is_visible_and_expires), CASE(bookmarks_never_overtake_a_replay),
+           CASE(big_objects_apply_as_updates))

@@ -83,15 +83,27 @@ static void bounded_by_bytes_lru(void)
     CHECK_INT(get(r, "/k/500", &v, &rev), ==, -ENOENT); /* evicted */
     CHECK_OK(get(r, "/k/0", &v, &rev));                 /* used all along */
     free(v);
-    /* a value too large to be worth a quarter of the bound is remembered as unknown */
+    /* a value larger than a quarter of the bound is not kept, but known to exist (an Apply must
+     * not guess it absent) */
     char *big = malloc(bound);
     memset(big, 'y', bound - 1);
     big[bound - 1] = 0;
     recent_put(r, "/big", big, strlen(big), 5000);
+    CHECK_INT(get(r, "/big", &v, &rev), ==, -EFBIG);
+    recent_put(r, "/big", NULL, 0, 5001); /* then deleted */
     CHECK_INT(get(r, "/big", &v, &rev), ==, -ENOENT);
     free(big);
     recent_stats(r, &c);
     CHECK(c.bytes <= bound);
+    /* after a gap in what fed it, everything goes */
+    recent_clear(r);
+    CHECK_INT(get(r, "/k/999", &v, &rev), ==, -ENOENT);
+    recent_stats(r, &c);
+    CHECK_INT(c.keys, ==, 0);
+    CHECK_INT(c.bytes, ==, 0);
+    recent_put(r, "/again", "1", 1, 6000);
+    CHECK_OK(get(r, "/again", &v, &rev));
+    free(v);
     recent_free(r);
 }
 
