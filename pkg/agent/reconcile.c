@@ -162,11 +162,22 @@ static int write_status(write_state *ws, const json_t *obj, const json_t *status
     return 0;
 }
 
+/* Whether a failed write may still have been applied (a timeout, the apiserver away): only a
+ * refusal from the server is known not to have been. */
+static bool write_maybe_applied(int r)
+{
+    return r != -ESTALE && r != -ENOENT && r != -EINVAL && r != -EBUSY && r != -ENOSPC &&
+           r != -EACCES && r != -EPERM && r != -EEXIST && r != -ETIME;
+}
+
 /* The claim: what the other instances bound here hold — claimed ones from the informer's cache
- * (assumptions included, so a claim written a moment ago counts), and claims other workers are
- * writing right now — plus this one must fit. Checked and reserved under the node's claim lock,
+ * (assumptions included, so a claim written a moment ago counts), and the reservations of
+ * n->claiming — plus this one must fit. Checked and reserved under the node's claim lock,
  * written outside it: two workers cannot both take the last room, and neither waits for the
- * other's round trip. */
+ * other's round trip. A reservation is [vcpus, memoryMiB, diskGiB, uncertain]: in flight while
+ * its write is on its way; uncertain after a write that failed in a way that may still have
+ * applied it, counted until the informer shows the instance claimed (it did apply), or not bound
+ * here any more, or the instance claims again. */
 static int claim_hook(void *userdata, agent_reconcile_ctx *ctx, const agent_resources *want,
                       char *why)
 {
@@ -176,26 +187,34 @@ static int claim_hook(void *userdata, agent_reconcile_ctx *ctx, const agent_reso
     if (!uid)
         return -EINVAL;
     pthread_mutex_lock(&n->claim_lock);
-    agent_resources used = {0};
-    const char *k;
-    json_t *v;
-    json_object_foreach (n->claiming, k, v) {
-        used.vcpus += json_integer_value(json_array_get(v, 0));
-        used.memory_mib += json_integer_value(json_array_get(v, 1));
-        used.disk_gib += json_integer_value(json_array_get(v, 2));
-    }
+    json_t *mine = json_object_get(n->claiming, uid);
+    int r = 0;
+    if (mine && !json_is_true(json_array_get(mine, 3)))
+        r = -EBUSY; /* the same instance on two workers: the work queue never does that */
+    else if (mine)
+        json_object_del(n->claiming, uid); /* its own uncertain claim: this one replaces it */
     json_t **items = NULL;
     size_t count = 0;
-    int r = informer_list(n->inf, &items, &count);
+    if (r == 0)
+        r = informer_list(n->inf, &items, &count);
+    agent_resources used = {0};
+    json_t *here = json_object(); /* uids bound here, per the informer */
     for (size_t i = 0; r == 0 && i < count; i++) {
         const json_t *o = items[i];
         const char *ouid = api_object_uid(o);
         const json_t *st = json_object_get(o, "status");
         const char *claimed = status_condition_get(st, "ResourcesClaimed");
         const char *phase = status_phase_get(st);
-        if (!ouid || streq(ouid, uid) || json_object_get(n->claiming, ouid) ||
-            !agent_instance_is_bound(o, n->name) || !claimed || !streq(claimed, "True") ||
-            (phase && streq(phase, "Failed")))
+        if (!ouid || streq(ouid, uid) || !agent_instance_is_bound(o, n->name))
+            continue;
+        json_object_set_new(here, ouid, json_true());
+        bool counts = claimed && streq(claimed, "True") && !(phase && streq(phase, "Failed"));
+        json_t *res = json_object_get(n->claiming, ouid);
+        if (res && json_is_true(json_array_get(res, 3)) && counts)
+            json_object_del(n->claiming, ouid); /* the uncertain write did apply */
+        else if (res)
+            continue; /* counted by its reservation */
+        if (!counts)
             continue;
         json_t *flavor = NULL;
         if (agent_object_get(n->a, "Flavor", NULL,
@@ -208,17 +227,28 @@ static int claim_hook(void *userdata, agent_reconcile_ctx *ctx, const agent_reso
         used.disk_gib += f.disk_gib;
     }
     informer_items_free(items, count);
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe (n->claiming, tmp, k, v) {
+        if (r == 0 && json_is_true(json_array_get(v, 3)) && !json_object_get(here, k)) {
+            json_object_del(n->claiming, k); /* uncertain, and no longer bound here */
+            continue;
+        }
+        used.vcpus += json_integer_value(json_array_get(v, 0));
+        used.memory_mib += json_integer_value(json_array_get(v, 1));
+        used.disk_gib += json_integer_value(json_array_get(v, 2));
+    }
+    json_decref(here);
     pthread_mutex_lock(&n->lock);
     agent_resources cap = n->schedulable;
     pthread_mutex_unlock(&n->lock);
     if (r == 0 && !agent_resources_fit(&cap, &used, want, why))
         r = -ENOSPC;
-    if (r == 0 && json_object_get(n->claiming, uid))
-        r = -EBUSY; /* the same instance on two workers: the work queue never does that */
     if (r == 0)
         json_object_set_new(n->claiming, uid,
-                            json_pack("[I,I,I]", (json_int_t)want->vcpus,
-                                      (json_int_t)want->memory_mib, (json_int_t)want->disk_gib));
+                            json_pack("[I,I,I,b]", (json_int_t)want->vcpus,
+                                      (json_int_t)want->memory_mib, (json_int_t)want->disk_gib, 0));
     pthread_mutex_unlock(&n->claim_lock);
     if (r < 0)
         return r;
@@ -226,7 +256,10 @@ static int claim_hook(void *userdata, agent_reconcile_ctx *ctx, const agent_reso
      * reservation goes, so the claim is never counted by neither. */
     r = write_status(ws, ctx->instance, ctx->status);
     pthread_mutex_lock(&n->claim_lock);
-    json_object_del(n->claiming, uid);
+    if (r < 0 && write_maybe_applied(r))
+        json_array_set_new(json_object_get(n->claiming, uid), 3, json_true());
+    else
+        json_object_del(n->claiming, uid);
     pthread_mutex_unlock(&n->claim_lock);
     return r;
 }
