@@ -2,6 +2,7 @@
 #include "etcd-fixture.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -176,20 +177,57 @@ const char *etcd_fixture_client_key(const etcd_fixture *f)
     return f->client_key;
 }
 
+/* A test killed by a signal (SIGKILL, a CTest timeout) cannot run its atexit handler, and its
+ * etcd dies with it (PDEATHSIG), but its folder stays. Each folder names its owner in `owner`;
+ * those whose owner is gone are removed when the next fixture starts. */
+static void sweep_orphans(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "stratus-etcd-", 13) != 0)
+            continue;
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s/owner", tmp, de->d_name);
+        FILE *fp = fopen(path, "r");
+        long pid = 0;
+        bool read = fp && fscanf(fp, "%ld", &pid) == 1;
+        if (fp)
+            fclose(fp);
+        if (!read || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue; /* an older fixture's, or its owner lives */
+        char *cmd = xasprintf("rm -rf '%s/%s'", tmp, de->d_name);
+        (void)!system(cmd);
+        free(cmd);
+    }
+    closedir(d);
+}
+
 static etcd_fixture *fixture_start(bool tls)
 {
     static bool registered;
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     if (!registered) {
         atexit(fixtures_stop_all);
         registered = true;
+        if (!getenv("STRATUS_TEST_KEEP"))
+            sweep_orphans(tmp);
     }
     etcd_fixture *f = xnew(etcd_fixture, 1);
-    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     f->dir = xasprintf("%s/stratus-etcd-XXXXXX", tmp);
     if (!mkdtemp(f->dir)) {
         perror("mkdtemp");
         abort();
     }
+    char *owner = xasprintf("%s/owner", f->dir);
+    FILE *fp = fopen(owner, "w");
+    if (fp) {
+        fprintf(fp, "%ld\n", (long)getpid());
+        fclose(fp);
+    }
+    free(owner);
     f->client_port = test_free_port();
     do
         f->peer_port = test_free_port();
