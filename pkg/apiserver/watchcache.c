@@ -305,20 +305,27 @@ static void ring_push(watchcache *wc, wc_event *ev)
 
 static void start_watch(watchcache *wc, int64_t from);
 
+/* The ring can no longer promise completeness: everyone relists, and the cache starts over from
+ * etcd's revision after a short pause. Until then (wc->watch == NULL) new watchers are told to
+ * relist too: one accepted meanwhile would miss what is written before the cache watches again. */
+static void lose_history(watchcache *wc, store_watch *sw)
+{
+    relist_everyone(wc, "the apiserver's watch cache lost history; list again and re-watch");
+    /* What the workers guess from may have missed writes too: forget it. */
+    recent_clear(wc->srv->recent);
+    store_watch_free(sw);
+    wc->watch = NULL;
+    ev_timer_set(&wc->rewatch_timer, 0.1, 0.0);
+    ev_timer_start(wc->loop, &wc->rewatch_timer);
+}
+
 static void on_etcd_events(store_watch *sw, const store_event *events, size_t n, int64_t revision,
                            int error, void *userdata)
 {
     watchcache *wc = userdata;
     if (error) {
-        /* History we had not seen yet was compacted (-ERANGE) or a message was too large: the
-         * ring can no longer promise completeness. Everyone relists; the cache starts over. */
-        relist_everyone(wc, "the apiserver's watch cache lost history; list again and re-watch");
-        /* What the workers guess from may have missed writes too: forget it. */
-        recent_clear(wc->srv->recent);
-        store_watch_free(sw);
-        wc->watch = NULL;
-        ev_timer_set(&wc->rewatch_timer, 0.1, 0.0);
-        ev_timer_start(wc->loop, &wc->rewatch_timer);
+        /* History we had not seen yet was compacted (-ERANGE) or a message was too large. */
+        lose_history(wc, sw);
         return;
     }
     if (n == 0 && revision > wc->head)
@@ -336,15 +343,24 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
         if (!k)
             continue;
         wc_event ev = {.rev = rev, .k = k, .ns = ns, .deleted = e->type == STORE_EVENT_DELETE};
+        bool modified = !ev.deleted && e->kv.create_revision != e->kv.mod_revision;
+        if ((ev.deleted || modified) && !e->prev_kv) {
+            /* etcd leaves out the previous value when it was compacted meanwhile (the cache's
+             * watch lagged behind the compaction): without it a delete cannot be sent, nor a
+             * change told apart from a creation for selectors. As lost history. */
+            event_clear(&ev);
+            lose_history(wc, sw);
+            return;
+        }
         if (ev.deleted) {
-            ev.obj = e->prev_kv ? object_from_kv(e->prev_kv) : NULL;
+            ev.obj = object_from_kv(e->prev_kv);
         } else {
             ev.obj = object_from_kv(&e->kv);
-            if (e->prev_kv && e->kv.create_revision != e->kv.mod_revision)
+            if (modified)
                 ev.prev = object_from_kv(e->prev_kv);
         }
         if (!ev.obj) {
-            event_clear(&ev); /* a delete whose last state etcd no longer had */
+            event_clear(&ev); /* not a JSON object (etcd is not trusted): nothing to send */
             continue;
         }
         api_object_set_resource_version(ev.obj, rev);
@@ -357,8 +373,21 @@ static void start_watch(watchcache *wc, int64_t from)
     wc->base = from - 1;
     if (wc->head < wc->base)
         wc->head = wc->base;
-    store_watch_new(wc->st, API_KEY_PREFIX, wc->prefix_end, from,
-                    STORE_WATCH_PREV_KV | STORE_WATCH_PROGRESS, on_etcd_events, wc, &wc->watch);
+    if (store_watch_new(wc->st, API_KEY_PREFIX, wc->prefix_end, from,
+                        STORE_WATCH_PREV_KV | STORE_WATCH_PROGRESS, on_etcd_events, wc,
+                        &wc->watch) < 0) {
+        wc->watch = NULL;
+        ev_timer_set(&wc->rewatch_timer, 1.0, 0.0);
+        ev_timer_start(wc->loop, &wc->rewatch_timer);
+    }
+}
+
+static bool stopping(watchcache *wc)
+{
+    pthread_mutex_lock(&wc->lock);
+    bool stop = wc->stop;
+    pthread_mutex_unlock(&wc->lock);
+    return stop;
 }
 
 /* The revision etcd is at now: the cache starts right after it. */
@@ -379,11 +408,20 @@ static void rewatch_fired(struct ev_loop *loop, ev_timer *t, int revents)
 {
     watchcache *wc = t->data;
     int64_t rev;
-    if (current_revision(wc, &rev) < 0) {
+    int e = current_revision(wc, &rev);
+    /* That ran the loop nested: a stop handled meanwhile broke only the inner run. */
+    if (stopping(wc)) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    if (e < 0) {
         ev_timer_set(&wc->rewatch_timer, 1.0, 0.0);
         ev_timer_start(loop, &wc->rewatch_timer);
         return;
     }
+    /* Nobody may be left from before (new watchers were refused meanwhile; should one have come
+     * in, it would miss the gap), and no cursor may point into the ring being emptied. */
+    relist_everyone(wc, "the apiserver's watch cache lost history; list again and re-watch");
     for (; wc->count > 0; wc->count--) {
         event_clear(&wc->ring[wc->first]);
         wc->first = (wc->first + 1) % wc->cap;
@@ -395,6 +433,11 @@ static void rewatch_fired(struct ev_loop *loop, ev_timer *t, int revents)
 /* A new watcher: replay what it missed from the ring, or tell it to relist. */
 static void watcher_start(watchcache *wc, watcher *w)
 {
+    if (!wc->watch) {
+        watcher_end(wc, w, RPC_CODE_RELIST,
+                    "the apiserver's watch cache is starting over; list again and re-watch");
+        return;
+    }
     if (w->from_rev == 0)
         w->skip_until = wc->head;
     else if (w->from_rev < wc->base) {
@@ -474,7 +517,9 @@ static void bookmark_fired(struct ev_loop *loop, ev_timer *t, int revents)
          * Not to one still catching up from the ring: its bookmark would overtake the replayed
          * events it covers, and a client resuming from it would skip them. */
         int64_t at = MAX(wc->head, w->skip_until);
-        if (w->live && w->bookmarks && at > w->bookmark_rev) {
+        /* And not into a full queue: that ends the stream ("fell behind"), where an event
+         * would have made the watcher catch up from the ring instead; the next tick will do. */
+        if (w->live && w->bookmarks && at > w->bookmark_rev && rpc_stream_room(w->call) > 0) {
             char rv[24];
             snprintf(rv, sizeof(rv), "%lld", (long long)at);
             Stratus__V1__WatchEvent msg = STRATUS__V1__WATCH_EVENT__INIT;
@@ -494,7 +539,8 @@ static void bookmark_fired(struct ev_loop *loop, ev_timer *t, int revents)
 static void *watchcache_main(void *arg)
 {
     watchcache *wc = arg;
-    ev_run(wc->loop, 0);
+    while (!stopping(wc))
+        ev_run(wc->loop, 0);
     return NULL;
 }
 

@@ -17,6 +17,7 @@
 
 #define WATCH_BACKOFF_MIN (50 * USEC_PER_MSEC)
 #define WATCH_BACKOFF_MAX (2 * USEC_PER_SEC)
+#define WATCH_HEALTHY     (5 * USEC_PER_SEC) /* a stream that lived this long was fine */
 
 struct store_watch {
     store *s;
@@ -29,6 +30,7 @@ struct store_watch {
     buf line;
     size_t endpoint;
     usec_t backoff;
+    usec_t created_at; /* monotonic: when etcd last confirmed the stream; 0 none */
     ev_timer retry;
     unsigned reconnects;
     bool in_callback;
@@ -115,7 +117,7 @@ static int watch_line(const char *line, size_t len, void *userdata)
     } else if (m.created) {
         if (w->next_rev == 0)
             w->next_rev = m.revision + 1;
-        w->backoff = 0;
+        w->created_at = now_monotonic();
     } else if (m.n_events > 0) {
         /* Drop anything already delivered (cannot happen when etcd honours start_revision, but
          * the promise of no duplicates should not rest on that). */
@@ -212,6 +214,12 @@ void store_watch_transfer_done(store_multi *mu, CURL *easy, CURLcode code)
     /* Any end but a terminal one: reopen from next_rev, on the next member if this one failed. */
     if (code != CURLE_OK || w->abort_stream)
         w->endpoint = (w->endpoint + 1) % mu->s->opts.n_endpoints;
+    /* A stream that lived a while starts the backoff over; one that a member created and ended
+     * at once (without saying it was compacted) keeps doubling it instead of retrying every
+     * WATCH_BACKOFF_MIN for ever. */
+    if (w->created_at && now_monotonic() - w->created_at >= WATCH_HEALTHY)
+        w->backoff = 0;
+    w->created_at = 0;
     w->backoff = w->backoff ? MIN(w->backoff * 2, WATCH_BACKOFF_MAX) : WATCH_BACKOFF_MIN;
     ev_timer_set(&w->retry, (double)w->backoff / USEC_PER_SEC, 0.0);
     ev_timer_start(mu->s->loop, &w->retry);

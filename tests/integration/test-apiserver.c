@@ -3,6 +3,7 @@
  * test-apiserver-bind.c. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -184,6 +185,16 @@ static void apply_ignores_status_and_dry_run_writes_nothing(void)
     rpc_message_free(rep);
     CHECK(fx_get(fx, "flavor", NULL, "dry", NULL, &st) < 0);
     CHECK_INT(st.code, ==, RPC_CODE_NOT_FOUND);
+}
+
+/* Every item of a kind, from fixture f (one page). */
+static int list_on(apiserver_fixture *f, const char *kind, Stratus__V1__ListResponse **ret,
+                   rpc_status *st)
+{
+    Stratus__V1__ListRequest req = STRATUS__V1__LIST_REQUEST__INIT;
+    req.kind = (char *)kind;
+    req.limit = 1000;
+    return rpc_client_list(f->client, &req, 10 * USEC_PER_SEC, ret, st);
 }
 
 static int list(const char *kind, const char *ns, bool all, const char *ls, const char *fs,
@@ -834,6 +845,140 @@ static void big_objects_apply_as_updates(void)
     apiserver_fixture_stop(f);
 }
 
+/* A Flavor written straight into etcd, padded so that its watch message can exceed a small
+ * max_event_line. */
+static void etcd_flavor(store *direct, const char *name, size_t pad)
+{
+    char *pads = xmalloc(pad + 1);
+    memset(pads, 'x', pad);
+    pads[pad] = 0;
+    char key[128];
+    snprintf(key, sizeof(key), "/stratus/v1/flavors/%s", name);
+    char *val = xasprintf("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{"
+                          "\"annotations\":{\"p\":\"%s\"},\"name\":\"%s\"},\"spec\":{"
+                          "\"memoryMiB\":64,\"vcpus\":1}}",
+                          pads, name);
+    store_sync y = STORE_SYNC_INIT;
+    CHECK_OK(store_put(direct, key, val, strlen(val), 0, 0, store_sync_done, &y));
+    CHECK_OK(store_wait(direct, &y, NULL));
+    free(val);
+    free(pads);
+}
+
+/* When the watch cache's own etcd watch dies (here: a message over max_event_line), every
+ * watcher relists and the cache starts over from etcd's revision a moment later. A client
+ * doing what informers do — List, Watch from its revision, again on RELIST — must see what was
+ * written while the cache was starting over: in its List, or on its Watch. */
+static void nothing_is_missed_while_the_cache_starts_over(void)
+{
+    apiserver_options o = {.bookmark_interval = USEC_PER_SEC / 5};
+    o.etcd.max_event_line = 3000;
+    apiserver_fixture *f = apiserver_fixture_start(&o);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    store_options so = {.n_endpoints = 1, .request_timeout = 10 * USEC_PER_SEC};
+    so.endpoints[0] = etcd_fixture_endpoint(f->etcd);
+    store *direct = NULL;
+    CHECK_OK(store_new(loop, &so, &direct));
+    etcd_flavor(direct, "warm", 10);
+    usleep(200000);
+    Stratus__V1__WatchRequest req = STRATUS__V1__WATCH_REQUEST__INIT;
+    req.kind = "flavors";
+    req.namespace_ = req.label_selector = req.field_selector = "";
+    req.resource_version = "0";
+    rpc_watch *w = NULL;
+    CHECK_OK(rpc_client_watch(f->client, &req, &w));
+    usleep(100000);
+    etcd_flavor(direct, "big", 4000); /* its watch message is too long: the cache starts over */
+    rpc_status st;
+    Stratus__V1__WatchEvent *ev = NULL;
+    int r;
+    while ((r = rpc_watch_next(w, 5 * USEC_PER_SEC, &ev, &st)) >= 0)
+        rpc_message_free(ev);
+    CHECK_INT(st.code, ==, RPC_CODE_RELIST);
+    rpc_watch_free(w);
+
+    bool seen_gap = false, seen_after = false, wrote = false;
+    usec_t end = now_monotonic() + 20 * USEC_PER_SEC;
+    while (!(seen_gap && seen_after) && now_monotonic() < end) {
+        Stratus__V1__ListResponse *rep = NULL;
+        CHECK_OK(list_on(f, "flavors", &rep, &st));
+        for (size_t i = 0; i < rep->n_items_json; i++) {
+            seen_gap |= strstr(rep->items_json[i], "\"in-gap\"") != NULL;
+            seen_after |= strstr(rep->items_json[i], "\"after\"") != NULL;
+        }
+        req.resource_version = rep->resource_version;
+        CHECK_OK(rpc_client_watch(f->client, &req, &w));
+        rpc_message_free(rep);
+        if (!wrote) { /* right after the first re-watch: in the gap, if the cache is in one */
+            etcd_flavor(direct, "in-gap", 10);
+            usleep(300000);
+            etcd_flavor(direct, "after", 10);
+            wrote = true;
+        }
+        /* Only a RELIST sends the client back to List: a watch that is merely quiet is kept,
+         * as an informer keeps it — so what it missed stays missed. */
+        while (!(seen_gap && seen_after) && now_monotonic() < end) {
+            r = rpc_watch_next(w, USEC_PER_SEC, &ev, &st);
+            if (r == -ETIMEDOUT)
+                continue;
+            if (r < 0)
+                break;
+            if (ev->object_json) {
+                seen_gap |= strstr(ev->object_json, "\"in-gap\"") != NULL;
+                seen_after |= strstr(ev->object_json, "\"after\"") != NULL;
+            }
+            rpc_message_free(ev);
+        }
+        rpc_watch_free(w);
+        if (!(seen_gap && seen_after)) {
+            CHECK_INT(st.code, ==, RPC_CODE_RELIST);
+            usleep(50000);
+        }
+    }
+    CHECK(seen_gap);
+    CHECK(seen_after);
+    store_free(direct);
+    ev_loop_destroy(loop);
+    apiserver_fixture_stop(f);
+}
+
+static apiserver_fixture *paused_fx;
+
+static void *continue_etcd(void *arg)
+{
+    usleep(1500000);
+    kill(etcd_fixture_pid(paused_fx->etcd), SIGCONT);
+    return NULL;
+}
+
+/* Stopping the apiserver while its watch cache waits on etcd to start over (which runs the cache's
+ * loop nested) must not hang: the stop used to break only the inner run. */
+static void stop_while_the_cache_starts_over(void)
+{
+    apiserver_options o = {0};
+    o.etcd.max_event_line = 3000;
+    o.etcd.request_timeout = 10 * USEC_PER_SEC;
+    apiserver_fixture *f = paused_fx = apiserver_fixture_start(&o);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    store_options so = {.n_endpoints = 1, .request_timeout = 10 * USEC_PER_SEC};
+    so.endpoints[0] = etcd_fixture_endpoint(f->etcd);
+    store *direct = NULL;
+    CHECK_OK(store_new(loop, &so, &direct));
+    etcd_flavor(direct, "big", 4000);
+    store_free(direct);
+    ev_loop_destroy(loop);
+    usleep(50000); /* the cache lost its watch; it starts over 100 ms later */
+    kill(etcd_fixture_pid(f->etcd), SIGSTOP);
+    usleep(300000); /* it is waiting for etcd's revision now */
+    pthread_t t;
+    pthread_create(&t, NULL, continue_etcd, NULL);
+    usec_t t0 = now_monotonic();
+    f->srv = apiserver_free(f->srv, 0); /* hung for ever before the fix */
+    CHECK(now_monotonic() - t0 < 60 * USEC_PER_SEC);
+    pthread_join(t, NULL);
+    apiserver_fixture_stop(f);
+}
+
 /* A watcher replaying a backlog larger than its stream's queue catches up from the ring while
  * bookmarks keep firing. A bookmark says "you have everything up to here": one sent before the
  * replayed events it covers would let a client resume past events it never got. So after every
@@ -934,4 +1079,5 @@ CHECK_MAIN(CASE(apply_create_unchanged_configured),
            CASE(watch_errors_are_clear), CASE(health_reports_etcd),
            CASE(oversize_request_is_refused), CASE(watch_sees_every_object_of_a_transaction),
            CASE(lease_is_visible_and_expires), CASE(bookmarks_never_overtake_a_replay),
-           CASE(big_objects_apply_as_updates))
+           CASE(big_objects_apply_as_updates), CASE(nothing_is_missed_while_the_cache_starts_over),
+           CASE(stop_while_the_cache_starts_over))
