@@ -22,6 +22,18 @@ void check_fail(const char *file, int line, const char *fmt, ...)
     longjmp(check_jmp, 1);
 }
 
+void check_skip(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("skip: ", stdout);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+    exit(77);
+}
+
 /* setjmp lives in its own frame so no caller local can be clobbered by the longjmp. */
 static bool check_run_case(const check_case *c)
 {

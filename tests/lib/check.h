@@ -23,6 +23,10 @@ void check_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Runs the cases named on the command line (all when none) and returns the exit status. */
 int check_run(const check_case *cases, size_t n, int argc, char **argv);
+/* Ends the program as skipped: prints "skip: <why>" (printf-style) and exits 77, which CTest
+ * reports as "Skipped" for a test with SKIP_RETURN_CODE 77 — a skip is not a pass. Handlers
+ * registered with atexit (fixtures, teardowns) still run, so whatever was started is stopped. */
+_Noreturn void check_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define CHECK_MAIN(...)                                                                            \
     int main(int argc, char **argv)                                                                \
