@@ -5,21 +5,25 @@ stratus_test(test-agent-integration LABEL integration SOURCES integration/test-a
 # stops the daemons, and is reported Skipped (exit 77) when not root or when libvirtd, qemu or
 # iptables are missing, or the guest cannot be built.
 stratus_test(test-agent-qemu LABEL integration SOURCES integration/test-agent-qemu.c
-             LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver TIMEOUT 900)
+             LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver stratus_libvirtd_fixture
+             TIMEOUT 900)
 set_tests_properties(test-agent-qemu PROPERTIES SKIP_RETURN_CODE 77)
 # SIGKILL at every build step (and in a delete), then a restart: the real stratus-node-agent in a
 # child process. On the test driver (always runs) and on qemu:///system (skipped, exit 77, when
 # not root or libvirtd, qemu, dnsmasq... are missing). Both real-libvirtd tests take the same
 # lock: they share libvirtd and its "stratus" storage pool.
 stratus_test(test-agent-kill LABEL integration SOURCES integration/test-agent-kill.c
-             LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver TIMEOUT 300)
+             LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver stratus_libvirtd_fixture
+             TIMEOUT 300)
 stratus_test(test-agent-kill-qemu LABEL integration SOURCES integration/test-agent-kill.c
-             LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver TIMEOUT 1500)
+             LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver stratus_libvirtd_fixture
+             TIMEOUT 1500)
 # Two agents on one libvirtd, and a libvirtd restart under a running agent: on a libvirtd of the
 # test's own, in a private mount namespace (it is killed and restarted; the host's may be serving
 # someone else). Skipped (exit 77) when not root, or libvirtd, qemu, virsh... are missing.
 stratus_test(test-agent-libvirtd LABEL integration SOURCES integration/test-agent-libvirtd.c
-             LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver TIMEOUT 1500)
+             LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver stratus_libvirtd_fixture
+             TIMEOUT 1500)
 if(TARGET test-agent-libvirtd)
   set_tests_properties(test-agent-libvirtd PROPERTIES SKIP_RETURN_CODE 77 RESOURCE_LOCK libvirtd)
 endif()

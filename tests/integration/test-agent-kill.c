@@ -41,6 +41,7 @@
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "check.h"
+#include "libvirtd-fixture.h"
 
 #define NODE    "kill-node"
 #define NS      "kill"
@@ -63,8 +64,7 @@ static char *agent_dir; /* the agent's --state-dir, inside it */
 static char *agent_bin;
 static pid_t agent_pid;
 static int agent_runs;
-static backend *host;    /* qemu: the test's own connection to libvirtd, to look */
-static pid_t started[2]; /* virtlogd, libvirtd: the ones this test started */
+static backend *host; /* qemu: the test's own connection to libvirtd, to look */
 static bool iso_tool;
 /* Its own storage pool: libvirtd may be shared with other agents (tests, benchmarks, a local
  * cluster), and the pool is where an agent's orphan sweep looks. */
@@ -78,51 +78,6 @@ static char *fmt(const char *f, ...)
     char *s = xvasprintf(f, ap);
     va_end(ap);
     return s;
-}
-
-/* ---- daemons (qemu) ---- */
-
-static pid_t pid_from(const char *pidfile)
-{
-    _cleanup_free_ char *text = NULL;
-    if (fs_read_tail(pidfile, 64, &text) < 0)
-        return 0;
-    pid_t pid = (pid_t)atoi(text);
-    return pid > 0 && kill(pid, 0) == 0 ? pid : 0;
-}
-
-static void stop_pid(pid_t pid)
-{
-    if (pid <= 0 || kill(pid, SIGTERM) < 0)
-        return;
-    for (int i = 0; i < 100 && kill(pid, 0) == 0; i++)
-        usleep(100000);
-    if (kill(pid, 0) == 0)
-        kill(pid, SIGKILL);
-}
-
-static bool daemon_up(const char *cmd, const char *pidfile, pid_t *slot)
-{
-    if (pid_from(pidfile))
-        return true;
-    if (system(cmd) != 0)
-        return false;
-    for (int i = 0; i < 100; i++) {
-        pid_t p = pid_from(pidfile);
-        if (p) {
-            *slot = p;
-            return true;
-        }
-        usleep(100000);
-    }
-    return false;
-}
-
-static void skip(const char *why)
-{
-    printf("skip: %s\n", why);
-    fflush(stdout);
-    exit(77);
 }
 
 /* ---- the agent process ---- */
@@ -163,9 +118,8 @@ static void teardown(void)
                 pool_name, pool_name);
         if (system(cmd) < 0)
             fprintf(stderr, "cleanup: virsh failed\n");
-        stop_pid(started[1]);
-        stop_pid(started[0]);
     }
+    libvirtd_fixture_down();
     if (state_dir && !getenv("STRATUS_TEST_KEEP"))
         fs_rm_rf(state_dir);
 }
@@ -557,19 +511,19 @@ static void prerequisites(void)
                       ">/dev/null") == 0;
     if (!qemu)
         return;
+    static const char *const programs[] = {"/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64",
+                                           "/usr/bin/qemu-img",  "/usr/sbin/iptables",
+                                           "/usr/sbin/dnsmasq",  NULL};
     if (geteuid() != 0)
-        skip("needs root (libvirtd, qemu)");
-    if (access("/usr/sbin/libvirtd", X_OK) < 0 || access("/usr/bin/qemu-system-x86_64", X_OK) < 0 ||
-        access("/usr/sbin/iptables", X_OK) < 0 || access("/usr/sbin/dnsmasq", X_OK) < 0 ||
-        system("command -v qemu-img >/dev/null") != 0)
-        skip("libvirtd, qemu-system-x86_64, qemu-img, iptables or dnsmasq is not installed "
-             "(make deps)");
+        check_skip("needs root (libvirtd, qemu)");
+    const char *missing = libvirtd_fixture_missing(programs);
+    if (missing)
+        check_skip("%s is not installed (make deps)", missing);
     if (!iso_tool)
-        skip("no ISO tool (genisoimage, xorrisofs or mkisofs) for the config drive");
+        check_skip("no ISO tool (genisoimage, xorrisofs or mkisofs) for the config drive");
     const char *src = getenv("STRATUS_SOURCE_DIR") ? getenv("STRATUS_SOURCE_DIR") : ".";
-    _cleanup_free_ char *setup = fmt("sh %s/tools/libvirt-host-setup.sh", src);
-    if (system(setup) != 0)
-        skip("tools/libvirt-host-setup.sh failed");
+    if (libvirtd_fixture_host_setup(src) < 0)
+        check_skip("tools/libvirt-host-setup.sh failed");
 }
 
 static void setup(void)
@@ -580,6 +534,12 @@ static void setup(void)
     pool_name = fmt("stratus-kill-%d", (int)getpid());
     if (access(agent_bin, X_OK) < 0)
         check_fail(__FILE__, __LINE__, "%s: %s (build it first)", agent_bin, strerror(errno));
+    /* Before the teardown is registered: the fixture's atexit handler, which stops the daemons
+     * it started, then runs after the teardown, which still needs libvirtd. */
+    if (qemu && libvirtd_fixture_up() < 0)
+        check_skip("virtlogd or libvirtd did not start");
+    if (qemu && !libvirtd_fixture_wait_answer(LIBVIRTD_FIXTURE_URI, 10 * USEC_PER_SEC))
+        check_skip("libvirtd does not answer on " LIBVIRTD_FIXTURE_URI);
     fx = apiserver_fixture_start(NULL);
     /* After the fixture's own handler, so it runs first: the agent goes before etcd. */
     atexit(teardown);
@@ -591,17 +551,6 @@ static void setup(void)
     agent_dir = fmt("%s/agent", state_dir);
     CHECK_OK(fs_mkdir_p(agent_dir, 0755));
     if (qemu) {
-        if (!daemon_up("virtlogd -d", "/var/run/virtlogd.pid", &started[0]) ||
-            !daemon_up("libvirtd -d", "/var/run/libvirtd.pid", &started[1]))
-            skip("virtlogd or libvirtd did not start");
-        bool up = false;
-        for (int i = 0; i < 100 && !up; i++) {
-            up = system("virsh -q -c qemu:///system uri >/dev/null 2>&1") == 0;
-            if (!up)
-                usleep(100000);
-        }
-        if (!up)
-            skip("libvirtd does not answer on qemu:///system");
         /* The test's own view of the host; the agent finds the pool defined. */
         _cleanup_free_ char *pool = fmt("%s/nodes/" NODE "/disks", agent_dir);
         CHECK_OK(fs_mkdir_p(pool, 0711));

@@ -6,11 +6,11 @@
  * agent set up. The instance is then deleted and everything must be gone.
  *
  * The test starts virtlogd and libvirtd when they are not running (after
- * tools/libvirt-host-setup.sh), and stops the ones it started, and removes the libvirt network
- * and storage pool the agent defined, however it ends. It is skipped (and says why) when not root,
- * when libvirtd or qemu is not installed, or when the guest cannot be built (no package lists). */
+ * tools/libvirt-host-setup.sh; tests/lib/libvirtd-fixture.h), stops the ones it started, and
+ * removes the libvirt network and storage pool the agent defined, however it ends. It is skipped
+ * (and says why) when not root, when libvirtd, qemu or iptables is not installed, or when the
+ * guest cannot be built (no package lists). */
 #include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +25,7 @@
 #include "apiserver-fixture.h"
 #include "base/alloc.h"
 #include "check.h"
+#include "libvirtd-fixture.h"
 
 #define NODE    "qemu-node"
 #define NS      "guest"
@@ -33,7 +34,6 @@
 static apiserver_fixture *fx;
 static agent *ag;
 static char *state_dir;
-static pid_t started[2]; /* virtlogd, libvirtd: the ones this test started */
 /* Its own storage pool: libvirtd may be shared with other agents (another test, a benchmark, a
  * local cluster), and an agent's orphan sweep looks at every disk of its pool. */
 static char *pool_name;
@@ -46,25 +46,6 @@ static char *fmt(const char *f, ...)
     char *s = xvasprintf(f, ap);
     va_end(ap);
     return s;
-}
-
-static pid_t pid_from(const char *pidfile)
-{
-    _cleanup_free_ char *text = NULL;
-    if (fs_read_tail(pidfile, 64, &text) < 0)
-        return 0;
-    pid_t pid = (pid_t)atoi(text);
-    return pid > 0 && kill(pid, 0) == 0 ? pid : 0;
-}
-
-static void stop_pid(pid_t pid)
-{
-    if (pid <= 0 || kill(pid, SIGTERM) < 0)
-        return;
-    for (int i = 0; i < 100 && kill(pid, 0) == 0; i++)
-        usleep(100000);
-    if (kill(pid, 0) == 0)
-        kill(pid, SIGKILL);
 }
 
 static void teardown(void)
@@ -85,71 +66,39 @@ static void teardown(void)
             : NULL;
     if (cmd && system(cmd) < 0)
         fprintf(stderr, "cleanup: virsh failed\n");
-    stop_pid(started[1]);
-    stop_pid(started[0]);
+    libvirtd_fixture_down();
     if (state_dir && !getenv("STRATUS_TEST_KEEP"))
         fs_rm_rf(state_dir);
 }
 
-/* A skip is not a pass: exit 77, which CTest reports as "Skipped" (SKIP_RETURN_CODE). The
- * teardown registered with atexit still stops whatever was started. */
-static bool skip(const char *why)
+static void prerequisites(const char *guest)
 {
-    printf("skip: %s\n", why);
-    fflush(stdout);
-    exit(77);
-}
-
-/* Starts a daemon unless its pid file names a live process; remembers the ones it started. */
-static bool daemon_up(const char *cmd, const char *pidfile, pid_t *slot)
-{
-    if (pid_from(pidfile))
-        return true;
-    if (system(cmd) != 0)
-        return false;
-    for (int i = 0; i < 100; i++) {
-        pid_t p = pid_from(pidfile);
-        if (p) {
-            *slot = p;
-            return true;
-        }
-        usleep(100000);
-    }
-    return false;
-}
-
-static bool prerequisites(const char *guest)
-{
+    static const char *const programs[] = {"/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64",
+                                           "/usr/sbin/iptables", NULL};
     if (geteuid() != 0)
-        return skip("needs root (libvirtd, qemu)");
-    if (access("/usr/sbin/libvirtd", X_OK) < 0 || access("/usr/bin/qemu-system-x86_64", X_OK) < 0 ||
-        access("/usr/sbin/iptables", X_OK) < 0)
-        return skip("libvirtd, qemu-system-x86_64 or iptables is not installed (make deps)");
+        check_skip("needs root (libvirtd, qemu)");
+    const char *missing = libvirtd_fixture_missing(programs);
+    if (missing)
+        check_skip("%s is not installed (make deps)", missing);
     const char *src = getenv("STRATUS_SOURCE_DIR") ? getenv("STRATUS_SOURCE_DIR") : ".";
     _cleanup_free_ char *kernel = fmt("%s/vmlinuz", guest);
     if (access(kernel, F_OK) < 0) {
         _cleanup_free_ char *cmd = fmt("%s/tools/build-guest-image.sh %s >/dev/null", src, guest);
         if (system(cmd) != 0)
-            return skip("tools/build-guest-image.sh failed (apt-get download needs package "
-                        "lists)");
+            check_skip("tools/build-guest-image.sh failed (apt-get download needs package lists)");
     }
-    _cleanup_free_ char *setup = fmt("sh %s/tools/libvirt-host-setup.sh", src);
-    if (system(setup) != 0)
-        return skip("tools/libvirt-host-setup.sh failed");
+    if (libvirtd_fixture_host_setup(src) < 0)
+        check_skip("tools/libvirt-host-setup.sh failed");
+    /* Before the teardown is registered: the fixture's atexit handler, which stops the daemons
+     * it started, then runs after the teardown, which still needs libvirtd. */
+    if (libvirtd_fixture_up() < 0)
+        check_skip("virtlogd or libvirtd did not start");
+    if (!libvirtd_fixture_wait_answer(LIBVIRTD_FIXTURE_URI, 10 * USEC_PER_SEC))
+        check_skip("libvirtd does not answer on " LIBVIRTD_FIXTURE_URI);
     /* Registered after the apiserver fixture's own handler, so it runs before it: the agent
      * goes while its apiserver client still exists. */
     fx = apiserver_fixture_start(NULL);
     atexit(teardown);
-    if (!daemon_up("virtlogd -d", "/var/run/virtlogd.pid", &started[0]) ||
-        !daemon_up("libvirtd -d", "/var/run/libvirtd.pid", &started[1]))
-        return skip("virtlogd or libvirtd did not start");
-    /* A socket file left by an earlier daemon proves nothing: wait until one answers. */
-    for (int i = 0; i < 100; i++) {
-        if (system("virsh -q -c qemu:///system uri >/dev/null 2>&1") == 0)
-            return true;
-        usleep(100000);
-    }
-    return skip("libvirtd does not answer on qemu:///system");
 }
 
 static void on_log(void *userdata, agent_log_level level, const char *node, const char *msg)
@@ -177,8 +126,7 @@ static void real_guest_boots(void)
 {
     const char *build = getenv("STRATUS_BUILD_DIR") ? getenv("STRATUS_BUILD_DIR") : ".";
     _cleanup_free_ char *guest = fmt("%s/guest", build);
-    if (!prerequisites(guest))
-        return;
+    prerequisites(guest);
     char t[] = "/tmp/stratus-agent-qemu-XXXXXX";
     if (!mkdtemp(t))
         abort();
