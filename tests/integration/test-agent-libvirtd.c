@@ -50,6 +50,7 @@
 #include "apiserver-fixture.h"
 #include "base/alloc.h"
 #include "check.h"
+#include "libvirtd-fixture.h"
 
 #define NS      "lvd"
 #define TIMEOUT (300 * USEC_PER_SEC)
@@ -84,50 +85,11 @@ static int sh(const char *f, ...)
     return system(cmd);
 }
 
+/* The pid in <dir>/<name>, a pid file of the test's daemons or of their guests. */
 static pid_t pid_from(const char *name)
 {
     _cleanup_free_ char *path = fmt("%s/%s", dir, name);
-    _cleanup_free_ char *text = NULL;
-    if (fs_read_tail(path, 64, &text) < 0)
-        return 0;
-    pid_t pid = (pid_t)atoi(text);
-    return pid > 0 ? pid : 0;
-}
-
-/* Alive, and not a zombie (whatever was reparented to a PID 1 that does not reap). */
-static bool alive(pid_t pid)
-{
-    if (pid <= 0)
-        return false;
-    _cleanup_free_ char *path = fmt("/proc/%d/stat", (int)pid);
-    char stat[1024] = "";
-    FILE *f = fopen(path, "re"); /* /proc files have no size: no fs_read_tail */
-    if (!f)
-        return false;
-    bool got = fgets(stat, sizeof(stat), f) != NULL;
-    fclose(f);
-    const char *p = got ? strrchr(stat, ')') : NULL;
-    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
-
-static void stop_pid(pid_t pid)
-{
-    if (!alive(pid) || kill(pid, SIGTERM) < 0)
-        return;
-    for (int i = 0; i < 150 && alive(pid); i++)
-        usleep(100000);
-    if (alive(pid))
-        kill(pid, SIGKILL);
-}
-
-static bool libvirtd_answers(void)
-{
-    for (int i = 0; i < 150; i++) {
-        if (sh("virsh -q -c '%s' uri >/dev/null 2>&1", uri) == 0)
-            return true;
-        usleep(100000);
-    }
-    return false;
+    return libvirtd_fixture_pid_read(path);
 }
 
 /* ---- the daemons' keeper ----
@@ -249,14 +211,24 @@ static void keeper_stop(void)
     keeper = 0;
 }
 
+/* Starts one of the test's daemons in the namespace, with its pid file in dir; true once the pid
+ * file names it. */
+static bool daemon_start(const char *name)
+{
+    _cleanup_free_ char *pidfile = fmt("%s/%s.pid", dir, name);
+    pid_t pid;
+    return keeper_run("%s -d -p %s", name, pidfile) &&
+           libvirtd_fixture_wait_pid(pidfile, name, 10 * USEC_PER_SEC, &pid) == 0;
+}
+
 static bool libvirtd_start(void)
 {
-    return keeper_run("libvirtd -d -p %s/libvirtd.pid", dir) && libvirtd_answers();
+    return daemon_start("libvirtd") && libvirtd_fixture_wait_answer(uri, 15 * USEC_PER_SEC);
 }
 
 static void libvirtd_stop(void)
 {
-    stop_pid(pid_from("libvirtd.pid"));
+    libvirtd_fixture_stop_pid(pid_from("libvirtd.pid"), "libvirtd");
 }
 
 static void teardown(void)
@@ -269,7 +241,7 @@ static void teardown(void)
         ag[i] = agent_free(ag[i]);
     be = backend_free(be);
     if (daemons) {
-        if (!alive(pid_from("libvirtd.pid")))
+        if (!libvirtd_fixture_alive(pid_from("libvirtd.pid")))
             libvirtd_start();
         sh("for d in $(virsh -q -c '%s' list --all --name 2>/dev/null); do "
            "virsh -q -c '%s' destroy $d >/dev/null 2>&1; "
@@ -282,18 +254,11 @@ static void teardown(void)
         sh("for p in %s/run/qemu/*.pid; do [ -f \"$p\" ] && kill -9 $(cat \"$p\") 2>/dev/null; "
            "done; true",
            dir);
-        stop_pid(pid_from("virtlogd.pid"));
+        libvirtd_fixture_stop_pid(pid_from("virtlogd.pid"), "virtlogd");
     }
     keeper_stop();
     if (dir && !getenv("STRATUS_TEST_KEEP"))
         fs_rm_rf(dir);
-}
-
-static void skip(const char *why)
-{
-    printf("skip: %s\n", why);
-    fflush(stdout);
-    exit(77);
 }
 
 static void on_log(void *userdata, agent_log_level level, const char *node, const char *msg)
@@ -313,19 +278,17 @@ static void setup(void)
 {
     if (fx)
         return;
+    static const char *const programs[] = {
+        "/usr/sbin/libvirtd", "/usr/sbin/virtlogd", "/usr/bin/qemu-system-x86_64",
+        "/usr/bin/qemu-img",  "/usr/bin/virsh",     NULL};
     if (geteuid() != 0)
-        skip("needs root (a libvirtd of its own, qemu)");
-    static const char *const tools[] = {"/usr/sbin/libvirtd", "/usr/sbin/virtlogd",
-                                        "/usr/bin/qemu-system-x86_64", "/usr/bin/qemu-img",
-                                        "/usr/bin/virsh"};
-    for (size_t i = 0; i < ELEMENTSOF(tools); i++)
-        if (access(tools[i], X_OK) < 0) {
-            _cleanup_free_ char *why = fmt("%s is not installed (make deps)", tools[i]);
-            skip(why);
-        }
+        check_skip("needs root (a libvirtd of its own, qemu)");
+    const char *missing = libvirtd_fixture_missing(programs);
+    if (missing)
+        check_skip("%s is not installed (make deps)", missing);
     const char *src = getenv("STRATUS_SOURCE_DIR") ? getenv("STRATUS_SOURCE_DIR") : ".";
-    if (sh("sh %s/tools/libvirt-host-setup.sh", src) != 0)
-        skip("tools/libvirt-host-setup.sh failed");
+    if (libvirtd_fixture_host_setup(src) < 0)
+        check_skip("tools/libvirt-host-setup.sh failed");
     char t[] = "/tmp/stratus-agent-lvd-XXXXXX";
     if (!mkdtemp(t))
         abort();
@@ -343,15 +306,15 @@ static void setup(void)
     if (!keeper_start()) {
         keeper_stop();
         fs_rm_rf(dir);
-        skip("cannot make a mount namespace for the test's libvirtd");
+        check_skip("cannot make a mount namespace for the test's libvirtd");
     }
     /* Registered after the apiserver fixture's own handler, so it runs first: the agents go
      * while their apiserver client still exists. */
     fx = apiserver_fixture_start(NULL);
     atexit(teardown);
     daemons = true;
-    if (!keeper_run("virtlogd -d -p %s/virtlogd.pid", dir) || !libvirtd_start())
-        skip("the test's virtlogd or libvirtd did not start");
+    if (!daemon_start("virtlogd") || !libvirtd_start())
+        check_skip("the test's virtlogd or libvirtd did not start");
 
     _cleanup_free_ char *pool = fmt("%s/pool", dir);
     backend_config cfg = {.uri = uri, .pool_name = "test-lvd", .pool_dir = pool};
@@ -681,16 +644,16 @@ static void libvirtd_restart(void)
     wait_node_ready("node-r", "True AgentReady", NULL);
     _cleanup_free_ char *qemu_pidfile = fmt("run/qemu/%s.pid", dom);
     pid_t guest = pid_from(qemu_pidfile);
-    CHECK(alive(guest));
+    CHECK(libvirtd_fixture_alive(guest));
 
     libvirtd_stop();
     wait_node_ready("node-r", "False HypervisorUnreachable", "Failed to connect socket");
     CHECK(agent_node_hypervisor_down(ag[0], 0));
     /* The guest dies while nobody watches. */
     kill(guest, SIGKILL);
-    for (int i = 0; i < 100 && alive(guest); i++)
+    for (int i = 0; i < 100 && libvirtd_fixture_alive(guest); i++)
         usleep(100000);
-    CHECK(!alive(guest));
+    CHECK(!libvirtd_fixture_alive(guest));
 
     CHECK(libvirtd_start());
     wait_node_ready("node-r", "True AgentReady", NULL);
