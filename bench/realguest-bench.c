@@ -13,10 +13,11 @@
  * (order swapped every round), one guest at a time, each destroyed before the next.
  *
  * Runs only as root with libvirtd, qemu and iptables; otherwise prints
- * `real-guest: skipped (reason)` and exits 0. It starts virtlogd/libvirtd when they are not
- * running and stops only those. It creates, and removes however it ends, only: its domains
- * (named here), the network stratus-<its namespace>-lan, and its agent's storage pool
- * stratus-bench-<pid> (--pool); it touches nothing else in libvirt.
+ * `real-guest: skipped (reason)` and exits 0 (a benchmark, not a test: no exit 77 for CTest). It
+ * starts virtlogd/libvirtd when they are not running and stops only those (tests/lib/
+ * libvirtd-fixture.h). It creates, and removes however it ends, only: its domains (named here),
+ * the network stratus-<its namespace>-lan, and its agent's storage pool stratus-bench-<pid>
+ * (--pool); it touches nothing else in libvirt.
  *
  * Host note: on these machines libvirt-qemu cannot open /dev/kvm, so libvirt probes qemu again
  * on every define/create/start (its capabilities cache never holds): seconds per call, minutes
@@ -35,7 +36,6 @@
 #include <grp.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +47,7 @@
 #include "api/object.h"
 #include "base/alloc.h"
 #include "cluster.h"
+#include "libvirtd-fixture.h"
 
 #define MARKER "STRATUS-GUEST-OK"
 
@@ -56,7 +57,6 @@ static bool reprobing; /* libvirt probes qemu on every call here (see caps_looku
 static bench_cluster *cl;
 static virConnectPtr conn;
 static char ns[32], node[48], netname[64], poolname[64], cidr_prefix[16];
-static pid_t started_virtlogd, started_libvirtd;
 static char *domains[64]; /* every domain this run created, by name */
 static int n_domains;
 static bool kvm_changed; /* /dev/kvm's group and mode, to put back */
@@ -72,44 +72,6 @@ static _noreturn_ void skip(const char *why)
 }
 
 static void quiet_error(void *ud, virErrorPtr e) {}
-
-/* Whether pid is running (a zombie is not: nobody may reap a daemon started with -d). */
-static bool pid_running(pid_t pid)
-{
-    char path[64], line[128];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    bool running = f != NULL;
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "State:", 6) == 0 && strchr(line, 'Z'))
-            running = false;
-    if (f)
-        fclose(f);
-    return running;
-}
-
-static pid_t pid_from(const char *pidfile)
-{
-    FILE *f = fopen(pidfile, "r");
-    int pid = 0;
-    if (f) {
-        if (fscanf(f, "%d", &pid) != 1)
-            pid = 0;
-        fclose(f);
-    }
-    return pid > 0 && pid_running(pid) ? pid : 0;
-}
-
-/* SIGTERM, then SIGKILL after 10 s (libvirtd busy with a qemu can ignore SIGTERM that long). */
-static void stop_pid(pid_t pid)
-{
-    if (pid <= 0 || kill(pid, SIGTERM) < 0)
-        return;
-    for (int i = 0; i < 100 && pid_running(pid); i++)
-        usleep(100000);
-    if (pid_running(pid))
-        kill(pid, SIGKILL);
-}
 
 static void sh(const char *fmt, ...) _printf_(1, 2);
 static void sh(const char *fmt, ...)
@@ -143,11 +105,6 @@ static bool libvirt_lost(void)
     return conn && virConnectIsAlive(conn) != 1;
 }
 
-static bool libvirt_answers(void)
-{
-    return system("virsh -q -c qemu:///system uri >/dev/null 2>&1") == 0;
-}
-
 /* What this run made in libvirt, and the daemons it started. Registered with atexit before the
  * cluster starts, so at exit it runs after the cluster's own handlers have killed the agent and
  * the rest (the agent cannot start a domain again meanwhile); on the normal path main stops the
@@ -165,12 +122,13 @@ static void teardown(void)
         conn = NULL;
     }
     pid_t cleanup_daemon = 0;
-    if ((n_domains || netname[0] || poolname[0]) && !libvirt_answers()) {
-        const char *pidfile = "/var/run/stratus-realguest-cleanup-libvirtd.pid";
+    if ((n_domains || netname[0] || poolname[0]) &&
+        !libvirtd_fixture_answers(LIBVIRTD_FIXTURE_URI)) {
+        /* Not the fixture's: started here only to remove definitions, and stopped right after. */
+        const char *pidfile = "/run/stratus-realguest-cleanup-libvirtd.pid";
         sh("libvirtd -d -p %s", pidfile);
-        for (int i = 0; i < 100 && !libvirt_answers(); i++)
-            usleep(100000);
-        cleanup_daemon = pid_from(pidfile);
+        libvirtd_fixture_wait_answer(LIBVIRTD_FIXTURE_URI, 10 * USEC_PER_SEC);
+        cleanup_daemon = libvirtd_fixture_daemon_pid(pidfile, "libvirtd");
     }
     for (int i = 0; i < n_domains; i++) {
         destroy_domain(domains[i]);
@@ -184,9 +142,8 @@ static void teardown(void)
         sh("virsh -q -c qemu:///system pool-destroy %s >/dev/null 2>&1; "
            "virsh -q -c qemu:///system pool-undefine %s >/dev/null 2>&1",
            poolname, poolname);
-    stop_pid(cleanup_daemon);
-    stop_pid(started_libvirtd);
-    stop_pid(started_virtlogd);
+    libvirtd_fixture_stop_pid(cleanup_daemon, "libvirtd");
+    libvirtd_fixture_down();
     if (kvm_changed && (chown("/dev/kvm", kvm_was.st_uid, kvm_was.st_gid) < 0 ||
                         chmod("/dev/kvm", kvm_was.st_mode & 07777) < 0))
         fprintf(stderr, "realguest-bench: could not put /dev/kvm's owner and mode back: %s\n",
@@ -203,30 +160,17 @@ static void finish(void)
     teardown();
 }
 
-static bool daemon_up(const char *cmd, const char *pidfile, pid_t *ret_started)
-{
-    if (pid_from(pidfile))
-        return true;
-    if (system(cmd) != 0)
-        return false;
-    for (int i = 0; i < 100; i++) {
-        pid_t p = pid_from(pidfile);
-        if (p) {
-            *ret_started = p;
-            return true;
-        }
-        usleep(100000);
-    }
-    return false;
-}
-
 static void prerequisites(const char *guest)
 {
+    static const char *const programs[] = {"/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64",
+                                           "/usr/sbin/iptables", NULL};
     if (geteuid() != 0)
         skip("needs root for libvirtd and qemu");
-    if (access("/usr/sbin/libvirtd", X_OK) < 0 || access("/usr/bin/qemu-system-x86_64", X_OK) < 0 ||
-        access("/usr/sbin/iptables", X_OK) < 0)
-        skip("libvirtd, qemu-system-x86_64 or iptables is not installed (make deps)");
+    const char *missing = libvirtd_fixture_missing(programs);
+    if (missing) {
+        _cleanup_free_ char *why = xasprintf("%s is not installed (make deps)", missing);
+        skip(why);
+    }
     _cleanup_free_ char *kernel = xasprintf("%s/vmlinuz", guest);
     if (access(kernel, R_OK) < 0) {
         _cleanup_free_ char *cmd =
@@ -234,19 +178,16 @@ static void prerequisites(const char *guest)
         if (system(cmd) != 0)
             skip("tools/build-guest-image.sh failed (apt-get download needs package lists)");
     }
-    _cleanup_free_ char *setup = xasprintf("sh %s/tools/libvirt-host-setup.sh", STRATUS_SOURCE_DIR);
-    if (system(setup) != 0)
+    if (libvirtd_fixture_host_setup(STRATUS_SOURCE_DIR) < 0)
         skip("tools/libvirt-host-setup.sh failed");
-    atexit(teardown);
-    if (!daemon_up("virtlogd -d", "/var/run/virtlogd.pid", &started_virtlogd) ||
-        !daemon_up("libvirtd -d", "/var/run/libvirtd.pid", &started_libvirtd))
+    /* The fixture's atexit handler (registered by its first call) stops the daemons it started
+     * after teardown, registered next, has removed what this run made. */
+    if (libvirtd_fixture_up() < 0)
         skip("virtlogd or libvirtd did not start");
+    atexit(teardown);
     virSetErrorFunc(NULL, quiet_error);
-    for (int i = 0; i < 100 && !conn; i++) {
-        conn = virConnectOpen("qemu:///system");
-        if (!conn)
-            usleep(100000);
-    }
+    if (libvirtd_fixture_wait_answer(LIBVIRTD_FIXTURE_URI, 10 * USEC_PER_SEC))
+        conn = virConnectOpen(LIBVIRTD_FIXTURE_URI);
     if (!conn)
         skip("libvirtd does not answer on qemu:///system");
 }
