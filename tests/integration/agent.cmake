@@ -10,8 +10,9 @@ stratus_test(test-agent-qemu LABEL integration SOURCES integration/test-agent-qe
 set_tests_properties(test-agent-qemu PROPERTIES SKIP_RETURN_CODE 77)
 # SIGKILL at every build step (and in a delete), then a restart: the real stratus-node-agent in a
 # child process. On the test driver (always runs) and on qemu:///system (skipped, exit 77, when
-# not root or libvirtd, qemu, dnsmasq... are missing). Both real-libvirtd tests take the same
-# lock: they share libvirtd and its "stratus" storage pool.
+# not root or libvirtd, qemu, dnsmasq... are missing). The tests on the host's libvirtd take one
+# lock: each has its own storage pool and network, but one of them may start libvirtd and stop it
+# when it ends (tests/lib/libvirtd-fixture.h) under another that still uses it.
 stratus_test(test-agent-kill LABEL integration SOURCES integration/test-agent-kill.c
              LIBS stratus_agent stratus_apiserver_fixture stratus_apiserver stratus_libvirtd_fixture
              TIMEOUT 300)
