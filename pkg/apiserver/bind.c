@@ -1001,6 +1001,16 @@ static int check_reason(const char *s)
     return 0;
 }
 
+static bool has_condition(const json_t *status, const char *type)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach (json_object_get(status, "conditions"), i, c)
+        if (streq(json_string_value(json_object_get(c, "type")) ?: "", type))
+            return true;
+    return false;
+}
+
 static void instance_mark_unbound(json_t *obj, const Stratus__V1__UnbindRequest *req)
 {
     json_object_del(json_object_get(obj, "spec"), "nodeName");
@@ -1037,6 +1047,13 @@ static void instance_mark_unbound(json_t *obj, const Stratus__V1__UnbindRequest 
     _cleanup_free_ char *gone = xasprintf("the instance left node \"%s\"", req->node);
     object_set_condition(obj, "DomainRunning", "False", req->reason, gone);
     object_set_condition(obj, "Ready", "False", req->reason, gone);
+    /* The build's steps too: the next node's agent trusts a True claim, disks or network of
+     * this instance as its own work (a claim it then never checks against its host, DHCP
+     * entries it never makes). */
+    static const char *const steps[] = {"ResourcesClaimed", "BlockDevicesReady", "NetworkReady"};
+    for (size_t k = 0; k < ELEMENTSOF(steps); k++)
+        if (has_condition(st, steps[k]))
+            object_set_condition(obj, steps[k], "False", req->reason, gone);
     json_object_del(st, "domainUUID");
 
     json_t *fin = api_json_lookup(obj, "metadata.finalizers");

@@ -487,6 +487,18 @@ static void unbind_records_the_attempt(void)
     CHECK_STR(st.message, "instances \"bind/unb-a\" is not bound to node \"unb-2\" (it is bound to "
                           "\"unb-1\")");
     CHECK_INT(unbind1("bind", "unb-a", a, "unb-1", "not camel", "", NULL, &st), ==, -EINVAL);
+    /* what unb-1's agent had reported of its build */
+    Stratus__V1__UpdateStatusRequest sr = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
+    sr.kind = "Instance";
+    sr.namespace_ = "bind";
+    sr.name = "unb-a";
+    sr.status_json =
+        "{\"phase\":\"Building\",\"conditions\":[{\"type\":\"ResourcesClaimed\",\"status\":"
+        "\"True\",\"reason\":\"Claimed\"},{\"type\":\"NetworkReady\",\"status\":\"True\","
+        "\"reason\":\"Attached\"}]}";
+    Stratus__V1__ObjectResponse *srep = NULL;
+    CHECK_OK(rpc_client_update_status(fx->client, &sr, TIMEOUT, &srep, &st));
+    rpc_message_free(srep);
 
     CHECK_OK(
         unbind1("bind", "unb-a", a, "unb-1", "InsufficientMemory", "only 1 GiB left", &obj, &st));
@@ -508,6 +520,12 @@ static void unbind_records_the_attempt(void)
     CHECK_STR(json_string_value(json_object_get(condition(obj, "DomainRunning"), "message")),
               "the instance left node \"unb-1\"");
     CHECK(!api_json_lookup(obj, "status.domainUUID"));
+    /* nor does its build: the next node's agent must claim and attach again */
+    CHECK_STR(json_string_value(json_object_get(condition(obj, "ResourcesClaimed"), "status")),
+              "False");
+    CHECK_STR(json_string_value(json_object_get(condition(obj, "NetworkReady"), "status")),
+              "False");
+    CHECK(!condition(obj, "BlockDevicesReady")); /* never reported: not made up */
     CHECK_INT(json_array_size(api_json_lookup(obj, "metadata.finalizers")), ==, 0);
     _cleanup_free_ char *rv = xstrdup(str_at(obj, "metadata.resourceVersion"));
     json_decref(obj);
