@@ -61,6 +61,7 @@ typedef struct agent_node {
     usec_t next_status;
     bool fence_pending; /* fenced, but the domains could not be listed (libvirt down) */
     atomic_bool fenced;
+    _Atomic usec_t unfenced_at; /* monotonic: the last unfencing; 0 never fenced */
     /* The connection to the hypervisor is lost: instance keys wait for the reconnect (workers,
      * AGENT_HYPERVISOR key), the Node says Ready=False (heartbeat). */
     atomic_bool hv_down;

@@ -317,6 +317,7 @@ void agent_node_heartbeat(agent_node *n, usec_t now)
         n->last_renew_ok = now_monotonic();
         rpc_message_free(rep);
         if (atomic_load(&n->fenced)) {
+            atomic_store(&n->unfenced_at, now_monotonic());
             atomic_store(&n->fenced, false);
             n->fence_pending = false;
             agent_log(a, AGENT_LOG_WARNING, n->name, "lease renewed: unfenced");
@@ -327,7 +328,8 @@ void agent_node_heartbeat(agent_node *n, usec_t now)
     }
     atomic_fetch_add(&a->lease_failures, 1);
     agent_log(a, AGENT_LOG_WARNING, n->name, "lease renewal failed: %s", st.message);
-    if (now_monotonic() - n->last_renew_ok >= a->o.fencing_timeout &&
-        (!atomic_load(&n->fenced) || n->fence_pending))
+    /* On every beat while fenced, not once: a worker that was past its check when the fence came
+     * may start a domain afterwards (the start itself checks too, agent_step_hooks.may_start). */
+    if (now_monotonic() - n->last_renew_ok >= a->o.fencing_timeout)
         fence(n);
 }

@@ -264,6 +264,35 @@ static int claim_hook(void *userdata, agent_reconcile_ctx *ctx, const agent_reso
     return r;
 }
 
+/* How long after an unfencing a start is checked against the apiserver, not only the cache: the
+ * informer may still show instances the scheduler moved away while the node was cut off. */
+#define AGENT_UNFENCED_CHECK (10 * 60 * USEC_PER_SEC)
+
+static int may_start_hook(void *userdata, agent_reconcile_ctx *ctx)
+{
+    write_state *ws = userdata;
+    agent_node *n = ws->n;
+    if (atomic_load(&n->fenced))
+        return -ECANCELED;
+    usec_t unfenced = atomic_load(&n->unfenced_at);
+    if (!unfenced || now_monotonic() - unfenced > AGENT_UNFENCED_CHECK)
+        return 0;
+    json_t *cur = NULL;
+    int r = agent_object_fetch(n->a, "Instance", api_object_namespace(ctx->instance),
+                               api_object_name(ctx->instance), &cur);
+    if (r == -ENOENT)
+        return -ECANCELED;
+    if (r < 0)
+        return -EAGAIN;
+    const char *uid = api_object_uid(cur), *want = api_object_uid(ctx->instance);
+    bool here = uid && want && streq(uid, want) && agent_instance_is_bound(cur, n->name) &&
+                !api_json_lookup(cur, "metadata.deletionTimestamp");
+    json_decref(cur);
+    if (!here)
+        return -ECANCELED;
+    return atomic_load(&n->fenced) ? -ECANCELED : 0;
+}
+
 /* ---- Volume status ---- */
 
 /* Writes a Volume's status, compared against the resourceVersion it was read at: -ESTALE when
@@ -531,6 +560,7 @@ static void reconcile_run(agent_node *n, const char *qkey, const char *key, cons
     ctx.hooks = (agent_step_hooks){.claim = claim_hook,
                                    .volume_attach = volume_attach_hook,
                                    .volume_release = volume_release_hook,
+                                   .may_start = may_start_hook,
                                    .userdata = &ws};
 
     agent_reconcile_instance(&ctx);

@@ -406,6 +406,13 @@ static bool dhcp_settle(agent_reconcile_ctx *ctx)
 static int domain_start_dhcp(agent_reconcile_ctx *ctx, const char *name, dhcp_job *j, int *ret_dhcp)
 {
     *ret_dhcp = 0;
+    if (ctx->hooks.may_start) {
+        int r = ctx->hooks.may_start(ctx->hooks.userdata, ctx);
+        if (r < 0)
+            return backend_set_error(r, "%s",
+                                     r == -ECANCELED ? "not to be started here now"
+                                                     : "cannot tell whether to start it");
+    }
     if (j->n == 0)
         return backend_domain_start(ctx->env->be, name);
     return backend_domain_start_with(ctx->env->be, name, dhcp_job_run, j, ret_dhcp);
@@ -561,6 +568,12 @@ static void power_converge(agent_reconcile_ctx *ctx, const char *name, backend_d
     }
     int dr = 0;
     r = domain_start_dhcp(ctx, name, &j, &dr);
+    if (r == -ECANCELED || r == -EAGAIN) {
+        dhcp_job_clear(&j);
+        ctx->outcome = AGENT_OUTCOME_REQUEUE; /* fenced, or bound elsewhere: the cache will say */
+        ctx->requeue_after = 5 * USEC_PER_SEC;
+        return;
+    }
     if (r == 0)
         r = wait_running(ctx, name, &st);
     bool dhcp_ok = dhcp_job_report(ctx, &j, dr);
@@ -876,6 +889,12 @@ static int step_domain(agent_reconcile_ctx *ctx, const agent_plan *p, dhcp_job *
     }
     backend_domain_state st = BACKEND_DOMAIN_OTHER;
     r = domain_start_dhcp(ctx, p->domain_name, dhcp, &dr);
+    if (r == -ECANCELED || r == -EAGAIN) {
+        status_timeline_end(ctx->status, t, false, now_realtime());
+        ctx->outcome = AGENT_OUTCOME_REQUEUE; /* fenced, or bound elsewhere: the cache will say */
+        ctx->requeue_after = 5 * USEC_PER_SEC;
+        return 0;
+    }
     if (r == 0)
         r = wait_running(ctx, p->domain_name, &st);
     if (r == 0 && st != BACKEND_DOMAIN_RUNNING)

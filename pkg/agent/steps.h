@@ -114,6 +114,10 @@ typedef struct agent_step_hooks {
     /* The instance no longer uses the Volume (its domain is gone): phase Available, attachedTo
      * cleared, unless another instance holds it by now. Returns 0 or -errno to retry. */
     int (*volume_release)(void *userdata, agent_reconcile_ctx *ctx, const char *volume);
+    /* Right before a domain starts: 0 to go on, -ECANCELED when it must not (the node is fenced,
+     * or, shortly after an unfencing, the apiserver no longer has the instance bound here: the
+     * cache may still say so), another -errno when that cannot be told now. NULL: always go. */
+    int (*may_start)(void *userdata, agent_reconcile_ctx *ctx);
     void *userdata;
 } agent_step_hooks;
 

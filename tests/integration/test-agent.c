@@ -31,6 +31,7 @@
 #include "apiserver-fixture.h"
 #include "base/alloc.h"
 #include "check.h"
+#include "store/store.h"
 
 #define NODE    "node-a"
 #define NS      "agt"
@@ -907,6 +908,68 @@ static void fencing(void)
     CHECK(wait_dom_state(dom, BACKEND_DOMAIN_RUNNING));
 }
 
+/* Moves an instance off its node straight in etcd (spec.nodeName removed, as Unbind does), as
+ * the scheduler would have done through another apiserver while this node was cut off. */
+static void unbind_behind_the_apiserver(const char *name)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    store_options so = {.n_endpoints = 1, .request_timeout = 10 * USEC_PER_SEC};
+    so.endpoints[0] = etcd_fixture_endpoint(fx->etcd);
+    store *st = NULL;
+    CHECK_OK(store_new(loop, &so, &st));
+    _cleanup_free_ char *key = fmt("/stratus/v1/instances/" NS "/%s", name);
+    store_sync y = STORE_SYNC_INIT;
+    CHECK_OK(store_get(st, key, store_sync_done, &y));
+    store_result *r = NULL;
+    CHECK_OK(store_wait(st, &y, &r));
+    json_t *obj = json_loadb(r->kvs[0].value, r->kvs[0].value_len, 0, NULL);
+    store_result_free(r);
+    json_object_del(json_object_get(obj, "spec"), "nodeName");
+    _cleanup_free_ char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(obj);
+    y = (store_sync)STORE_SYNC_INIT;
+    CHECK_OK(store_put(st, key, text, strlen(text), 0, 0, store_sync_done, &y));
+    CHECK_OK(store_wait(st, &y, NULL));
+    store_free(st);
+    ev_loop_destroy(loop);
+}
+
+/* Cut off long enough to fence, and the instance moved elsewhere meanwhile: when the lease is
+ * back, the agent's cache may still show it bound here, but its domain must not start again —
+ * it may be running on its new node already. */
+static void unfenced_node_does_not_restart_a_moved_instance(void)
+{
+    setup();
+    _cleanup_free_ char *uid = create("moved", "small", "cirros", NULL);
+    bind("moved", uid);
+    json_decref(wait_phase("moved", "Running"));
+    _cleanup_free_ char *dom = domain_of("moved", uid);
+    fx->srv = apiserver_free(fx->srv, 0);
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    while (!agent_node_fenced(ag, 0) && now_monotonic() < deadline)
+        usleep(50000);
+    CHECK(agent_node_fenced(ag, 0));
+    CHECK(wait_dom_state(dom, BACKEND_DOMAIN_SHUTOFF));
+    unbind_behind_the_apiserver("moved");
+    apiserver_fixture_restart(fx);
+    deadline = now_monotonic() + TIMEOUT;
+    while (agent_node_fenced(ag, 0) && now_monotonic() < deadline)
+        usleep(50000);
+    CHECK(!agent_node_fenced(ag, 0));
+    /* the resync after the unfencing runs at once; give it every chance to start the domain */
+    for (int i = 0; i < 40; i++) {
+        backend_domain_state st;
+        char u[BACKEND_UUID_MAX];
+        int r = backend_domain_state_get(be, dom, &st, u);
+        CHECK(r == -ENOENT || st != BACKEND_DOMAIN_RUNNING);
+        usleep(50000);
+    }
+    rpc_status rs;
+    json_t *gone = NULL;
+    CHECK_OK(fx_delete(fx, "Instance", NS, "moved", &gone, &rs));
+    json_decref(gone);
+}
+
 /* ---- two node identities on one host ---- */
 
 /* The node named in a domain's metadata ("" when none); NULL when there is no such domain. */
@@ -1325,4 +1388,5 @@ CHECK_MAIN(CASE(node_registered), CASE(bound_instance_runs), CASE(stop_and_start
            CASE(interrupted_build_converges), CASE(claim_failure_unbinds),
            CASE(concurrent_claims_never_overcommit), CASE(checksum_mismatch_fails),
            CASE(orphans_removed), CASE(volume_status), CASE(two_agents_one_host),
-           CASE(hypervisor_reconnect), CASE(hollow_nodes), CASE(fencing))
+           CASE(hypervisor_reconnect), CASE(hollow_nodes), CASE(fencing),
+           CASE(unfenced_node_does_not_restart_a_moved_instance))
