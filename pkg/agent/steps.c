@@ -418,6 +418,8 @@ static int domain_start_dhcp(agent_reconcile_ctx *ctx, const char *name, dhcp_jo
     return backend_domain_start_with(ctx->env->be, name, dhcp_job_run, j, ret_dhcp);
 }
 
+static void give_back(agent_reconcile_ctx *ctx, const char *domain);
+
 /* ---- power ---- */
 
 /* Waits (briefly, polling) for a started domain to report running. */
@@ -578,14 +580,19 @@ static void power_converge(agent_reconcile_ctx *ctx, const char *name, backend_d
         r = wait_running(ctx, name, &st);
     bool dhcp_ok = dhcp_job_report(ctx, &j, dr);
     dhcp_job_clear(&j);
-    if (r < 0) {
-        step_failed(ctx, "DomainRunning", "StartFailed", "starting domain %s: %s", name,
-                    backend_last_error());
-        return;
-    }
-    if (st != BACKEND_DOMAIN_RUNNING) {
-        step_failed(ctx, "DomainRunning", "StartFailed", "domain %s is %s after start", name,
-                    backend_domain_state_to_string(st));
+    if (r < 0 || st != BACKEND_DOMAIN_RUNNING) {
+        if (r < 0)
+            step_failed(ctx, "DomainRunning", "StartFailed", "starting domain %s: %s", name,
+                        backend_last_error());
+        else
+            step_failed(ctx, "DomainRunning", "StartFailed", "domain %s is %s after start", name,
+                        backend_domain_state_to_string(st));
+        /* A domain defined by a build that never ran it: a failed build like any other, given
+         * back after --build-retries, not retried here for ever. */
+        bool ran = phase && (streq(phase, "Running") || streq(phase, "Stopped"));
+        if (!ran && ctx->outcome == AGENT_OUTCOME_RETRY &&
+            ctx->failures + 1 >= ctx->env->build_retries)
+            give_back(ctx, name);
         return;
     }
     if (!dhcp_ok) {

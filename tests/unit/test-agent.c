@@ -715,6 +715,28 @@ static void steps_give_back_after_retries(void)
     rig_clear(&g);
 }
 
+/* A build that defined its domain but can never start it is given back like any failed build:
+ * the reconciles after the define go through power convergence, which must count it too. */
+static void steps_give_back_a_domain_that_never_starts(void)
+{
+    rig g;
+    rig_init(&g, NULL, NULL);
+    g.env.build_retries = 3;
+    fake_fail(g.be, 1, true, "domain_start", -EIO);
+    int unbinds = 0, retries = 0;
+    for (int i = 0; i < 10 && !unbinds; i++) {
+        agent_outcome o = step(&g);
+        unbinds += o == AGENT_OUTCOME_UNBIND;
+        retries += o == AGENT_OUTCOME_RETRY;
+    }
+    CHECK_INT(unbinds, ==, 1);
+    CHECK_INT(retries, ==, 2);
+    CHECK_STR(g.last.reason, "BuildFailed");
+    CHECK_INT(fake_count(g.be, "domains"), ==, 0);
+    CHECK_INT(fake_count(g.be, "disks"), ==, 0);
+    rig_clear(&g);
+}
+
 static void steps_claim_fails(void)
 {
     rig g;
@@ -1163,9 +1185,10 @@ static void domain_ownership(void)
 CHECK_MAIN(CASE(golden_hollow_basic), CASE(golden_qemu_full), CASE(golden_boot_from_volume),
            CASE(plan_disks_and_nics), CASE(plan_errors), CASE(names), CASE(config_drive_documents),
            CASE(image_cache_file_urls), CASE(steps_build), CASE(steps_fail_every_call),
-           CASE(steps_give_back_after_retries), CASE(steps_claim_fails),
-           CASE(steps_checksum_mismatch), CASE(steps_fenced_starts_nothing), CASE(steps_power),
-           CASE(steps_build_stopped), CASE(steps_delete), CASE(steps_adopt_mid_build),
-           CASE(steps_dhcp), CASE(steps_dhcp_beside_start), CASE(steps_dhcp_record_follows_build),
+           CASE(steps_give_back_after_retries), CASE(steps_give_back_a_domain_that_never_starts),
+           CASE(steps_claim_fails), CASE(steps_checksum_mismatch),
+           CASE(steps_fenced_starts_nothing), CASE(steps_power), CASE(steps_build_stopped),
+           CASE(steps_delete), CASE(steps_adopt_mid_build), CASE(steps_dhcp),
+           CASE(steps_dhcp_beside_start), CASE(steps_dhcp_record_follows_build),
            CASE(steps_volume_hooks), CASE(pause_points), CASE(image_cache_http),
            CASE(status_helpers), CASE(domain_ownership))
