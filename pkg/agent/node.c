@@ -284,6 +284,8 @@ static void fence(agent_node *n)
                   failed ? ", some could not be: retrying" : "");
 }
 
+static int node_lease_renew(agent_node *n);
+
 void agent_node_heartbeat(agent_node *n, usec_t now)
 {
     agent *a = n->a;
@@ -294,12 +296,35 @@ void agent_node_heartbeat(agent_node *n, usec_t now)
     bool registered = n->registered;
     pthread_mutex_unlock(&n->lock);
     bool dirty = atomic_exchange(&n->status_dirty, false);
-    if (!registered || dirty || now >= n->next_status) {
+    /* Until registered, the Node comes first (its lease follows). After that the lease does:
+     * a status write against an apiserver that does not answer would hold the beat for its
+     * whole timeout, and the fencing check with it (found in review: fencing then came later
+     * than the scheduler's reschedule). */
+    if (!registered) {
+        if (agent_node_register(n) == 0)
+            n->next_status = now + a->o.node_status_interval;
+        else if (dirty)
+            atomic_store(&n->status_dirty, true);
+        dirty = false;
+    }
+    if (node_lease_renew(n) < 0) {
+        if (dirty)
+            atomic_store(&n->status_dirty, true);
+        return;
+    }
+    if (registered && (dirty || now >= n->next_status)) {
         if (agent_node_register(n) == 0)
             n->next_status = now + a->o.node_status_interval;
         else if (dirty)
             atomic_store(&n->status_dirty, true);
     }
+}
+
+/* Renews the node's lease; unfences after a renewal, fences once it has failed for the fencing
+ * timeout. Returns 0 when renewed, -1 when not. */
+static int node_lease_renew(agent_node *n)
+{
+    agent *a = n->a;
     Stratus__V1__RenewLeaseRequest req = STRATUS__V1__RENEW_LEASE_REQUEST__INIT;
     req.node = n->name;
     req.ttl_seconds = (int64_t)(a->o.lease_ttl / USEC_PER_SEC);
@@ -324,7 +349,7 @@ void agent_node_heartbeat(agent_node *n, usec_t now)
             n->next_status = 0; /* Ready=True again at the next beat */
             agent_node_resync(n);
         }
-        return;
+        return 0;
     }
     atomic_fetch_add(&a->lease_failures, 1);
     agent_log(a, AGENT_LOG_WARNING, n->name, "lease renewal failed: %s", st.message);
@@ -332,4 +357,5 @@ void agent_node_heartbeat(agent_node *n, usec_t now)
      * may start a domain afterwards (the start itself checks too, agent_step_hooks.may_start). */
     if (now_monotonic() - n->last_renew_ok >= a->o.fencing_timeout)
         fence(n);
+    return -1;
 }
