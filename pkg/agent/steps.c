@@ -658,6 +658,15 @@ static int step_claim(agent_reconcile_ctx *ctx)
         ctx->outcome = AGENT_OUTCOME_UNBIND;
         return -ENOSPC;
     }
+    if (r == -ESTALE) {
+        /* Someone wrote the instance since the cache's copy (the scheduler, a user): not a
+         * failed build, just a claim to make again on the newer copy. */
+        status_condition_set(ctx->status, "ResourcesClaimed", "False", "ClaimConflict",
+                             "the instance changed meanwhile; claiming again", ctx->now);
+        ctx->outcome = AGENT_OUTCOME_REQUEUE;
+        ctx->requeue_after = 100 * USEC_PER_MSEC;
+        return r;
+    }
     step_failed(ctx, "ResourcesClaimed", "ClaimFailed", "claim: %s", strerror(-r));
     return r;
 }
@@ -989,8 +998,10 @@ static void build(agent_reconcile_ctx *ctx, const char *domain)
         r = step_domain(ctx, p, &dhcp);
     }
     dhcp_job_clear(&dhcp);
+    /* Not once its domain runs (a DHCP entry that failed beside the start): retried as such. */
+    const char *running = status_condition_get(ctx->status, "DomainRunning");
     if (r < 0 && ctx->outcome == AGENT_OUTCOME_RETRY &&
-        ctx->failures + 1 >= ctx->env->build_retries)
+        ctx->failures + 1 >= ctx->env->build_retries && !(running && streq(running, "True")))
         give_back(ctx, domain);
 }
 

@@ -923,6 +923,38 @@ static size_t timeline_count(rig *g, const char *step_name)
  * Ready=False, and the next reconcile makes it; the same for a domain found running or stopped
  * (an agent killed between the start and the entries) without NetworkReady=True. A start that
  * fails still gets its entries. */
+static int hook_claim_stale(void *userdata, agent_reconcile_ctx *ctx, const agent_resources *want,
+                            char *why)
+{
+    int *left = userdata;
+    return (*left)-- > 0 ? -ESTALE : 0;
+}
+
+/* A claim that lost a race for the instance's status (someone wrote it since) is made again,
+ * not counted as a failed build; a DHCP entry that fails beside a start that worked, on the last
+ * attempt, leaves the running domain alone instead of giving the instance back. */
+static void steps_failures_that_are_not_failed_builds(void)
+{
+    rig g;
+    rig_init(&g, NULL, NULL);
+    g.env.build_retries = 1;
+    int stale = 3;
+    g.hooks = (agent_step_hooks){.claim = hook_claim_stale, .userdata = &stale};
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(step(&g), ==, AGENT_OUTCOME_REQUEUE);
+        CHECK_STR(cond(&g, "ResourcesClaimed"), "False"); /* not claimed: nothing says so */
+        CHECK(g.last.requeue_after > 0);
+    }
+    g.hooks = (agent_step_hooks){0};
+    fake_fail(g.be, 1, false, "network_host_add", -EIO);
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_RETRY); /* a failure, on the last allowed attempt */
+    CHECK_INT(fake_domain_state(g.be, DOMAIN), ==, BACKEND_DOMAIN_RUNNING);
+    CHECK_STR(cond(&g, "NetworkReady"), "False");
+    CHECK_INT(step(&g), ==, AGENT_OUTCOME_DONE);
+    CHECK_STR(phase(&g), "Running");
+    rig_clear(&g);
+}
+
 static void steps_dhcp_beside_start(void)
 {
     rig g;
@@ -1186,9 +1218,9 @@ CHECK_MAIN(CASE(golden_hollow_basic), CASE(golden_qemu_full), CASE(golden_boot_f
            CASE(plan_disks_and_nics), CASE(plan_errors), CASE(names), CASE(config_drive_documents),
            CASE(image_cache_file_urls), CASE(steps_build), CASE(steps_fail_every_call),
            CASE(steps_give_back_after_retries), CASE(steps_give_back_a_domain_that_never_starts),
-           CASE(steps_claim_fails), CASE(steps_checksum_mismatch),
-           CASE(steps_fenced_starts_nothing), CASE(steps_power), CASE(steps_build_stopped),
-           CASE(steps_delete), CASE(steps_adopt_mid_build), CASE(steps_dhcp),
-           CASE(steps_dhcp_beside_start), CASE(steps_dhcp_record_follows_build),
+           CASE(steps_failures_that_are_not_failed_builds), CASE(steps_claim_fails),
+           CASE(steps_checksum_mismatch), CASE(steps_fenced_starts_nothing), CASE(steps_power),
+           CASE(steps_build_stopped), CASE(steps_delete), CASE(steps_adopt_mid_build),
+           CASE(steps_dhcp), CASE(steps_dhcp_beside_start), CASE(steps_dhcp_record_follows_build),
            CASE(steps_volume_hooks), CASE(pause_points), CASE(image_cache_http),
            CASE(status_helpers), CASE(domain_ownership))
