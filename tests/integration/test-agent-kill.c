@@ -540,6 +540,8 @@ static void setup(void)
         check_skip("virtlogd or libvirtd did not start");
     if (qemu && !libvirtd_fixture_wait_answer(LIBVIRTD_FIXTURE_URI, 10 * USEC_PER_SEC))
         check_skip("libvirtd does not answer on " LIBVIRTD_FIXTURE_URI);
+    if (qemu)
+        libvirtd_fixture_sweep_pools(LIBVIRTD_FIXTURE_URI);
     fx = apiserver_fixture_start(NULL);
     /* After the fixture's own handler, so it runs first: the agent goes before etcd. */
     atexit(teardown);

@@ -95,6 +95,7 @@ static void prerequisites(const char *guest)
         check_skip("virtlogd or libvirtd did not start");
     if (!libvirtd_fixture_wait_answer(LIBVIRTD_FIXTURE_URI, 10 * USEC_PER_SEC))
         check_skip("libvirtd does not answer on " LIBVIRTD_FIXTURE_URI);
+    libvirtd_fixture_sweep_pools(LIBVIRTD_FIXTURE_URI);
     /* Registered after the apiserver fixture's own handler, so it runs before it: the agent
      * goes while its apiserver client still exists. */
     fx = apiserver_fixture_start(NULL);

@@ -212,3 +212,36 @@ int libvirtd_fixture_host_setup(const char *source_dir)
     _cleanup_free_ char *cmd = xasprintf("sh '%s/tools/libvirt-host-setup.sh'", source_dir);
     return system(cmd) == 0 ? 0 : -EIO;
 }
+
+int libvirtd_fixture_sweep_pools(const char *uri)
+{
+    _cleanup_free_ char *list =
+        xasprintf("virsh -q -c '%s' pool-list --all --name 2>/dev/null", uri);
+    FILE *p = popen(list, "r");
+    if (!p)
+        return 0;
+    static const char *const prefixes[] = {"stratus-kill-", "stratus-qemu-", "stratus-bench-"};
+    char line[256];
+    int removed = 0;
+    while (fgets(line, sizeof(line), p)) {
+        line[strcspn(line, " \t\r\n")] = 0; /* virsh pads the names */
+        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++) {
+            size_t n = strlen(prefixes[i]);
+            char *end;
+            if (strncmp(line, prefixes[i], n) != 0)
+                continue;
+            long pid = strtol(line + n, &end, 10);
+            if (*end || pid <= 0 || libvirtd_fixture_alive((pid_t)pid))
+                break; /* another's pattern, or its owner runs */
+            _cleanup_free_ char *cmd =
+                xasprintf("virsh -q -c '%s' pool-destroy '%s' >/dev/null 2>&1; "
+                          "virsh -q -c '%s' pool-undefine '%s' >/dev/null 2>&1",
+                          uri, line, uri, line);
+            if (system(cmd) == 0)
+                removed++;
+            break;
+        }
+    }
+    pclose(p);
+    return removed;
+}

@@ -52,6 +52,12 @@ int libvirtd_fixture_up(void);
  * libvirtd_fixture_up stops anything: a forked child that exits does not. */
 void libvirtd_fixture_down(void);
 
+/* Removes the storage pools a killed test or benchmark left in libvirt: those named
+ * "stratus-kill-<pid>", "stratus-qemu-<pid>" or "stratus-bench-<pid>" (each run's own, removed by
+ * its teardown, which a SIGKILL or a CTest timeout skips) whose process is gone. Their definitions
+ * would otherwise stay, autostarted with every libvirtd. Returns how many it removed. */
+int libvirtd_fixture_sweep_pools(const char *uri);
+
 /* ---- pieces ---- */
 
 /* Whether `virsh -c uri uri` succeeds now: a libvirtd serves uri. A socket file left by a daemon
