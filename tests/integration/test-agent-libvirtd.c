@@ -599,8 +599,15 @@ static void two_agents_one_libvirtd(void)
     agent_resync(ag[0]);
     agent_resync(ag[1]);
     CHECK(wait_dom_state(dom_g, -ENOENT, TIMEOUT));
+    /* The domain goes first, then its disks; the count comes once all of it is gone. */
     agent_stats sb;
-    agent_stats_read(ag[1], &sb);
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    do {
+        agent_stats_read(ag[1], &sb);
+        if (sb.orphans > sb0.orphans)
+            break;
+        usleep(50000);
+    } while (now_monotonic() < deadline);
     CHECK_INT(sb.orphans, >, sb0.orphans);
     CHECK_INT(count_disks(uid_g), ==, 0);
 
