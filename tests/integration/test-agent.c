@@ -886,22 +886,30 @@ static void volume_status(void)
     json_decref(wait_volume("data", "Available", NULL));
 }
 
-static void fencing(void)
+/* A Running instance `name`, then the apiserver goes away: no lease renewal for the fencing
+ * timeout, the node fences and its domain stops. Returns the domain's name; the apiserver is
+ * still away. */
+static char *run_then_fence(const char *name)
 {
-    setup();
-    _cleanup_free_ char *uid = create("fenced", "small", "cirros", NULL);
-    bind("fenced", uid);
-    json_decref(wait_phase("fenced", "Running"));
-    _cleanup_free_ char *dom = domain_of("fenced", uid);
-    /* The apiserver goes away: no lease renewal for the fencing timeout. */
+    _cleanup_free_ char *uid = create(name, "small", "cirros", NULL);
+    bind(name, uid);
+    json_decref(wait_phase(name, "Running"));
+    char *dom = domain_of(name, uid);
     fx->srv = apiserver_free(fx->srv, 0);
     usec_t deadline = now_monotonic() + TIMEOUT;
     while (!agent_node_fenced(ag, 0) && now_monotonic() < deadline)
         usleep(50000);
     CHECK(agent_node_fenced(ag, 0));
     CHECK(wait_dom_state(dom, BACKEND_DOMAIN_SHUTOFF)); /* fenced is set before the destroys */
+    return dom;
+}
+
+static void fencing(void)
+{
+    setup();
+    _cleanup_free_ char *dom = run_then_fence("fenced");
     apiserver_fixture_restart(fx);
-    deadline = now_monotonic() + TIMEOUT;
+    usec_t deadline = now_monotonic() + TIMEOUT;
     while (agent_node_fenced(ag, 0) && now_monotonic() < deadline)
         usleep(50000);
     CHECK(!agent_node_fenced(ag, 0));
@@ -912,11 +920,8 @@ static void fencing(void)
  * the scheduler would have done through another apiserver while this node was cut off. */
 static void unbind_behind_the_apiserver(const char *name)
 {
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    store_options so = {.n_endpoints = 1, .request_timeout = 10 * USEC_PER_SEC};
-    so.endpoints[0] = etcd_fixture_endpoint(fx->etcd);
-    store *st = NULL;
-    CHECK_OK(store_new(loop, &so, &st));
+    struct ev_loop *loop = NULL;
+    store *st = fx_etcd_store(fx, &loop);
     _cleanup_free_ char *key = fmt("/stratus/v1/instances/" NS "/%s", name);
     store_sync y = STORE_SYNC_INIT;
     CHECK_OK(store_get(st, key, store_sync_done, &y));
@@ -940,19 +945,10 @@ static void unbind_behind_the_apiserver(const char *name)
 static void unfenced_node_does_not_restart_a_moved_instance(void)
 {
     setup();
-    _cleanup_free_ char *uid = create("moved", "small", "cirros", NULL);
-    bind("moved", uid);
-    json_decref(wait_phase("moved", "Running"));
-    _cleanup_free_ char *dom = domain_of("moved", uid);
-    fx->srv = apiserver_free(fx->srv, 0);
-    usec_t deadline = now_monotonic() + TIMEOUT;
-    while (!agent_node_fenced(ag, 0) && now_monotonic() < deadline)
-        usleep(50000);
-    CHECK(agent_node_fenced(ag, 0));
-    CHECK(wait_dom_state(dom, BACKEND_DOMAIN_SHUTOFF));
+    _cleanup_free_ char *dom = run_then_fence("moved");
     unbind_behind_the_apiserver("moved");
     apiserver_fixture_restart(fx);
-    deadline = now_monotonic() + TIMEOUT;
+    usec_t deadline = now_monotonic() + TIMEOUT;
     while (agent_node_fenced(ag, 0) && now_monotonic() < deadline)
         usleep(50000);
     CHECK(!agent_node_fenced(ag, 0));

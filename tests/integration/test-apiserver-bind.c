@@ -38,11 +38,7 @@ static void setup(void)
     if (fx)
         return;
     fx = apiserver_fixture_start(NULL);
-    loop = ev_loop_new(EVFLAG_AUTO);
-    store_options o = {.n_endpoints = 1, .request_timeout = 10 * USEC_PER_SEC};
-    o.endpoints[0] = etcd_fixture_endpoint(fx->etcd);
-    if (store_new(loop, &o, &direct) < 0)
-        abort();
+    direct = fx_etcd_store(fx, &loop);
     rpc_status st;
     CHECK_OK(fx_apply(fx,
                       "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Image\",\"metadata\":{\"name\":"

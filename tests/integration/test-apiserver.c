@@ -845,17 +845,6 @@ static void big_objects_apply_as_updates(void)
     apiserver_fixture_stop(f);
 }
 
-/* The test's own store on f's etcd, to write behind the apiserver's back; on its own loop. */
-static store *direct_store(apiserver_fixture *f, struct ev_loop **ret_loop)
-{
-    *ret_loop = ev_loop_new(EVFLAG_AUTO);
-    store_options so = {.n_endpoints = 1, .request_timeout = 10 * USEC_PER_SEC};
-    so.endpoints[0] = etcd_fixture_endpoint(f->etcd);
-    store *direct = NULL;
-    CHECK_OK(store_new(*ret_loop, &so, &direct));
-    return direct;
-}
-
 /* A Flavor written straight into etcd, padded so that its watch message can exceed a small
  * max_event_line. */
 static void etcd_flavor(store *direct, const char *name, size_t pad)
@@ -886,7 +875,7 @@ static void nothing_is_missed_while_the_cache_starts_over(void)
     o.etcd.max_event_line = 3000;
     apiserver_fixture *f = apiserver_fixture_start(&o);
     struct ev_loop *loop = NULL;
-    store *direct = direct_store(f, &loop);
+    store *direct = fx_etcd_store(f, &loop);
     etcd_flavor(direct, "warm", 10);
     usleep(200000);
     Stratus__V1__WatchRequest req = STRATUS__V1__WATCH_REQUEST__INIT;
@@ -968,7 +957,7 @@ static void stop_while_the_cache_starts_over(void)
     o.etcd.request_timeout = 10 * USEC_PER_SEC;
     apiserver_fixture *f = paused_fx = apiserver_fixture_start(&o);
     struct ev_loop *loop = NULL;
-    store *direct = direct_store(f, &loop);
+    store *direct = fx_etcd_store(f, &loop);
     etcd_flavor(direct, "big", 4000);
     store_free(direct);
     ev_loop_destroy(loop);
@@ -993,7 +982,7 @@ static void bookmarks_never_overtake_a_replay(void)
     apiserver_options o = {.watch_cache = 5000, .bookmark_interval = USEC_PER_SEC / 20};
     apiserver_fixture *f = apiserver_fixture_start(&o);
     struct ev_loop *loop = NULL;
-    store *direct = direct_store(f, &loop);
+    store *direct = fx_etcd_store(f, &loop);
     rpc_status st;
     json_t *first = NULL;
     CHECK_OK(fx_apply(f, flavor_json("backlog-start", 1), NULL, &first, &st));

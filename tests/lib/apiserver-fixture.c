@@ -172,3 +172,16 @@ int fx_delete(apiserver_fixture *f, const char *kind, const char *ns, const char
     rpc_message_free(rep);
     return 0;
 }
+
+store *fx_etcd_store(apiserver_fixture *f, struct ev_loop **ret_loop)
+{
+    *ret_loop = ev_loop_new(EVFLAG_AUTO);
+    store_options so = {.n_endpoints = 1, .request_timeout = 10 * USEC_PER_SEC};
+    so.endpoints[0] = etcd_fixture_endpoint(f->etcd);
+    store *s = NULL;
+    if (store_new(*ret_loop, &so, &s) < 0) {
+        fprintf(stderr, "apiserver fixture: no store for %s\n", so.endpoints[0]);
+        abort();
+    }
+    return s;
+}

@@ -28,6 +28,10 @@ apiserver_fixture *apiserver_fixture_second(apiserver_fixture *f);
 void apiserver_fixture_restart(apiserver_fixture *f);
 void apiserver_fixture_stop(apiserver_fixture *f);
 
+/* A store client of f's etcd on a new loop (*ret_loop), for a test to read or write behind the
+ * apiserver's back; free both (store_free, ev_loop_destroy). Aborts the test if it cannot. */
+store *fx_etcd_store(apiserver_fixture *f, struct ev_loop **ret_loop);
+
 /* Apply one JSON document. Returns 0 (with *ret_result 1 created, 2 configured, 3 unchanged
  * and the stored object in *ret_obj, both optional) or -errno with st filled. */
 int fx_apply(apiserver_fixture *f, const char *json, int *ret_result, json_t **ret_obj,
