@@ -132,27 +132,16 @@ static uint64_t hash_pair(const char *a, const char *b)
     return h ^ (h >> 29);
 }
 
-/* Whether this scheduler is key's owner among the live ones in leases (all the Leases). */
-static bool owns_among(const scheduler *s, json_t *const *leases, size_t n, const char *key)
+/* Whether this scheduler is key's owner among itself and the other live schedulers `others`
+ * (their presence Lease names, taken once per snapshot: listing every Lease per instance was
+ * 13% of a busy scheduler's CPU with 1,000 nodes). */
+static bool owns_among(const scheduler *s, char *const *others, size_t n, const char *key)
 {
     uint64_t mine = hash_pair(key, s->lease_name);
-    for (size_t i = 0; i < n; i++) {
-        const char *name = api_object_name(leases[i]);
-        if (name && strncmp(name, PRESENCE_PREFIX, strlen(PRESENCE_PREFIX)) == 0 &&
-            !streq(name, s->lease_name) && hash_pair(key, name) > mine)
+    for (size_t i = 0; i < n; i++)
+        if (hash_pair(key, others[i]) > mine)
             return false;
-    }
     return true;
-}
-
-static bool owns(scheduler *s, const char *key)
-{
-    json_t **leases = NULL;
-    size_t n = 0;
-    informer_list(s->inf[INF_LEASES], &leases, &n);
-    bool owner = owns_among(s, leases, n, key);
-    informer_items_free(leases, n);
-    return owner;
 }
 
 static void presence_fired(struct ev_loop *loop, ev_timer *t, int revents)
@@ -379,6 +368,8 @@ typedef struct snapshot {
         size_t placed;
     } * groups; /* [group id] */
     size_t n_images, n_groups, images_allocated, groups_allocated;
+    char **others; /* the other live schedulers' presence names */
+    size_t n_others;
 } snapshot;
 
 static void snapshot_free(snapshot *sn)
@@ -394,6 +385,9 @@ static void snapshot_free(snapshot *sn)
         free(sn->groups[i].here);
     free(sn->image_here);
     free(sn->groups);
+    for (size_t i = 0; i < sn->n_others; i++)
+        free(sn->others[i]);
+    free(sn->others);
     *sn = (snapshot){0};
 }
 
@@ -484,15 +478,15 @@ static void snapshot_take(scheduler *s, snapshot *sn)
     informer_list(s->inf[INF_NODES], &sn->node_objs, &sn->n);
     sn->nodes = xnew(sched_node, sn->n);
     /* The other schedulers' presence, once: only they matter for the node shares. */
-    json_t **leases = NULL, **others = NULL;
-    size_t n_leases = 0, n_others = 0;
+    json_t **leases = NULL;
+    size_t n_leases = 0;
     informer_list(s->inf[INF_LEASES], &leases, &n_leases);
-    others = xnew(json_t *, n_leases + 1);
+    sn->others = xnew(char *, n_leases + 1);
     for (size_t i = 0; i < n_leases; i++) {
         const char *name = api_object_name(leases[i]);
         if (name && strncmp(name, PRESENCE_PREFIX, strlen(PRESENCE_PREFIX)) == 0 &&
             !streq(name, s->lease_name))
-            others[n_others++] = leases[i];
+            sn->others[sn->n_others++] = xstrdup(name);
     }
     memo *nodes_next = memo_new(sn->n);
     for (size_t i = 0; i < sn->n; i++) {
@@ -507,12 +501,11 @@ static void snapshot_take(scheduler *s, snapshot *sn)
         }
         *n = e->u.node;
         json_decref(lease);
-        n->preferred = !name || owns_among(s, others, n_others, name);
+        n->preferred = !name || owns_among(s, sn->others, sn->n_others, name);
         if (n->name)
             json_object_set_new(sn->index, n->name, json_integer((json_int_t)i));
         n->recent_failures = (unsigned)json_integer_value(json_object_get(s->failures, n->name));
     }
-    free(others);
     informer_items_free(leases, n_leases);
     memo_free(s->node_memo, false);
     s->node_memo = nodes_next;
@@ -778,7 +771,8 @@ static size_t schedule_batch(scheduler *s)
         }
         json_t *since = json_object_get(s->deferred, key);
         usec_t now = now_monotonic();
-        if (!owns(s, key) && (!since || now - (usec_t)json_integer_value(since) < TAKEOVER_STUCK)) {
+        if (!owns_among(s, sn.others, sn.n_others, key) &&
+            (!since || now - (usec_t)json_integer_value(since) < TAKEOVER_STUCK)) {
             if (!since)
                 json_object_set_new(s->deferred, key, json_integer((json_int_t)now));
             workqueue_done(s->q, key);
