@@ -38,6 +38,7 @@ static const Stratus__V1__WatchEvent__Type wc_proto_type[_WC_TYPE_MAX] = {
 typedef struct wc_event {
     int64_t rev;
     const api_kind_info *k;
+    char *key;    /* the etcd key */
     char *ns;     /* "" for cluster-scoped kinds */
     json_t *obj;  /* new state, or the last state of a deleted object (resourceVersion = rev) */
     json_t *prev; /* the state before a modification; NULL for a creation or deletion */
@@ -88,10 +89,14 @@ struct watchcache {
     int64_t base, head;
     watcher *active;
     char *prefix_end;
+    /* key → the newest object the ring holds for it (a reference to ring state): a change's
+     * previous state is nearly always that object, which then need not be parsed again. */
+    json_t *latest;
 };
 
 static void event_clear(wc_event *ev)
 {
+    free(ev->key);
     free(ev->ns);
     json_decref(ev->obj);
     json_decref(ev->prev);
@@ -292,12 +297,18 @@ static void ring_push(watchcache *wc, wc_event *ev)
         }
         wc_event *old = &wc->ring[wc->first];
         wc->base = old->rev; /* events after it stay complete */
+        if (!old->deleted && json_object_get(wc->latest, old->key) == old->obj)
+            json_object_del(wc->latest, old->key);
         event_clear(old);
         wc->first = (wc->first + 1) % wc->cap;
         wc->first_seq++;
         wc->count--;
     }
     size_t at = (wc->first + wc->count) % wc->cap;
+    if (ev->deleted)
+        json_object_del(wc->latest, ev->key);
+    else
+        json_object_set(wc->latest, ev->key, ev->obj);
     wc->ring[at] = *ev;
     wc->count++;
     fan_out(wc, &wc->ring[at], wc->first_seq + wc->count - 1);
@@ -317,6 +328,17 @@ static void lose_history(watchcache *wc, store_watch *sw)
     wc->watch = NULL;
     ev_timer_set(&wc->rewatch_timer, 0.1, 0.0);
     ev_timer_start(wc->loop, &wc->rewatch_timer);
+}
+
+/* The object as it was before a change: the ring's newest state of the key when it is that
+ * revision (shared, never changed once in the ring), else parsed from etcd's prev_kv. */
+static json_t *previous_state(watchcache *wc, const char *key, const store_kv *prev_kv)
+{
+    json_t *o = json_object_get(wc->latest, key);
+    int64_t rv;
+    if (o && api_object_resource_version(o, &rv) == 0 && rv == prev_kv->mod_revision)
+        return json_incref(o);
+    return object_from_kv(prev_kv);
 }
 
 static void on_etcd_events(store_watch *sw, const store_event *events, size_t n, int64_t revision,
@@ -342,7 +364,11 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
         const api_kind_info *k = key_kind(e->kv.key, &ns);
         if (!k)
             continue;
-        wc_event ev = {.rev = rev, .k = k, .ns = ns, .deleted = e->type == STORE_EVENT_DELETE};
+        wc_event ev = {.rev = rev,
+                       .k = k,
+                       .key = xstrdup(e->kv.key),
+                       .ns = ns,
+                       .deleted = e->type == STORE_EVENT_DELETE};
         bool modified = !ev.deleted && e->kv.create_revision != e->kv.mod_revision;
         if ((ev.deleted || modified) && !e->prev_kv) {
             /* etcd leaves out the previous value when it was compacted meanwhile (the cache's
@@ -357,7 +383,7 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
         } else {
             ev.obj = object_from_kv(&e->kv);
             if (modified)
-                ev.prev = object_from_kv(e->prev_kv);
+                ev.prev = previous_state(wc, e->kv.key, e->prev_kv);
         }
         if (!ev.obj) {
             event_clear(&ev); /* not a JSON object (etcd is not trusted): nothing to send */
@@ -422,6 +448,7 @@ static void rewatch_fired(struct ev_loop *loop, ev_timer *t, int revents)
     /* Nobody may be left from before (new watchers were refused meanwhile; should one have come
      * in, it would miss the gap), and no cursor may point into the ring being emptied. */
     relist_everyone(wc, "the apiserver's watch cache lost history; list again and re-watch");
+    json_object_clear(wc->latest);
     for (; wc->count > 0; wc->count--) {
         event_clear(&wc->ring[wc->first]);
         wc->first = (wc->first + 1) % wc->cap;
@@ -550,6 +577,7 @@ int watchcache_new(apiserver *srv, watchcache **ret)
     wc->srv = srv;
     wc->cap = srv->opts.watch_cache;
     wc->ring = xnew(wc_event, wc->cap);
+    wc->latest = json_object();
     wc->prefix_end = store_prefix_end(API_KEY_PREFIX);
     wc->loop = ev_loop_new(EVFLAG_AUTO);
     pthread_mutex_init(&wc->lock, NULL);
@@ -562,6 +590,7 @@ int watchcache_new(apiserver *srv, watchcache **ret)
         ev_loop_destroy(wc->loop);
         free(wc->prefix_end);
         free(wc->ring);
+        json_decref(wc->latest);
         free(wc);
         return e;
     }
@@ -598,6 +627,7 @@ watchcache *watchcache_free(watchcache *wc)
     for (size_t i = 0; i < wc->count; i++)
         event_clear(&wc->ring[(wc->first + i) % wc->cap]);
     free(wc->ring);
+    json_decref(wc->latest);
     free(wc->prefix_end);
     pthread_mutex_destroy(&wc->lock);
     free(wc);
