@@ -179,6 +179,31 @@ static int instance_update_rules(json_t *obj, const json_t *cur, apierr *e)
     return 0;
 }
 
+/* A flavor's sizes are fixed once it exists, as in Nova: ledgers hold what instances claimed at
+ * binding while agents check claims against the flavor, so a resized flavor would make the two
+ * disagree. Labels and extraSpecs may change. */
+static int flavor_update_rules(const json_t *obj, const json_t *cur, apierr *e)
+{
+    static const char *const sizes[] = {"vcpus", "memoryMiB", "rootDiskGiB", "ephemeralGiB",
+                                        "swapMiB"};
+    for (size_t i = 0; i < ELEMENTSOF(sizes); i++)
+        if (!spec_field_equal(obj, cur, sizes[i]))
+            return apierr_set(e, RPC_CODE_INVALID_ARGUMENT,
+                              "spec.%s: a flavor's sizes cannot be changed once it exists; create "
+                              "a flavor with another name",
+                              sizes[i]);
+    return 0;
+}
+
+static int update_rules(const api_kind_info *k, json_t *obj, const json_t *cur, apierr *e)
+{
+    if (k->kind == API_KIND_INSTANCE)
+        return instance_update_rules(obj, cur, e);
+    if (k->kind == API_KIND_FLAVOR)
+        return flavor_update_rules(obj, cur, e);
+    return 0;
+}
+
 static void reply_apply(rpc_call *call, Stratus__V1__ApplyResponse__Result result, json_t *obj)
 {
     _cleanup_free_ char *text = api_json_canonical(obj);
@@ -269,8 +294,7 @@ static int apply_update(worker *w, rpc_call *call, const api_kind_info *k, const
 {
     json_t *cur_md = json_object_get(cur, "metadata");
     if (guessed && (json_object_get(cur_md, "deletionTimestamp") ||
-                    (k->kind == API_KIND_INSTANCE && instance_update_rules(obj, cur, e) < 0) ||
-                    api_object_apply_equal(obj, cur))) {
+                    update_rules(k, obj, cur, e) < 0 || api_object_apply_equal(obj, cur))) {
         *e = (apierr){0}; /* no write would follow: decide it on what etcd holds */
         guess_refused(w);
         return 2;
@@ -278,7 +302,7 @@ static int apply_update(worker *w, rpc_call *call, const api_kind_info *k, const
     if (json_object_get(cur_md, "deletionTimestamp"))
         return apierr_set(e, RPC_CODE_FAILED_PRECONDITION,
                           "%s is being deleted; wait until it is gone, then apply again", key);
-    if (k->kind == API_KIND_INSTANCE && instance_update_rules(obj, cur, e) < 0)
+    if (update_rules(k, obj, cur, e) < 0)
         return -1;
     if (api_object_apply_equal(obj, cur)) {
         json_t *same = json_deep_copy(cur);
