@@ -128,7 +128,7 @@ void agent_event_emit(agent_node *n, const char *kind, const char *ns, const cha
 
 /* node.c (heartbeat thread, and agent_new once) */
 int agent_node_register(agent_node *n);
-void agent_node_heartbeat(agent_node *n, usec_t now);
+void agent_node_heartbeat(agent_node *n, usec_t now, bool *unreachable);
 
 /* hypervisor.c */
 /* The connection to the hypervisor looks lost (an event, a failed call, the heartbeat's check):

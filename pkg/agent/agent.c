@@ -127,8 +127,9 @@ static void *heartbeat_main(void *arg)
     while (!a->hb_stop) {
         a->hb_kick = false;
         pthread_mutex_unlock(&a->hb_lock);
+        bool unreachable = false; /* found by one identity: the others of this beat skip */
         for (size_t i = 0; i < a->n_nodes; i++)
-            agent_node_heartbeat(a->nodes[i], now_monotonic());
+            agent_node_heartbeat(a->nodes[i], now_monotonic(), &unreachable);
         pthread_mutex_lock(&a->hb_lock);
         if (a->hb_stop)
             break;

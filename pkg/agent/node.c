@@ -284,9 +284,9 @@ static void fence(agent_node *n)
                   failed ? ", some could not be: retrying" : "");
 }
 
-static int node_lease_renew(agent_node *n);
+static int node_lease_renew(agent_node *n, bool *unreachable);
 
-void agent_node_heartbeat(agent_node *n, usec_t now)
+void agent_node_heartbeat(agent_node *n, usec_t now, bool *unreachable)
 {
     agent *a = n->a;
     /* The close callback may not come (a borrowed backend's subscriber is someone else). */
@@ -300,14 +300,14 @@ void agent_node_heartbeat(agent_node *n, usec_t now)
      * a status write against an apiserver that does not answer would hold the beat for its
      * whole timeout, and the fencing check with it (found in review: fencing then came later
      * than the scheduler's reschedule). */
-    if (!registered) {
+    if (!registered && !*unreachable) {
         if (agent_node_register(n) == 0)
             n->next_status = now + a->o.node_status_interval;
         else if (dirty)
             atomic_store(&n->status_dirty, true);
         dirty = false;
     }
-    if (node_lease_renew(n) < 0) {
+    if (node_lease_renew(n, unreachable) < 0) {
         if (dirty)
             atomic_store(&n->status_dirty, true);
         return;
@@ -320,9 +320,8 @@ void agent_node_heartbeat(agent_node *n, usec_t now)
     }
 }
 
-/* Renews the node's lease; unfences after a renewal, fences once it has failed for the fencing
- * timeout. Returns 0 when renewed, -1 when not. */
-static int node_lease_renew(agent_node *n)
+/* One renewal request; on success also unfences. 0, or -1 with *ret_code the failure's code. */
+static int lease_try_renew(agent_node *n, rpc_code *ret_code)
 {
     agent *a = n->a;
     Stratus__V1__RenewLeaseRequest req = STRATUS__V1__RENEW_LEASE_REQUEST__INIT;
@@ -333,26 +332,45 @@ static int node_lease_renew(agent_node *n)
     rpc_status st;
     int r = rpc_client_renew_lease(a->client, &req, MIN(a->o.lease_ttl / 2, AGENT_RPC_TIMEOUT),
                                    &rep, &st);
-    if (r == 0) {
-        /* A new lease means the old one expired: the scheduler may have marked the node
-         * NotReady meanwhile, so report Ready again now rather than at the next refresh. */
-        if (n->lease_id != 0 && rep->lease_id != n->lease_id)
-            n->next_status = 0;
-        n->lease_id = rep->lease_id;
-        n->last_renew_ok = now_monotonic();
-        rpc_message_free(rep);
-        if (atomic_load(&n->fenced)) {
-            atomic_store(&n->unfenced_at, now_monotonic());
-            atomic_store(&n->fenced, false);
-            n->fence_pending = false;
-            agent_log(a, AGENT_LOG_WARNING, n->name, "lease renewed: unfenced");
-            n->next_status = 0; /* Ready=True again at the next beat */
-            agent_node_resync(n);
-        }
-        return 0;
+    if (r < 0) {
+        agent_log(a, AGENT_LOG_WARNING, n->name, "lease renewal failed: %s", st.message);
+        *ret_code = st.code;
+        return -1;
+    }
+    /* A new lease means the old one expired: the scheduler may have marked the node NotReady
+     * meanwhile, so report Ready again now rather than at the next refresh. */
+    if (n->lease_id != 0 && rep->lease_id != n->lease_id)
+        n->next_status = 0;
+    n->lease_id = rep->lease_id;
+    n->last_renew_ok = now_monotonic();
+    rpc_message_free(rep);
+    if (atomic_load(&n->fenced)) {
+        atomic_store(&n->unfenced_at, now_monotonic());
+        atomic_store(&n->fenced, false);
+        n->fence_pending = false;
+        agent_log(a, AGENT_LOG_WARNING, n->name, "lease renewed: unfenced");
+        n->next_status = 0; /* Ready=True again at the next beat */
+        agent_node_resync(n);
+    }
+    return 0;
+}
+
+/* Renews the node's lease; fences once it has failed for the fencing timeout. Returns 0 when
+ * renewed, -1 when not. When *unreachable (an earlier identity of this beat found the apiserver
+ * unreachable or too slow) it does not try and counts as failed: one process with N hollow
+ * identities would otherwise wait N request timeouts per beat, and fence its last identity
+ * that much later than a real node (one identity) would. */
+static int node_lease_renew(agent_node *n, bool *unreachable)
+{
+    agent *a = n->a;
+    rpc_code code = RPC_CODE_OK;
+    if (!*unreachable) {
+        if (lease_try_renew(n, &code) == 0)
+            return 0;
+        if (code == RPC_CODE_UNAVAILABLE || code == RPC_CODE_DEADLINE_EXCEEDED)
+            *unreachable = true;
     }
     atomic_fetch_add(&a->lease_failures, 1);
-    agent_log(a, AGENT_LOG_WARNING, n->name, "lease renewal failed: %s", st.message);
     /* On every beat while fenced, not once: a worker that was past its check when the fence came
      * may start a domain afterwards (the start itself checks too, agent_step_hooks.may_start). */
     if (now_monotonic() - n->last_renew_ok >= a->o.fencing_timeout)

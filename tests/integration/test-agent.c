@@ -32,6 +32,7 @@
 #include "base/alloc.h"
 #include "check.h"
 #include "store/store.h"
+#include "tcp-proxy.h"
 
 #define NODE    "node-a"
 #define NS      "agt"
@@ -57,14 +58,36 @@ static char *fmt(const char *f, ...)
     return s;
 }
 
+/* "lease renewal failed" lines per node name prefix "silent-<i>", for the silent apiserver case */
+static atomic_uint silent_renew_failures[8];
+
 static void on_log(void *userdata, agent_log_level level, const char *node, const char *msg)
 {
+    unsigned i;
+    if (node && sscanf(node, "silent-%u", &i) == 1 && i < 8 && strstr(msg, "lease renewal failed"))
+        atomic_fetch_add(&silent_renew_failures[i], 1);
     if (level <= AGENT_LOG_WARNING || getenv("STRATUS_TEST_VERBOSE"))
         fprintf(stderr, "  agent %s: %s\n", node, msg);
 }
 
+/* The silent apiserver case's agent, its client and proxy (stopped in teardown if it fails). */
+static agent *silent;
+static rpc_client *silent_client;
+static tcp_proxy *silent_proxy;
+
+static void silent_stop(void)
+{
+    if (silent_proxy)
+        tcp_proxy_freeze(silent_proxy, false);
+    silent = agent_free(silent);
+    silent_client = rpc_client_free(silent_client);
+    tcp_proxy_stop(silent_proxy);
+    silent_proxy = NULL;
+}
+
 static void teardown(void)
 {
+    silent_stop();
     other = agent_free(other);
     ag = agent_free(ag);
     flaky_be = backend_free(flaky_be);
@@ -916,6 +939,52 @@ static void fencing(void)
     CHECK(wait_dom_state(dom, BACKEND_DOMAIN_RUNNING));
 }
 
+/* An apiserver that goes silent (connections stay open, requests time out) under a process of
+ * eight hollow identities: every identity fences. Only the first of each beat waits for a
+ * request to time out — the others would each wait one more timeout per beat, and the last
+ * identity would fence seven timeouts later than a real node would. */
+static void silent_apiserver_fences_every_identity(void)
+{
+    setup();
+    silent_proxy = tcp_proxy_start(fx->target);
+    CHECK_OK(rpc_client_new(tcp_proxy_address(silent_proxy), NULL, &silent_client));
+    _cleanup_free_ char *dir = fmt("%s/silent", state_dir);
+    agent_options o = {
+        .client = silent_client,
+        .hollow_nodes = 8,
+        .name_prefix = "silent-",
+        .state_dir = dir,
+        .vcpus = 4,
+        .workers = 1,
+        .lease_ttl = USEC_PER_SEC,
+        .fencing_timeout = 3 * USEC_PER_SEC,
+        .node_status_interval = 600 * USEC_PER_SEC,
+        .log = on_log,
+    };
+    if (agent_new(&o, &silent) < 0)
+        check_fail(__FILE__, __LINE__, "agent_new: %s", backend_last_error());
+    for (size_t i = 0; i < 8; i++)
+        CHECK(!agent_node_fenced(silent, i));
+    tcp_proxy_freeze(silent_proxy, true);
+    for (size_t i = 0; i < 8; i++)
+        atomic_store(&silent_renew_failures[i], 0);
+    usec_t deadline = now_monotonic() + TIMEOUT;
+    size_t fenced = 0;
+    while (fenced < 8 && now_monotonic() < deadline) {
+        usleep(50000);
+        fenced = 0;
+        for (size_t i = 0; i < 8; i++)
+            fenced += agent_node_fenced(silent, i);
+    }
+    CHECK_INT(fenced, ==, 8);
+    CHECK(atomic_load(&silent_renew_failures[0]) > 0);
+    for (size_t i = 1; i < 8; i++)
+        if (atomic_load(&silent_renew_failures[i]) != 0)
+            check_fail(__FILE__, __LINE__, "silent-%zu waited for its own renewal %u times", i,
+                       atomic_load(&silent_renew_failures[i]));
+    silent_stop();
+}
+
 /* Moves an instance off its node straight in etcd (spec.nodeName removed, as Unbind does), as
  * the scheduler would have done through another apiserver while this node was cut off. */
 static void unbind_behind_the_apiserver(const char *name)
@@ -1385,4 +1454,5 @@ CHECK_MAIN(CASE(node_registered), CASE(bound_instance_runs), CASE(stop_and_start
            CASE(concurrent_claims_never_overcommit), CASE(checksum_mismatch_fails),
            CASE(orphans_removed), CASE(volume_status), CASE(two_agents_one_host),
            CASE(hypervisor_reconnect), CASE(hollow_nodes), CASE(fencing),
+           CASE(silent_apiserver_fences_every_identity),
            CASE(unfenced_node_does_not_restart_a_moved_instance))
