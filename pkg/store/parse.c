@@ -42,6 +42,15 @@ bool store_kind_idempotent(store_kind k)
     }
 }
 
+bool store_should_retry(store_kind k, int error, bool not_sent, unsigned tries, size_t n)
+{
+    if (tries >= n)
+        return false;
+    if (not_sent || error == -EHOSTDOWN)
+        return true;
+    return (error == -ETIMEDOUT || error == -ECONNRESET) && store_kind_idempotent(k) && n > 1;
+}
+
 void store_kv_clear(store_kv *kv)
 {
     if (!kv)

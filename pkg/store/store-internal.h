@@ -36,6 +36,11 @@ const char *store_kind_path(store_kind k);
 /* Whether repeating the request after an unknown outcome is harmless. */
 bool store_kind_idempotent(store_kind k);
 
+/* Whether a failed attempt (the `tries`-th) goes to the next of n endpoints: at once when it never
+ * reached a member or etcd answered "unavailable" (nothing applied); after an unknown outcome
+ * (-ETIMEDOUT, -ECONNRESET) only when repeating it is harmless. Each member is tried once. */
+bool store_should_retry(store_kind k, int error, bool not_sent, unsigned tries, size_t n);
+
 /* Parses a 200 response body of kind `k` into r (which must be zeroed). Returns 0 or -EBADMSG
  * (r->error set to the same), or the lease errors for keepalive/timetolive. */
 int store_parse_response(store_kind k, const char *body, size_t len, store_result *r);

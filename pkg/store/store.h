@@ -1,7 +1,10 @@
-/* pkg/store: the etcd v3 client Stratus stands on, spoken through etcd's JSON gateway with libcurl.
+/* pkg/store: the etcd v3 client Stratus stands on. Two engines speak to etcd behind this one
+ * header: etcd's native gRPC API (gRPC core + protobuf-c) and its JSON gateway (libcurl); they
+ * give the same results and the same errors, and store_options.engine picks one.
  *
- * Everything is asynchronous on one libev loop: requests go out through libcurl's multi-socket
- * API over a pool of keep-alive connections, many at once, and their callbacks run on the loop.
+ * Everything is asynchronous on one libev loop: many requests are in flight at once and their
+ * callbacks run on the loop (the gRPC engine has a thread of its own inside, which only hands
+ * completions to the loop).
  * A store is NOT thread-safe: create it, submit to it and free it on its loop's thread only.
  * For programs without a loop of their own (tests, tools) store_wait() runs the loop until one
  * request is done.
@@ -46,7 +49,21 @@ typedef struct store_watch store_watch;
 #define STORE_DEFAULT_MAX_EVENTLINE ((size_t)64 << 20)
 #define STORE_DEFAULT_CONNECTIONS   64
 
+typedef enum store_engine_kind {
+    /* STORE_ENGINE_GATEWAY, unless the environment variable STRATUS_STORE_ENGINE says "grpc"
+     * (or "gateway"): lets tests and benchmarks run every store of a program on either engine. */
+    STORE_ENGINE_DEFAULT,
+    STORE_ENGINE_GRPC,    /* etcd's gRPC API: etcdserverpb KV, Watch, Lease, Maintenance */
+    STORE_ENGINE_GATEWAY, /* etcd's JSON gateway (/v3/...) over HTTP/1.1 */
+    _STORE_ENGINE_MAX,
+} store_engine_kind;
+
+const char *store_engine_to_string(store_engine_kind k);
+/* "grpc" / "gateway" → the engine; -EINVAL for anything else. */
+int store_engine_from_string(const char *name, store_engine_kind *ret);
+
 typedef struct store_options {
+    store_engine_kind engine;
     /* "http://127.0.0.1:2379" or "https://…"; tried in order, failing over to the next. */
     const char *endpoints[STORE_ENDPOINTS_MAX];
     size_t n_endpoints;
@@ -54,7 +71,8 @@ typedef struct store_options {
     usec_t connect_timeout; /* 0 = STORE_DEFAULT_CONNECT */
     size_t max_response;    /* bytes of one response body; 0 = STORE_DEFAULT_MAX_RESPONSE */
     size_t max_event_line;  /* bytes of one watch message; 0 = STORE_DEFAULT_MAX_EVENTLINE */
-    size_t max_connections; /* keep-alive pool for requests (watches have their own); 0 = 64 */
+    size_t max_connections; /* gateway: keep-alive pool for requests (watches have their own);
+                             * 0 = 64. gRPC multiplexes everything on one connection per member */
     /* TLS to etcd, for https endpoints: CA bundle, and client certificate + key (PEM). */
     const char *ca_file;
     const char *cert_file;
@@ -108,7 +126,8 @@ const char *store_strerror(int error);
 bool store_error_is_unavailable(int error);
 
 /* Creates a store on `loop`. Returns 0, or -EINVAL for bad options (no endpoints, a URL that is
- * not http/https). The store does not own the loop. */
+ * not http/https, an unknown engine), or the error reading a TLS file (gRPC engine). The store
+ * does not own the loop. */
 int store_new(struct ev_loop *loop, const store_options *opts, store **ret);
 /* Cancels every request (their callbacks are NOT called) and watch, then frees. Accepts NULL. */
 store *store_free(store *s);

@@ -1,13 +1,15 @@
-/* Watches: one long-lived POST /v3/watch per watch, on the store's watch multi handle.
+/* Watches: the bookkeeping both engines share, and the gateway's transport for it.
  *
- * The stream is newline-delimited JSON, framed as it arrives. The watch remembers the next
- * revision it owes the caller (`next_rev`): after a created message with no start revision, the
- * created header's revision + 1; after events, the last event's revision + 1; after a progress
- * notification, its revision + 1. Whenever the stream ends for any reason but a terminal one, it
- * reconnects (next endpoint, capped exponential backoff) from `next_rev`, so nothing is lost and
- * nothing is delivered twice. etcd's answer to a compacted start revision is a created message
- * followed by a cancel with compact_revision — and the HTTP stream stays open, so the transfer is
- * aborted here and the caller gets -ERANGE. */
+ * A watch remembers the next revision it owes the caller (`next_rev`): after a created message
+ * with no start revision, the created header's revision + 1; after events, the last event's
+ * revision + 1; after a progress notification, its revision + 1. Whenever a stream ends for any
+ * reason but a terminal one, the engine reopens it (next endpoint, capped exponential backoff)
+ * from `next_rev`, so nothing is lost and nothing is delivered twice. A cancel carrying
+ * compact_revision is the terminal -ERANGE.
+ *
+ * Gateway transport: one long-lived POST /v3/watch per watch, on the store's watch multi handle,
+ * newline-delimited JSON framed as it arrives. etcd's answer to a compacted start revision keeps
+ * the HTTP stream open, so the transfer is aborted here. The gRPC transport is in grpc.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,29 +21,7 @@
 #define WATCH_BACKOFF_MAX (2 * USEC_PER_SEC)
 #define WATCH_HEALTHY     (5 * USEC_PER_SEC) /* a stream that lived this long was fine */
 
-struct store_watch {
-    store *s;
-    struct store_watch *prev, *next;
-    char *key, *range_end;
-    unsigned flags;
-    int64_t next_rev; /* 0 until the first created message when watching "from now" */
-    CURL *easy;       /* non-NULL while a transfer is in the multi handle */
-    char *body;
-    buf line;
-    size_t endpoint;
-    usec_t backoff;
-    usec_t created_at; /* monotonic: when etcd last confirmed the stream; 0 none */
-    ev_timer retry;
-    unsigned reconnects;
-    bool in_callback;
-    bool free_requested; /* freed from its own callback: finish when the transfer is out */
-    bool dead;           /* a terminal error was delivered */
-    bool abort_stream;   /* the write callback asks curl to drop the transfer */
-    store_watch_cb cb;
-    void *userdata;
-};
-
-void store_watch_link(store *s, store_watch *w)
+static void watch_link(store *s, store_watch *w)
 {
     w->next = s->watch_list;
     if (s->watch_list)
@@ -49,7 +29,7 @@ void store_watch_link(store *s, store_watch *w)
     s->watch_list = w;
 }
 
-void store_watch_unlink(store *s, store_watch *w)
+static void watch_unlink(store *s, store_watch *w)
 {
     if (w->prev)
         w->prev->next = w->next;
@@ -60,15 +40,12 @@ void store_watch_unlink(store *s, store_watch *w)
     w->prev = w->next = NULL;
 }
 
-static void watch_destroy(store_watch *w)
+void store_watch_destroy(store_watch *w)
 {
     store *s = w->s;
     ev_timer_stop(s->loop, &w->retry);
-    if (w->easy) {
-        curl_multi_remove_handle(s->watches.multi, w->easy);
-        curl_easy_cleanup(w->easy);
-    }
-    store_watch_unlink(s, w);
+    s->engine->watch_disconnect(w);
+    watch_unlink(s, w);
     buf_done(&w->line);
     free(w->body);
     free(w->key);
@@ -85,16 +62,129 @@ static bool watch_deliver(store_watch *w, const store_event *ev, size_t n, int64
     return !w->free_requested && !w->dead;
 }
 
-static void watch_fail(store_watch *w, int error, int64_t rev)
+void store_watch_fail(store_watch *w, int error, int64_t rev)
 {
     w->dead = true;
-    w->abort_stream = true;
     w->in_callback = true;
     w->cb(w, NULL, 0, rev, error, w->userdata);
     w->in_callback = false;
 }
 
-static int watch_line(const char *line, size_t len, void *userdata)
+int store_watch_on_msg(store_watch *w, const store_watch_msg *m)
+{
+    if (m->error) {
+        if (m->error == -ERANGE)
+            store_watch_fail(w, -ERANGE, m->revision);
+        return -EPIPE;
+    }
+    if (m->canceled) {
+        if (m->compact_revision > 0)
+            store_watch_fail(w, -ERANGE, m->compact_revision);
+        return -EPIPE;
+    }
+    if (m->created) {
+        if (w->next_rev == 0)
+            w->next_rev = m->revision + 1;
+        w->created_at = now_monotonic();
+        return 0;
+    }
+    if (m->n_events > 0) {
+        /* Drop anything already delivered (cannot happen when etcd honours start_revision, but
+         * the promise of no duplicates should not rest on that). */
+        size_t first = 0;
+        while (first < m->n_events && m->events[first].kv.mod_revision < w->next_rev)
+            first++;
+        if (first < m->n_events) {
+            w->next_rev = m->events[m->n_events - 1].kv.mod_revision + 1;
+            if (!watch_deliver(w, m->events + first, m->n_events - first, m->revision, 0))
+                return -ECANCELED;
+        }
+        return 0;
+    }
+    if (m->revision > 0) {
+        /* Progress notification: every event up to m->revision has been sent. */
+        if (m->revision + 1 > w->next_rev)
+            w->next_rev = m->revision + 1;
+        if (w->flags & STORE_WATCH_PROGRESS)
+            if (!watch_deliver(w, NULL, 0, m->revision, 0))
+                return -ECANCELED;
+    }
+    return 0;
+}
+
+static void watch_retry_fired(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    store_watch *w = t->data;
+    w->reconnects++;
+    w->s->engine->watch_connect(w);
+}
+
+void store_watch_stream_ended(store_watch *w, bool failed)
+{
+    if (failed)
+        w->endpoint = (w->endpoint + 1) % w->s->opts.n_endpoints;
+    /* A stream that lived a while starts the backoff over; one that a member created and ended
+     * at once (without saying it was compacted) keeps doubling it instead of retrying every
+     * WATCH_BACKOFF_MIN for ever. */
+    if (w->created_at && now_monotonic() - w->created_at >= WATCH_HEALTHY)
+        w->backoff = 0;
+    w->created_at = 0;
+    w->backoff = w->backoff ? MIN(w->backoff * 2, WATCH_BACKOFF_MAX) : WATCH_BACKOFF_MIN;
+    ev_timer_set(&w->retry, (double)w->backoff / USEC_PER_SEC, 0.0);
+    ev_timer_start(w->s->loop, &w->retry);
+}
+
+int store_watch_new(store *s, const char *key, const char *range_end, int64_t start_revision,
+                    unsigned flags, store_watch_cb cb, void *userdata, store_watch **ret)
+{
+    if (!key || !cb || start_revision < 0 || !ret)
+        return -EINVAL;
+    store_watch *w = xnew(store_watch, 1);
+    w->s = s;
+    w->key = xstrdup(key);
+    w->range_end = range_end ? xstrdup(range_end) : NULL;
+    w->flags = flags;
+    w->next_rev = start_revision;
+    w->line = BUF_INIT(s->opts.max_event_line);
+    w->endpoint = s->endpoint;
+    w->cb = cb;
+    w->userdata = userdata;
+    ev_init(&w->retry, watch_retry_fired);
+    w->retry.data = w;
+    watch_link(s, w);
+    s->engine->watch_connect(w);
+    *ret = w;
+    return 0;
+}
+
+store_watch *store_watch_free(store_watch *w)
+{
+    if (!w)
+        return NULL;
+    if (w->in_callback) {
+        /* The engine is inside a delivery: it finishes the watch when that returns. */
+        w->free_requested = true;
+        ev_timer_stop(w->s->loop, &w->retry);
+        return NULL;
+    }
+    store_watch_destroy(w);
+    return NULL;
+}
+
+void store_watch_free_all(store *s)
+{
+    while (s->watch_list)
+        store_watch_destroy(s->watch_list);
+}
+
+unsigned store_watch_reconnects(const store_watch *w)
+{
+    return w->reconnects;
+}
+
+/* ---- gateway transport */
+
+static int gateway_watch_line(const char *line, size_t len, void *userdata)
 {
     store_watch *w = userdata;
     store_watch_msg m;
@@ -103,58 +193,27 @@ static int watch_line(const char *line, size_t len, void *userdata)
         w->abort_stream = true;
         return -EBADMSG;
     }
-    int r = 0;
-    if (m.error) {
-        if (m.error == -ERANGE)
-            watch_fail(w, -ERANGE, m.revision);
+    int r = store_watch_on_msg(w, &m);
+    if (r < 0)
         w->abort_stream = true;
-        r = -EPIPE;
-    } else if (m.canceled) {
-        if (m.compact_revision > 0)
-            watch_fail(w, -ERANGE, m.compact_revision);
-        w->abort_stream = true;
-        r = -EPIPE;
-    } else if (m.created) {
-        if (w->next_rev == 0)
-            w->next_rev = m.revision + 1;
-        w->created_at = now_monotonic();
-    } else if (m.n_events > 0) {
-        /* Drop anything already delivered (cannot happen when etcd honours start_revision, but
-         * the promise of no duplicates should not rest on that). */
-        size_t first = 0;
-        while (first < m.n_events && m.events[first].kv.mod_revision < w->next_rev)
-            first++;
-        if (first < m.n_events) {
-            w->next_rev = m.events[m.n_events - 1].kv.mod_revision + 1;
-            if (!watch_deliver(w, m.events + first, m.n_events - first, m.revision, 0))
-                r = -ECANCELED;
-        }
-    } else if (m.revision > 0) {
-        /* Progress notification: every event up to m.revision has been sent. */
-        if (m.revision + 1 > w->next_rev)
-            w->next_rev = m.revision + 1;
-        if (w->flags & STORE_WATCH_PROGRESS)
-            if (!watch_deliver(w, NULL, 0, m.revision, 0))
-                r = -ECANCELED;
-    }
     store_watch_msg_clear(&m);
     return r;
 }
 
-static size_t watch_write(char *data, size_t size, size_t nmemb, void *userdata)
+static size_t gateway_watch_write(char *data, size_t size, size_t nmemb, void *userdata)
 {
     store_watch *w = userdata;
     if (w->free_requested || w->dead || w->abort_stream)
         return 0;
-    int r = store_frame_lines(&w->line, data, nmemb, watch_line, w);
+    int r = store_frame_lines(&w->line, data, nmemb, gateway_watch_line, w);
     if (r == -EMSGSIZE && !w->dead)
-        watch_fail(w, -EMSGSIZE, 0);
-    if (r < 0 || w->abort_stream)
+        store_watch_fail(w, -EMSGSIZE, 0);
+    if (r < 0 || w->abort_stream || w->dead)
         return 0; /* ends the transfer; the done handler decides what follows */
     return nmemb;
 }
 
-static void watch_connect(store_watch *w)
+void store_gateway_watch_connect(store_watch *w)
 {
     store *s = w->s;
     json_t *create = json_object();
@@ -181,7 +240,7 @@ static void watch_connect(store_watch *w)
     if (!w->easy)
         alloc_oom(0);
     store_easy_setup(s, w->easy, w->endpoint, "/v3/watch", w->body, strlen(w->body));
-    curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, watch_write);
+    curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, gateway_watch_write);
     curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, w);
     curl_easy_setopt(w->easy, CURLOPT_PRIVATE, w);
     /* A member that vanishes without a FIN must still be noticed. */
@@ -192,11 +251,13 @@ static void watch_connect(store_watch *w)
     curl_multi_add_handle(s->watches.multi, w->easy);
 }
 
-static void watch_retry_fired(struct ev_loop *loop, ev_timer *t, int revents)
+void store_gateway_watch_disconnect(store_watch *w)
 {
-    store_watch *w = t->data;
-    w->reconnects++;
-    watch_connect(w);
+    if (w->easy) {
+        curl_multi_remove_handle(w->s->watches.multi, w->easy);
+        curl_easy_cleanup(w->easy);
+        w->easy = NULL;
+    }
 }
 
 void store_watch_transfer_done(store_multi *mu, CURL *easy, CURLcode code)
@@ -206,71 +267,11 @@ void store_watch_transfer_done(store_multi *mu, CURL *easy, CURLcode code)
     curl_easy_cleanup(easy);
     w->easy = NULL;
     if (w->free_requested) {
-        watch_destroy(w);
+        store_watch_destroy(w);
         return;
     }
     if (w->dead)
         return;
     /* Any end but a terminal one: reopen from next_rev, on the next member if this one failed. */
-    if (code != CURLE_OK || w->abort_stream)
-        w->endpoint = (w->endpoint + 1) % mu->s->opts.n_endpoints;
-    /* A stream that lived a while starts the backoff over; one that a member created and ended
-     * at once (without saying it was compacted) keeps doubling it instead of retrying every
-     * WATCH_BACKOFF_MIN for ever. */
-    if (w->created_at && now_monotonic() - w->created_at >= WATCH_HEALTHY)
-        w->backoff = 0;
-    w->created_at = 0;
-    w->backoff = w->backoff ? MIN(w->backoff * 2, WATCH_BACKOFF_MAX) : WATCH_BACKOFF_MIN;
-    ev_timer_set(&w->retry, (double)w->backoff / USEC_PER_SEC, 0.0);
-    ev_timer_start(mu->s->loop, &w->retry);
-}
-
-int store_watch_new(store *s, const char *key, const char *range_end, int64_t start_revision,
-                    unsigned flags, store_watch_cb cb, void *userdata, store_watch **ret)
-{
-    if (!key || !cb || start_revision < 0 || !ret)
-        return -EINVAL;
-    store_watch *w = xnew(store_watch, 1);
-    w->s = s;
-    w->key = xstrdup(key);
-    w->range_end = range_end ? xstrdup(range_end) : NULL;
-    w->flags = flags;
-    w->next_rev = start_revision;
-    w->line = BUF_INIT(s->opts.max_event_line);
-    w->endpoint = s->endpoint;
-    w->cb = cb;
-    w->userdata = userdata;
-    ev_init(&w->retry, watch_retry_fired);
-    w->retry.data = w;
-    store_watch_link(s, w);
-    watch_connect(w);
-    *ret = w;
-    return 0;
-}
-
-store_watch *store_watch_free(store_watch *w)
-{
-    if (!w)
-        return NULL;
-    if (w->in_callback) {
-        /* Inside curl's write callback the handle cannot be removed: let the transfer end and
-         * free the watch in the done handler. */
-        w->free_requested = true;
-        if (!w->easy)
-            ev_timer_stop(w->s->loop, &w->retry);
-        return NULL;
-    }
-    watch_destroy(w);
-    return NULL;
-}
-
-void store_watch_free_all(store *s)
-{
-    while (s->watch_list)
-        watch_destroy(s->watch_list);
-}
-
-unsigned store_watch_reconnects(const store_watch *w)
-{
-    return w->reconnects;
+    store_watch_stream_ended(w, code != CURLE_OK || w->abort_stream);
 }
