@@ -23,6 +23,8 @@ static void usage(FILE *f)
            "  --etcd-ca FILE           CA bundle for https etcd endpoints\n"
            "  --etcd-cert FILE         client certificate for etcd\n"
            "  --etcd-key FILE          client key for etcd\n"
+           "  --etcd-engine ENGINE     grpc (etcd's native API) or gateway (its JSON gateway);\n"
+           "                           default: $STRATUS_STORE_ENGINE, else gateway\n"
            "  --workers N              threads serving unary calls (default 8)\n"
            "  --watch-cache N          events kept for watchers to resume from (default 20000)\n"
            "  --max-watchers N         open watches (default 10000)\n"
@@ -51,6 +53,7 @@ int main(int argc, char **argv)
         O_CA,
         O_CERT,
         O_KEY,
+        O_ENGINE,
         O_WORKERS,
         O_WC,
         O_MAXW,
@@ -68,6 +71,7 @@ int main(int argc, char **argv)
         {"etcd-ca", required_argument, 0, O_CA},
         {"etcd-cert", required_argument, 0, O_CERT},
         {"etcd-key", required_argument, 0, O_KEY},
+        {"etcd-engine", required_argument, 0, O_ENGINE},
         {"workers", required_argument, 0, O_WORKERS},
         {"watch-cache", required_argument, 0, O_WC},
         {"max-watchers", required_argument, 0, O_MAXW},
@@ -102,6 +106,10 @@ int main(int argc, char **argv)
             break;
         case O_KEY:
             o.etcd.key_file = optarg;
+            break;
+        case O_ENGINE:
+            if (store_engine_from_string(optarg, &o.etcd.engine) < 0)
+                return log_error("--etcd-engine: \"%s\" is not grpc or gateway", optarg), 2;
             break;
         case O_WORKERS:
             if (parse_size("--workers", optarg, 256, &o.workers) < 0)

@@ -227,7 +227,7 @@ size_t store_txn_ops(const store_txn *t)
     return json_array_size(t->success) + json_array_size(t->failure);
 }
 
-static json_t *txn_body(const store_txn *t)
+json_t *store_txn_request(const store_txn *t)
 {
     json_t *body = json_object();
     json_object_set(body, "compare", t->compare);
@@ -240,7 +240,7 @@ int store_txn_commit(store *s, const store_txn *t, store_cb cb, void *userdata)
 {
     if (!t || !cb)
         return -EINVAL;
-    return store_submit(s, STORE_KIND_TXN, STORE_SHAPE_PLAIN, txn_body(t), cb, userdata);
+    return store_submit(s, STORE_KIND_TXN, STORE_SHAPE_PLAIN, store_txn_request(t), cb, userdata);
 }
 
 /* A one-key compare-then-put/delete whose failure branch reads the key back. */
@@ -248,7 +248,7 @@ static int submit_guarded(store *s, store_txn *t, const char *key, store_shape s
                           void *userdata)
 {
     store_txn_get(t, STORE_ON_FAILURE, key, NULL);
-    int e = store_submit(s, STORE_KIND_TXN, shape, txn_body(t), cb, userdata);
+    int e = store_submit(s, STORE_KIND_TXN, shape, store_txn_request(t), cb, userdata);
     store_txn_free(t);
     return e;
 }

@@ -58,6 +58,8 @@ int store_parse_kv(json_t *o, store_kv *ret);
 json_t *store_json_b64(const void *data, size_t len);
 json_t *store_json_int(int64_t v); /* 64-bit numbers go as strings, as the gateway expects */
 json_t *store_json_range_request(const store_range_opts *o);
+/* A transaction's request object ({"compare","success","failure"}); the caller owns it. */
+json_t *store_txn_request(const store_txn *t);
 
 /* ---- watch stream framing: the gateway sends one JSON document per line. */
 typedef struct store_watch_msg {

@@ -1,7 +1,11 @@
 /* Integration tests for pkg/store against a real etcd started by the fixture (free loopback
  * ports, temporary data, always stopped). Each case uses its own key prefix. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -703,6 +707,118 @@ static void many_requests_in_flight(void)
     CHECK_INT(r->count, ==, 300);
 }
 
+/* A member that accepts connections and never answers: requests reach it, outcomes stay unknown. */
+static int blackhole_listen(int *ret_port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 64) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+        abort();
+    *ret_port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void unknown_outcome_writes_are_not_retried(void)
+{
+    if (!etcd)
+        etcd = etcd_fixture_start();
+    if (!loop)
+        loop = ev_loop_new(EVFLAG_AUTO);
+    int port;
+    int hole = blackhole_listen(&port);
+    char silent[64];
+    snprintf(silent, sizeof(silent), "http://127.0.0.1:%d", port);
+    store_options o = {.n_endpoints = 2,
+                       .endpoints = {silent, etcd_fixture_endpoint(etcd)},
+                       .request_timeout = 1 * USEC_PER_SEC};
+    _cleanup_(store_freep) store *s = NULL;
+    CHECK_OK(store_new(loop, &o, &s));
+    /* The write may have been applied by the silent member: it reports -ETIMEDOUT and does not
+     * go to the live one, or it would be applied twice. */
+    _cleanup_(store_result_freep) store_result *r = NULL;
+    CHECK_INT(put(s, "/t/unknown/w", "x", 0, &r), ==, -ETIMEDOUT);
+    store_result_free(TAKE_PTR(r));
+    _cleanup_(store_freep) store *direct = connect_default();
+    CHECK_INT(get(direct, "/t/unknown/w", &r), ==, -ENOENT);
+    store_result_free(TAKE_PTR(r));
+    put_rev(direct, "/t/unknown/r", "x");
+
+    /* A read is harmless to repeat: it times out on the silent member, then the live one answers.
+     */
+    _cleanup_(store_freep) store *s2 = NULL;
+    CHECK_OK(store_new(loop, &o, &s2));
+    CHECK_OK(get(s2, "/t/unknown/r", &r));
+    CHECK_STR(r->kvs[0].value, "x");
+    close(hole);
+}
+
+static bool flight_done(void *arg)
+{
+    return ((inflight *)arg)->done >= 100;
+}
+
+typedef struct kill_log {
+    inflight f;
+    int bad; /* results that are neither 0 nor an unavailable error */
+    int failed_by[256];
+} kill_log;
+
+static void record_kill(store_result *r, void *userdata)
+{
+    kill_log *k = userdata;
+    if (r->error && !store_error_is_unavailable(r->error)) {
+        k->bad++;
+        fprintf(stderr, "  unexpected: %s (%s)\n", store_strerror(r->error),
+                r->message ? r->message : "");
+    }
+    if (r->error)
+        k->failed_by[-r->error < 256 ? -r->error : 0]++;
+    count_done(r, &k->f);
+}
+
+static void etcd_killed_mid_request_fails_fast(void)
+{
+    _cleanup_(store_freep) store *s = connect_default();
+    put_rev(s, "/t/kill/warm", "x"); /* connected */
+    size_t len = 1024 * 1024;
+    _cleanup_free_ char *v = xmalloc(len);
+    memset(v, 'k', len);
+    kill_log k = {0};
+    usec_t t0 = 0;
+    for (int i = 0; i < 100; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "/t/kill/%03d", i);
+        CHECK_OK(store_put(s, key, v, len, 0, 0, record_kill, &k));
+        if (i == 30) {
+            /* gRPC's thread sends at once (the gateway only once the loop runs): some are
+             * answered, some are on the wire, and the rest go to a dead member. */
+            run_for(0.005);
+            t0 = now_monotonic();
+            kill(etcd_fixture_pid(etcd), SIGKILL); /* no graceful end of in-flight requests */
+            etcd_fixture_pause(etcd);
+        }
+    }
+    CHECK(run_until(flight_done, &k.f, 15));
+    CHECK(now_monotonic() - t0 < 12 * USEC_PER_SEC); /* within the request timeout, no hang */
+    CHECK_INT(k.bad, ==, 0);
+    CHECK_INT(k.f.failed, >, 0); /* the kill did land mid-request */
+    fprintf(stderr, "  of 100: %d ok, %d connection reset, %d timed out, %d unavailable\n",
+            100 - k.f.failed, k.failed_by[ECONNRESET], k.failed_by[ETIMEDOUT],
+            k.failed_by[EHOSTDOWN]);
+    etcd_fixture_resume(etcd);
+    /* and the same store works again once the member is back */
+    int e = -1;
+    for (int tries = 0; tries < 50 && e < 0; tries++) {
+        _cleanup_(store_result_freep) store_result *r = NULL;
+        e = get(s, "/t/kill/warm", &r);
+        if (e < 0)
+            run_for(0.1);
+    }
+    CHECK_OK(e);
+}
+
 static void status_reports_revision(void)
 {
     _cleanup_(store_freep) store *s = connect_default();
@@ -778,6 +894,7 @@ CHECK_MAIN(CASE(put_get_delete), CASE(binary_values_round_trip), CASE(create_onl
            CASE(watch_sees_puts_and_deletes_in_order), CASE(watch_from_now_skips_history),
            CASE(watch_survives_etcd_restart), CASE(compaction_expires_old_revisions),
            CASE(large_values_near_the_limit), CASE(response_cap_is_enforced),
-           CASE(failover_to_a_live_member), CASE(many_requests_in_flight),
+           CASE(failover_to_a_live_member), CASE(unknown_outcome_writes_are_not_retried),
+           CASE(many_requests_in_flight), CASE(etcd_killed_mid_request_fails_fast),
            CASE(status_reports_revision), CASE(tls_with_client_certificates),
            CASE(bad_arguments_are_refused))

@@ -1,1 +1,7 @@
 stratus_test(test-store LABEL unit SOURCES unit/test-store.c LIBS stratus_store)
+stratus_test(test-store-grpc LABEL unit SOURCES unit/test-store-grpc.c LIBS stratus_store)
+if(TARGET test-store-grpc)
+  get_target_property(store_proto_include stratus_store STORE_PROTO_INCLUDE)
+  target_include_directories(test-store-grpc PRIVATE ${store_proto_include})
+  target_link_libraries(test-store-grpc PRIVATE PkgConfig::STORE_PROTOBUFC)
+endif()
