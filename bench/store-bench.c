@@ -1,10 +1,14 @@
 /* Benchmark of pkg/store against the same work done by a minimal raw libcurl loop on the same
- * etcd in the same run. Starts its own etcd (or uses STRATUS_BENCH_ETCD=http://…) and prints
- * "name: value unit" lines. Never fails on a time; see docs/performance.md.
+ * etcd in the same run, then of the two engines side by side (rate, and CPU per operation of etcd
+ * and of this process). Starts its own etcd (or uses STRATUS_BENCH_ETCD=http://…, without the
+ * etcd CPU figures) and prints "name: value unit" lines. Never fails on a time; see
+ * docs/performance.md.
  *
  *   store-bench [puts-per-phase]   (default 2000) */
 #include <curl/curl.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -323,6 +327,107 @@ static void bench_watch(int events)
     report("store_watch_events_per_sec", ours, raw, "events/s");
 }
 
+/* ---- the engines side by side: puts of a 1.5 KiB value (an object's size), CPU per put */
+
+static int etcd_pid;
+
+static usec_t etcd_cpu(void)
+{
+    if (etcd_pid <= 0)
+        return 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", etcd_pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    unsigned long long ut = 0, st_ = 0;
+    /* the command may hold spaces: skip to after its closing parenthesis */
+    char line[1024];
+    if (!fgets(line, sizeof(line), f)) {
+        fclose(f);
+        return 0;
+    }
+    fclose(f);
+    char *p = strrchr(line, ')');
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st_) != 2)
+        return 0;
+    return (usec_t)(ut + st_) * USEC_PER_SEC / (usec_t)sysconf(_SC_CLK_TCK);
+}
+
+static usec_t self_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (usec_t)ru.ru_utime.tv_sec * USEC_PER_SEC + (usec_t)ru.ru_utime.tv_usec +
+           (usec_t)ru.ru_stime.tv_sec * USEC_PER_SEC + (usec_t)ru.ru_stime.tv_usec;
+}
+
+typedef struct epar {
+    store *s;
+    const char *prefix;
+    const char *value;
+    int next, done, failed;
+} epar;
+
+static void epar_submit(epar *p);
+
+static void epar_done(store_result *r, void *userdata)
+{
+    epar *p = userdata;
+    p->done++;
+    p->failed += r->error != 0;
+    store_result_free(r);
+    if (p->next < n_ops)
+        epar_submit(p);
+}
+
+static void epar_submit(epar *p)
+{
+    char k[64];
+    snprintf(k, sizeof(k), "%s%d", p->prefix, p->next++);
+    store_put(p->s, k, p->value, strlen(p->value), 0, 0, epar_done, p);
+}
+
+static void engine_phase(store *s, const char *engine, const char *phase, int inflight,
+                         const char *value)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "/bench/%s/%s/", engine, phase);
+    epar p = {.s = s, .prefix = prefix, .value = value};
+    usec_t e0 = etcd_cpu(), c0 = self_cpu(), t0 = now_monotonic();
+    for (int i = 0; i < inflight && p.next < n_ops; i++)
+        epar_submit(&p);
+    while (p.done < n_ops)
+        ev_run(loop, EVRUN_ONCE);
+    usec_t t1 = now_monotonic(), e1 = etcd_cpu(), c1 = self_cpu();
+    if (p.failed)
+        fprintf(stderr, "store-bench: %d %s puts failed on %s\n", p.failed, phase, engine);
+    printf("engine_%s_%s: %.0f puts/s\n", engine, phase, n_ops / secs(t0, t1));
+    if (etcd_pid > 0)
+        printf("engine_%s_%s_etcd_cpu: %.1f us/put\n", engine, phase, (double)(e1 - e0) / n_ops);
+    printf("engine_%s_%s_client_cpu: %.1f us/put\n", engine, phase, (double)(c1 - c0) / n_ops);
+}
+
+static void bench_engines(void)
+{
+    char value[1537];
+    memset(value, 'v', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    static const store_engine_kind engines[] = {STORE_ENGINE_GATEWAY, STORE_ENGINE_GRPC};
+    for (size_t i = 0; i < ELEMENTSOF(engines); i++) {
+        store_options o = {.engine = engines[i], .n_endpoints = 1, .endpoints = {endpoint}};
+        store *s = NULL;
+        if (store_new(loop, &o, &s) < 0)
+            exit(1);
+        const char *name = store_engine_to_string(engines[i]);
+        engine_phase(s, name, "warm", 16, value);
+        engine_phase(s, name, "put_seq", 1, value);
+        engine_phase(s, name, "put_64_inflight", 64, value);
+        store_free(s);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -332,6 +437,7 @@ int main(int argc, char **argv)
     if (!endpoint) {
         f = etcd_fixture_start();
         endpoint = etcd_fixture_endpoint(f);
+        etcd_pid = etcd_fixture_pid(f);
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     loop = ev_loop_new(EVFLAG_AUTO);
@@ -339,7 +445,8 @@ int main(int argc, char **argv)
     if (store_new(loop, &o, &st) < 0)
         return 1;
     usec_t *lat = xnew(usec_t, (size_t)n_ops);
-    printf("# store-bench: %d operations per phase against %s\n", n_ops, endpoint);
+    printf("# store-bench: %d operations per phase against %s (default engine: %s)\n", n_ops,
+           endpoint, getenv("STRATUS_STORE_ENGINE") ? getenv("STRATUS_STORE_ENGINE") : "default");
 
     /* warm-up: connections, etcd's first writes */
     store_sequential(false, "/bench/warm/", lat);
@@ -364,6 +471,7 @@ int main(int argc, char **argv)
     report("store_put_64_inflight", ours, MAX(raw1, raw2), "puts/s");
 
     bench_watch(n_ops * 10);
+    bench_engines();
 
     free(lat);
     store_free(st);
