@@ -11,9 +11,12 @@
  * pods). Nothing here fails on a size.
  *
  *   footprint-bench [--quick] [--only apiserver|scheduler|agent] [--objects N[,N...]]
- *                   [--nodes N] [--instances N] [--agent-instances N]
+ *                   [--nodes N] [--instances N] [--agent-instances N] [--agent-dump DIR]
  * Defaults: objects 10000,100000; 1,000 nodes, 10,000 instances; 100 agent instances.
- * --quick: objects 10000; 1,000 nodes, 1,000 instances. */
+ * --quick: objects 10000; 1,000 nodes, 1,000 instances.
+ * --agent-dump DIR: at each of the agent's two points, copy its /proc smaps, status and the
+ * names of its threads to DIR/agent-<N>.{smaps,status,threads}, to see where the figure goes
+ * (tools/smaps-summary.py reads them). */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -34,6 +37,7 @@ static struct {
     int n_objects;
     int nodes, instances, agent_instances;
     const char *only;
+    const char *agent_dump;
 } cfg = {
     .objects = {10000, 100000},
     .n_objects = 2,
@@ -57,6 +61,19 @@ static const char *count_name(long n, char buf[static 24])
     else
         snprintf(buf, 24, "%ld", n);
     return buf;
+}
+
+/* Copies /proc/<pid>/{smaps,status} and the thread names to <--agent-dump>/agent-<n>.*. */
+static void dump_agent(pid_t pid, int n)
+{
+    if (!cfg.agent_dump)
+        return;
+    _cleanup_free_ char *cmd = xasprintf(
+        "cp /proc/%d/smaps %s/agent-%d.smaps && cp /proc/%d/status %s/agent-%d.status && "
+        "cat /proc/%d/task/*/comm | sort | uniq -c > %s/agent-%d.threads",
+        (int)pid, cfg.agent_dump, n, (int)pid, cfg.agent_dump, n, (int)pid, cfg.agent_dump, n);
+    if (system(cmd) != 0)
+        fprintf(stderr, "footprint-bench: --agent-dump: could not copy to %s\n", cfg.agent_dump);
 }
 
 /* ---- parallel writes through the API */
@@ -300,6 +317,7 @@ static void bench_agent(void)
     bench_cluster_start_agent(cl, flags, 1);
     usleep(2000000); /* settled: informers synced, first heartbeat done */
     print_mem("agent_rss_0_instances", cl->agent->pid);
+    dump_agent(cl->agent->pid, 0);
     _cleanup_free_ char *rv = NULL;
     list_all("fp", &rv);
     load(LOAD_INSTANCES, "fp", 0, n, 4);
@@ -308,6 +326,7 @@ static void bench_agent(void)
         char name[64];
         snprintf(name, sizeof(name), "agent_rss_%d_instances", n);
         print_mem(name, cl->agent->pid);
+        dump_agent(cl->agent->pid, n);
         printf("agent_goal: <= 15 MB at 100 instances (kubelet CI ceiling: 300 MB at 100 pods)\n");
     }
     bench_cluster_stop(cl);
@@ -329,7 +348,7 @@ static void parse_objects(const char *v)
 
 int main(int argc, char **argv)
 {
-    enum { O_ONLY = 256, O_QUICK, O_OBJECTS, O_NODES, O_INST, O_AINST };
+    enum { O_ONLY = 256, O_QUICK, O_OBJECTS, O_NODES, O_INST, O_AINST, O_ADUMP };
     static const struct option opts[] = {
         {"only", required_argument, 0, O_ONLY},
         {"quick", no_argument, 0, O_QUICK},
@@ -337,6 +356,7 @@ int main(int argc, char **argv)
         {"nodes", required_argument, 0, O_NODES},
         {"instances", required_argument, 0, O_INST},
         {"agent-instances", required_argument, 0, O_AINST},
+        {"agent-dump", required_argument, 0, O_ADUMP},
         {0},
     };
     int c;
@@ -366,10 +386,13 @@ int main(int argc, char **argv)
         case O_AINST:
             cfg.agent_instances = (int)bench_parse_count("--agent-instances", optarg, 1, 1000);
             break;
+        case O_ADUMP:
+            cfg.agent_dump = optarg;
+            break;
         default:
             fprintf(stderr, "usage: footprint-bench [--quick] [--only apiserver|scheduler|agent] "
                             "[--objects N[,N...]] [--nodes N] [--instances N] "
-                            "[--agent-instances N]\n");
+                            "[--agent-instances N] [--agent-dump DIR]\n");
             return 2;
         }
     }
