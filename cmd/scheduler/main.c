@@ -22,7 +22,9 @@ static void usage(FILE *f)
         "  --server ADDR           apiserver address (default 127.0.0.1:7443; or STRATUS_SERVER)\n"
         "  --strategy spread|pack  spread load across nodes (default) or fill nodes first\n"
         "  --max-attempts N        placements before an instance is Failed (default 3)\n"
-        "  --batch-size N          bindings per Bind call (default 200)\n"
+        "  --batch-size N          instances placed per batch (default 200)\n"
+        "  --bind-calls N          Bind calls a batch is split into, sent at once while the\n"
+        "                          next batch is placed (default 4)\n"
         "  --fencing-margin DUR    a node without a lease this long loses its instances\n"
         "                          (default 40s; keep it above the agents' fencing timeout)\n"
         "  --retry-interval DUR    unschedulable instances retried at least this often (30s)\n"
@@ -46,6 +48,7 @@ int main(int argc, char **argv)
         O_STRATEGY,
         O_ATTEMPTS,
         O_BATCH,
+        O_BIND_CALLS,
         O_FENCE,
         O_RETRY,
         O_NAME,
@@ -58,6 +61,7 @@ int main(int argc, char **argv)
         {"strategy", required_argument, 0, O_STRATEGY},
         {"max-attempts", required_argument, 0, O_ATTEMPTS},
         {"batch-size", required_argument, 0, O_BATCH},
+        {"bind-calls", required_argument, 0, O_BIND_CALLS},
         {"fencing-margin", required_argument, 0, O_FENCE},
         {"retry-interval", required_argument, 0, O_RETRY},
         {"name", required_argument, 0, O_NAME},
@@ -92,6 +96,11 @@ int main(int argc, char **argv)
             if (flag_count("--batch-size", optarg, 100000, &n) < 0)
                 return 2;
             o.batch_size = (size_t)n;
+            break;
+        case O_BIND_CALLS:
+            if (flag_count("--bind-calls", optarg, 64, &n) < 0)
+                return 2;
+            o.bind_calls = (size_t)n;
             break;
         case O_FENCE:
             if (flag_duration("--fencing-margin", optarg, &o.fencing_margin) < 0)

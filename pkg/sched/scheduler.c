@@ -7,6 +7,7 @@
  * slow timer retries them anyway. Conflicts with other schedulers (the apiserver refused because
  * its ledger moved) are retried with per-key backoff against fresh caches. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,7 @@ struct scheduler {
     unsigned seed;
     scheduler_stats stats;
     struct memo *instance_memo, *node_memo;
+    struct binder *binder;
 };
 
 /* ---- small helpers */
@@ -668,58 +670,237 @@ typedef struct pick {
     int node;
 } pick;
 
-static void bind_batch(scheduler *s, snapshot *sn, pick *picks, size_t n)
-{
-    if (n == 0)
-        return;
-    Stratus__V1__Binding *b = xnew(Stratus__V1__Binding, n);
-    Stratus__V1__Binding **bp = xnew(Stratus__V1__Binding *, n);
-    for (size_t i = 0; i < n; i++) {
-        stratus__v1__binding__init(&b[i]);
-        b[i].namespace_ = (char *)api_object_namespace(picks[i].inst);
-        b[i].name = (char *)api_object_name(picks[i].inst);
-        b[i].uid = (char *)api_object_uid(picks[i].inst);
-        b[i].node = (char *)sn->nodes[picks[i].node].name;
-        bp[i] = &b[i];
-    }
-    Stratus__V1__BindRequest req = STRATUS__V1__BIND_REQUEST__INIT;
-    req.n_bindings = n;
-    req.bindings = bp;
-    Stratus__V1__BindResponse *rep = NULL;
+/* ---- binding, beside placing
+ *
+ * A batch's bindings go to the apiserver as up to bind_calls Bind calls at once, split by node
+ * so that no two of them write the same node's ledger, from threads of their own: the loop
+ * places the next batch meanwhile, on caches that already assume this one's bindings. One Bind
+ * of a whole batch runs on one apiserver worker; waiting for it was most of a batch's time
+ * (scheduler-bench: 0.5 ms per instance waiting, 0.13 ms placing). A refused binding drops its
+ * assumption and goes back to the queue; at most 2 x bind_calls calls are out at once. */
+
+typedef struct bind_job {
+    struct bind_job *next;
+    pick *picks; /* keys and instances owned by the job */
+    char **nodes;
+    size_t n;
+    /* the result, filled by a binder thread */
+    int r;
     rpc_status st;
-    int r = rpc_client_call(s->client, RPC_METHOD_BIND, &req.base, RPC_TIMEOUT,
-                            (ProtobufCMessage **)&rep, &st);
-    for (size_t i = 0; i < n; i++) {
-        const Stratus__V1__BindResult *res = r == 0 && i < rep->n_results ? rep->results[i] : NULL;
-        if (res && res->ok) {
-            /* Until the watch brings the bound instance, count it here ourselves. */
-            json_t *assumed = json_deep_copy(picks[i].inst);
-            json_object_set_new(json_object_get(assumed, "spec"), "nodeName",
-                                json_string(b[i].node));
-            json_t *stj = json_object_get(assumed, "status");
-            if (json_is_object(stj))
-                json_object_set_new(stj, "phase", json_string("Scheduled"));
-            int64_t rv = 0;
-            informer_object_resource_version(assumed, &rv);
-            api_object_set_resource_version(assumed, rv + 1);
-            informer_assume(s->inf[INF_INSTANCES], picks[i].key, assumed);
-            json_decref(assumed);
-            json_object_del(s->reported, picks[i].key);
-            s->stats.bound++;
-            workqueue_forget(s->q, picks[i].key);
-        } else if (res &&
-                   (res->code == RPC_CODE_NOT_FOUND || res->code == RPC_CODE_ALREADY_EXISTS)) {
-            workqueue_forget(s->q, picks[i].key); /* deleted, or someone else bound it */
-        } else {
-            /* lost a race with another scheduler, or the apiserver was away: fresh caches, later */
-            s->stats.conflicts++;
-            workqueue_add_rate_limited(s->q, picks[i].key, NULL);
-        }
-        workqueue_done(s->q, picks[i].key);
+    Stratus__V1__BindResponse *rep;
+    usec_t took;
+} bind_job;
+
+typedef struct binder {
+    scheduler *s;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bind_job *todo, **todo_tail, *done;
+    bool stop;
+    pthread_t *threads;
+    size_t n_threads;
+    ev_async done_async;
+    size_t in_flight; /* jobs submitted and not yet settled; loop thread */
+} binder;
+
+static void bind_job_free(bind_job *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        json_decref(j->picks[i].inst);
+        free(j->picks[i].key);
+        free(j->nodes[i]);
     }
-    rpc_message_free(rep);
-    free(bp);
+    rpc_message_free(j->rep);
+    free(j->picks);
+    free(j->nodes);
+    free(j);
+}
+
+static void bind_jobs_free(bind_job *j)
+{
+    while (j) {
+        bind_job *next = j->next;
+        bind_job_free(j);
+        j = next;
+    }
+}
+
+static void *binder_main(void *arg)
+{
+    binder *b = arg;
+    pthread_mutex_lock(&b->lock);
+    for (;;) {
+        while (!b->stop && !b->todo)
+            pthread_cond_wait(&b->cond, &b->lock);
+        if (b->stop)
+            break;
+        bind_job *j = b->todo;
+        b->todo = j->next;
+        if (!b->todo)
+            b->todo_tail = &b->todo;
+        pthread_mutex_unlock(&b->lock);
+
+        Stratus__V1__Binding *bs = xnew(Stratus__V1__Binding, j->n);
+        Stratus__V1__Binding **bp = xnew(Stratus__V1__Binding *, j->n);
+        for (size_t i = 0; i < j->n; i++) {
+            stratus__v1__binding__init(&bs[i]);
+            bs[i].namespace_ = (char *)api_object_namespace(j->picks[i].inst);
+            bs[i].name = (char *)api_object_name(j->picks[i].inst);
+            bs[i].uid = (char *)api_object_uid(j->picks[i].inst);
+            bs[i].node = j->nodes[i];
+            bp[i] = &bs[i];
+        }
+        Stratus__V1__BindRequest req = STRATUS__V1__BIND_REQUEST__INIT;
+        req.n_bindings = j->n;
+        req.bindings = bp;
+        usec_t t0 = now_monotonic();
+        j->r = rpc_client_call(b->s->client, RPC_METHOD_BIND, &req.base, RPC_TIMEOUT,
+                               (ProtobufCMessage **)&j->rep, &j->st);
+        j->took = now_monotonic() - t0;
+        free(bp);
+        free(bs);
+
+        pthread_mutex_lock(&b->lock);
+        j->next = b->done;
+        b->done = j;
+        ev_async_send(b->s->loop, &b->done_async);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* What the apiserver said about one job's bindings. Loop thread. */
+static void bind_settle(scheduler *s, bind_job *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        const pick *p = &j->picks[i];
+        const Stratus__V1__BindResult *res =
+            j->r == 0 && i < j->rep->n_results ? j->rep->results[i] : NULL;
+        if (res && res->ok) {
+            json_object_del(s->reported, p->key);
+            s->stats.bound++;
+            workqueue_forget(s->q, p->key);
+        } else {
+            /* The assumption was wrong: the cache shows the server's object again. */
+            informer_unassume(s->inf[INF_INSTANCES], p->key);
+            if (res && (res->code == RPC_CODE_NOT_FOUND || res->code == RPC_CODE_ALREADY_EXISTS)) {
+                workqueue_forget(s->q, p->key); /* deleted, or someone else bound it */
+            } else {
+                /* lost a race with another scheduler, or the apiserver was away: fresh caches,
+                 * later */
+                s->stats.conflicts++;
+                workqueue_add_rate_limited(s->q, p->key, NULL);
+            }
+        }
+        workqueue_done(s->q, p->key);
+    }
+    s->stats.bind_usec += j->took;
+}
+
+static void schedule_ready(workqueue *q, void *userdata);
+
+static void binds_done(struct ev_loop *loop, ev_async *a, int revents)
+{
+    binder *b = a->data;
+    pthread_mutex_lock(&b->lock);
+    bind_job *done = b->done;
+    b->done = NULL;
+    pthread_mutex_unlock(&b->lock);
+    while (done) {
+        bind_job *j = done;
+        done = j->next;
+        bind_settle(b->s, j);
+        bind_job_free(j);
+        b->in_flight--;
+    }
+    schedule_ready(b->s->q, b->s); /* places what waited for room */
+}
+
+static binder *binder_new(scheduler *s, size_t threads)
+{
+    binder *b = xnew(binder, 1);
+    b->s = s;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    b->todo_tail = &b->todo;
+    ev_async_init(&b->done_async, binds_done);
+    b->done_async.data = b;
+    ev_async_start(s->loop, &b->done_async);
+    b->threads = xnew(pthread_t, threads);
+    for (; b->n_threads < threads; b->n_threads++)
+        if (pthread_create(&b->threads[b->n_threads], NULL, binder_main, b) != 0)
+            break;
+    return b;
+}
+
+
+/* Stops the threads once their calls end (by RPC_TIMEOUT at the latest); what was not sent or
+ * not settled is dropped with the scheduler. */
+static binder *binder_free(binder *b)
+{
+    if (!b)
+        return NULL;
+    pthread_mutex_lock(&b->lock);
+    b->stop = true;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    for (size_t i = 0; i < b->n_threads; i++)
+        pthread_join(b->threads[i], NULL);
+    ev_async_stop(b->s->loop, &b->done_async);
+    bind_jobs_free(b->todo);
+    bind_jobs_free(b->done);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->cond);
+    free(b->threads);
     free(b);
+    return NULL;
+}
+
+static bool binder_has_room(const binder *b)
+{
+    return b->in_flight < 2 * b->n_threads;
+}
+
+/* Assumes every pick bound (until the watch brings the instance, or its Bind is refused), then
+ * hands the picks to the binder threads as up to n_threads jobs split by node. Takes the picks'
+ * keys and instances. */
+static void bind_submit(scheduler *s, snapshot *sn, pick *picks, size_t n)
+{
+    binder *b = s->binder;
+    size_t k = MAX(MIN(b->n_threads, n), (size_t)1);
+    bind_job **jobs = xnew(bind_job *, k);
+    for (size_t i = 0; i < n; i++) {
+        const char *node = sn->nodes[picks[i].node].name;
+        json_t *assumed = json_deep_copy(picks[i].inst);
+        json_object_set_new(json_object_get(assumed, "spec"), "nodeName", json_string(node));
+        json_t *stj = json_object_get(assumed, "status");
+        if (json_is_object(stj))
+            json_object_set_new(stj, "phase", json_string("Scheduled"));
+        int64_t rv = 0;
+        informer_object_resource_version(assumed, &rv);
+        api_object_set_resource_version(assumed, rv + 1);
+        informer_assume(s->inf[INF_INSTANCES], picks[i].key, assumed);
+        json_decref(assumed);
+
+        bind_job **jp = &jobs[(size_t)picks[i].node % k];
+        if (!*jp) {
+            *jp = xnew(bind_job, 1);
+            (*jp)->picks = xnew(pick, n);
+            (*jp)->nodes = xnew(char *, n);
+        }
+        (*jp)->picks[(*jp)->n] = picks[i];
+        (*jp)->nodes[(*jp)->n++] = xstrdup(node);
+    }
+    pthread_mutex_lock(&b->lock);
+    for (size_t i = 0; i < k; i++)
+        if (jobs[i]) {
+            *b->todo_tail = jobs[i];
+            b->todo_tail = &jobs[i]->next;
+            b->in_flight++;
+        }
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    free(jobs);
 }
 
 /* Where the instance's Volumes are: the node of each one that has a disk somewhere, copied into
@@ -847,16 +1028,11 @@ static size_t schedule_batch(scheduler *s)
         json_decref(group);
     }
     usec_t t2 = now_monotonic();
-    bind_batch(s, &sn, picks, n_picks);
     if (n_picks > 0) {
+        bind_submit(s, &sn, picks, n_picks);
         s->stats.batches++;
         s->stats.snapshot_usec += t1 - t0;
         s->stats.select_usec += t2 - t1;
-        s->stats.bind_usec += now_monotonic() - t2;
-    }
-    for (size_t i = 0; i < n_picks; i++) {
-        json_decref(picks[i].inst);
-        free(picks[i].key);
     }
     free(picks);
     snapshot_free(&sn);
@@ -869,7 +1045,8 @@ static void schedule_ready(workqueue *q, void *userdata)
     /* Until every cache is filled, keys wait in the queue; the lifecycle tick comes back. */
     if (!synced(s))
         return;
-    while (schedule_batch(s) > 0)
+    /* With the binder full, keys wait in the queue: binds_done comes back here. */
+    while (binder_has_room(s->binder) && schedule_batch(s) > 0)
         ;
 }
 
@@ -1027,6 +1204,11 @@ int scheduler_new(struct ev_loop *loop, const scheduler_options *o, scheduler **
         scheduler_free(s);
         return r;
     }
+    s->binder = binder_new(s, s->o.bind_calls ? s->o.bind_calls : 4);
+    if (s->binder->n_threads == 0) {
+        scheduler_free(s);
+        return -EAGAIN;
+    }
     /* A refused binding means "look again with fresher caches", not "overloaded": retry soon. */
     workqueue_options wo = {
         .backoff_base = 10 * USEC_PER_MSEC, .backoff_max = USEC_PER_SEC, .qps = -1};
@@ -1075,6 +1257,7 @@ scheduler *scheduler_free(scheduler *s)
     ev_timer_stop(s->loop, &s->retry);
     ev_timer_stop(s->loop, &s->lifecycle);
     ev_timer_stop(s->loop, &s->presence);
+    s->binder = binder_free(s->binder); /* before the caches and queue its jobs refer to */
     for (int i = 0; i < _INF_MAX; i++)
         s->inf[i] = informer_free(s->inf[i]);
     s->q = workqueue_free(s->q);

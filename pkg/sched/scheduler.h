@@ -4,7 +4,8 @@
  * run at once with no leader. It also reschedules what agents give back (up to an attempt
  * limit, then Failed) and runs the node lifecycle: a node whose Lease is gone is marked
  * Ready=False, and after a fencing margin its instances are handed back and placed elsewhere.
- * Everything runs on the caller's libev loop; the RPCs it makes block that loop briefly. */
+ * Everything runs on the caller's libev loop, except the Bind calls, which bind_calls threads make
+ * while the loop places the next batch; the other RPCs it makes block that loop briefly. */
 #pragma once
 
 #include <stdint.h>
@@ -22,7 +23,8 @@ typedef struct scheduler_options {
     const char *name;      /* who reports events; default "stratus-scheduler" */
     bool pack;             /* fill nodes first instead of spreading */
     unsigned max_attempts; /* placements before an instance is Failed; 0 → 3 */
-    size_t batch_size;     /* bindings per Bind call; 0 → 200 */
+    size_t batch_size;     /* bindings placed per batch; 0 → 200 */
+    size_t bind_calls;     /* Bind calls a batch is split into, sent at once; 0 → 4 */
     usec_t fencing_margin; /* lease gone this long → reschedule the node's instances; 0 → 40 s */
     usec_t retry_interval; /* unschedulable instances are retried at least this often; 0 → 30 s */
     unsigned seed;         /* tie-breaks; 0 → from the clock */
@@ -42,7 +44,7 @@ typedef struct scheduler_stats {
     size_t batches;
     uint64_t snapshot_usec; /* building the snapshot from the caches */
     uint64_t select_usec;   /* filters and scores */
-    uint64_t bind_usec;     /* waiting for Bind */
+    uint64_t bind_usec;     /* Bind calls, from sent to answered (they overlap placing) */
 } scheduler_stats;
 
 void scheduler_stats_read(scheduler *s, scheduler_stats *ret);
