@@ -153,20 +153,56 @@ static bool fits_affinity(const sched_request *r, const sched_node *n)
     return n->group_members > 0;
 }
 
+/* When each filter can reject anything at all (see sched_filter.applies). */
+static bool has_forced_node(const sched_request *r)
+{
+    return r->forced_node;
+}
+
+static bool has_volumes(const sched_request *r)
+{
+    return r->volumes_apart || r->volume_node;
+}
+
+static bool has_zone(const sched_request *r)
+{
+    return r->zone && *r->zone;
+}
+
+static bool has_failed(const sched_request *r)
+{
+    return r->n_failed > 0;
+}
+
+static bool has_arch(const sched_request *r)
+{
+    return r->arch;
+}
+
+static bool has_anti_affinity(const sched_request *r)
+{
+    return r->group_policy && streq(r->group_policy, "anti-affinity");
+}
+
+static bool has_affinity(const sched_request *r)
+{
+    return r->group_policy && streq(r->group_policy, "affinity") && r->group_placed > 0;
+}
+
 const sched_filter sched_filters[] = {
-    {"NodeReady", "not ready", fits_ready},
-    {"NodeSchedulable", "unschedulable", fits_schedulable},
-    {"ForcedNode", "not the requested node", fits_forced_node},
-    {"VolumeNode", "not where its volumes are", fits_volume_node},
-    {"AvailabilityZone", "in another availability zone", fits_zone},
-    {"Taints", "untolerated taint", fits_taints},
-    {"FailedBefore", "already failed this instance", fits_not_failed_before},
-    {"ImageArchitecture", "wrong architecture for the image", fits_image_arch},
-    {"FitsVcpus", "insufficient vcpus", fits_vcpus},
-    {"FitsMemory", "insufficient memory", fits_memory},
-    {"FitsDisk", "insufficient disk", fits_disk},
-    {"AntiAffinity", "anti-affinity", fits_anti_affinity},
-    {"Affinity", "affinity", fits_affinity},
+    {"NodeReady", "not ready", fits_ready, NULL},
+    {"NodeSchedulable", "unschedulable", fits_schedulable, NULL},
+    {"ForcedNode", "not the requested node", fits_forced_node, has_forced_node},
+    {"VolumeNode", "not where its volumes are", fits_volume_node, has_volumes},
+    {"AvailabilityZone", "in another availability zone", fits_zone, has_zone},
+    {"Taints", "untolerated taint", fits_taints, NULL},
+    {"FailedBefore", "already failed this instance", fits_not_failed_before, has_failed},
+    {"ImageArchitecture", "wrong architecture for the image", fits_image_arch, has_arch},
+    {"FitsVcpus", "insufficient vcpus", fits_vcpus, NULL},
+    {"FitsMemory", "insufficient memory", fits_memory, NULL},
+    {"FitsDisk", "insufficient disk", fits_disk, NULL},
+    {"AntiAffinity", "anti-affinity", fits_anti_affinity, has_anti_affinity},
+    {"Affinity", "affinity", fits_affinity, has_affinity},
 };
 const size_t sched_n_filters = ELEMENTSOF(sched_filters);
 
@@ -246,12 +282,20 @@ int sched_select(const sched_request *r, const sched_node *nodes, size_t n, cons
 {
     memset(ret, 0, sizeof(*ret));
     ret->n_nodes = n;
+    /* Only the filters this request can fail, in table order (the first that rejects a node is
+     * its reason, as in sched_filter_node): 6 of 13 for a plain instance. */
+    size_t active[ELEMENTSOF(sched_filters)], n_active = 0;
+    for (size_t f = 0; f < sched_n_filters; f++)
+        if (!sched_filters[f].applies || sched_filters[f].applies(r))
+            active[n_active++] = f;
     int best = -1;
     unsigned best_score = 0, ties = 0;
     for (size_t i = 0; i < n; i++) {
-        int f = sched_filter_node(r, &nodes[i]);
-        if (f >= 0) {
-            ret->rejected[f]++;
+        size_t k = 0;
+        while (k < n_active && sched_filters[active[k]].fits(r, &nodes[i]))
+            k++;
+        if (k < n_active) {
+            ret->rejected[active[k]]++;
             continue;
         }
         unsigned s = sched_score_node(r, &nodes[i], o->pack);

@@ -64,6 +64,9 @@ typedef struct sched_filter {
     const char *name;
     const char *reason; /* counted in the unschedulable message */
     bool (*fits)(const sched_request *r, const sched_node *n);
+    /* NULL, or false when the request makes fits() true on every node (no zone asked, no
+     * group...): sched_select then skips the filter. */
+    bool (*applies)(const sched_request *r);
 } sched_filter;
 
 typedef struct sched_score {

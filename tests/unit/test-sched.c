@@ -183,6 +183,19 @@ static void filters_on_table_cases(void)
         if (got != want)
             check_fail(__FILE__, __LINE__, "%s: got %s, want %s", t[i].what,
                        got >= 0 ? sched_filters[got].name : "fit", t[i].want ? t[i].want : "fit");
+        /* A filter sched_select skips for this request must be one that passes here. */
+        for (size_t f = 0; f < sched_n_filters; f++)
+            if (sched_filters[f].applies && !sched_filters[f].applies(&t[i].r) &&
+                !sched_filters[f].fits(&t[i].r, &n))
+                check_fail(__FILE__, __LINE__, "%s: %s rejects though it does not apply", t[i].what,
+                           sched_filters[f].name);
+        /* ... and selection over this one node says the same as the filters in order. */
+        sched_verdict v;
+        unsigned seed = 1;
+        int chosen = sched_select(&t[i].r, &n, 1, &(sched_options){0}, &seed, &v);
+        if ((want < 0) != (chosen == 0) || (want >= 0 && v.rejected[want] != 1))
+            check_fail(__FILE__, __LINE__, "%s: sched_select disagrees with the filters",
+                       t[i].what);
     }
     json_decref(plain);
     json_decref(cordoned);
