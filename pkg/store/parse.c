@@ -312,6 +312,10 @@ int store_error_from_etcd(int grpc_code, const char *message)
         {"requested lease not found", -ETIME},
         {"request is too large", -EMSGSIZE},
         {"too many operations in txn request", -E2BIG},
+        /* Refused before proposing (apply lags commit): nothing applied, try later. */
+        {"too many requests", -EHOSTDOWN},
+        /* Returned after the proposal went to raft: it may still commit. */
+        {"server stopped", -ECONNRESET},
         {"no leader", -EHOSTDOWN},
         {"leader changed", -EHOSTDOWN},
         {"not capable", -EHOSTDOWN},

@@ -25,6 +25,11 @@ static void status_errors_map_like_the_gateway(void)
         -E2BIG);
     CHECK_INT(store_grpc_status_error(14, "etcdserver: no leader", &not_sent), ==, -EHOSTDOWN);
     CHECK(!not_sent); /* etcd answered: nothing applied, but it was sent */
+    /* refused before it was proposed: nothing applied; proposed, then the member stopped: maybe */
+    CHECK_INT(store_grpc_status_error(8, "etcdserver: too many requests", &not_sent), ==,
+              -EHOSTDOWN);
+    CHECK_INT(store_grpc_status_error(14, "etcdserver: server stopped", &not_sent), ==,
+              -ECONNRESET);
     CHECK_INT(store_grpc_status_error(4, "Deadline Exceeded", &not_sent), ==, -ETIMEDOUT);
     CHECK_INT(
         store_grpc_status_error(8, "Received message larger than max (5000 vs. 4096)", &not_sent),
