@@ -677,7 +677,12 @@ typedef struct pick {
  * places the next batch meanwhile, on caches that already assume this one's bindings. One Bind
  * of a whole batch runs on one apiserver worker; waiting for it was most of a batch's time
  * (scheduler-bench: 0.5 ms per instance waiting, 0.13 ms placing). A refused binding drops its
- * assumption and goes back to the queue; at most 2 x bind_calls calls are out at once. */
+ * assumption and goes back to the queue.
+ *
+ * The next batch's calls are held until this batch's are all answered: sent side by side, two
+ * batches wrote some node ledgers at once, and a lost compare sends every binding of its
+ * transaction (up to 32 nodes') to be retried alone — 5x the transactions in scheduler-bench.
+ * So one batch binds while the next is placed, and keys wait in the queue beyond that. */
 
 typedef struct bind_job {
     struct bind_job *next;
@@ -700,7 +705,9 @@ typedef struct binder {
     pthread_t *threads;
     size_t n_threads;
     ev_async done_async;
-    size_t in_flight; /* jobs submitted and not yet settled; loop thread */
+    size_t in_flight; /* jobs sent and not yet settled; loop thread */
+    bind_job *held;   /* the next batch's jobs, sent when in_flight is 0; loop thread */
+    size_t n_held;
 } binder;
 
 static void bind_job_free(bind_job *j)
@@ -799,6 +806,22 @@ static void bind_settle(scheduler *s, bind_job *j)
 
 static void schedule_ready(workqueue *q, void *userdata);
 
+/* Hands jobs (a list) to the threads. Loop thread. */
+static void binder_send(binder *b, bind_job *jobs, size_t n)
+{
+    pthread_mutex_lock(&b->lock);
+    while (jobs) {
+        bind_job *j = jobs;
+        jobs = j->next;
+        j->next = NULL;
+        *b->todo_tail = j;
+        b->todo_tail = &j->next;
+    }
+    b->in_flight += n;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
 static void binds_done(struct ev_loop *loop, ev_async *a, int revents)
 {
     binder *b = a->data;
@@ -812,6 +835,11 @@ static void binds_done(struct ev_loop *loop, ev_async *a, int revents)
         bind_settle(b->s, j);
         bind_job_free(j);
         b->in_flight--;
+    }
+    if (b->in_flight == 0 && b->held) {
+        binder_send(b, b->held, b->n_held);
+        b->held = NULL;
+        b->n_held = 0;
     }
     schedule_ready(b->s->q, b->s); /* places what waited for room */
 }
@@ -833,7 +861,6 @@ static binder *binder_new(scheduler *s, size_t threads)
     return b;
 }
 
-
 /* Stops the threads once their calls end (by RPC_TIMEOUT at the latest); what was not sent or
  * not settled is dropped with the scheduler. */
 static binder *binder_free(binder *b)
@@ -849,6 +876,7 @@ static binder *binder_free(binder *b)
     ev_async_stop(b->s->loop, &b->done_async);
     bind_jobs_free(b->todo);
     bind_jobs_free(b->done);
+    bind_jobs_free(b->held);
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->cond);
     free(b->threads);
@@ -856,14 +884,15 @@ static binder *binder_free(binder *b)
     return NULL;
 }
 
+/* Room for one more batch: none is held waiting for the one that binds. */
 static bool binder_has_room(const binder *b)
 {
-    return b->in_flight < 2 * b->n_threads;
+    return !b->held;
 }
 
 /* Assumes every pick bound (until the watch brings the instance, or its Bind is refused), then
- * hands the picks to the binder threads as up to n_threads jobs split by node. Takes the picks'
- * keys and instances. */
+ * hands the picks to the binder threads as up to n_threads jobs split by node — or holds them
+ * while another batch's calls are out. Takes the picks' keys and instances. */
 static void bind_submit(scheduler *s, snapshot *sn, pick *picks, size_t n)
 {
     binder *b = s->binder;
@@ -891,16 +920,21 @@ static void bind_submit(scheduler *s, snapshot *sn, pick *picks, size_t n)
         (*jp)->picks[(*jp)->n] = picks[i];
         (*jp)->nodes[(*jp)->n++] = xstrdup(node);
     }
-    pthread_mutex_lock(&b->lock);
-    for (size_t i = 0; i < k; i++)
+    bind_job *list = NULL;
+    size_t n_jobs = 0;
+    for (size_t i = k; i-- > 0;)
         if (jobs[i]) {
-            *b->todo_tail = jobs[i];
-            b->todo_tail = &jobs[i]->next;
-            b->in_flight++;
+            jobs[i]->next = list;
+            list = jobs[i];
+            n_jobs++;
         }
-    pthread_cond_broadcast(&b->cond);
-    pthread_mutex_unlock(&b->lock);
     free(jobs);
+    if (b->in_flight == 0)
+        binder_send(b, list, n_jobs);
+    else {
+        b->held = list;
+        b->n_held = n_jobs;
+    }
 }
 
 /* Where the instance's Volumes are: the node of each one that has a disk somewhere, copied into
