@@ -14,8 +14,8 @@
  * at 1 s so a restarted member is used again quickly.
  *
  * Requests are unary calls (LeaseKeepAlive, a stream in etcd, is used as one request and one
- * reply): two batches, the sends and the receives, and the outcome is decided when both are
- * done. Watches are one Watch stream each: a create request, then a receive batch posted again
+ * reply): one batch with all six operations, so one completion (one hand-over to the loop) per
+ * attempt. Watches are one Watch stream each: a create request, then a receive batch posted again
  * after every message, and a status batch that tells how the stream ended.
  *
  * Freeing. A request or stream that is dropped on the loop (store_watch_free) is cancelled and
@@ -41,8 +41,7 @@
 #include "grpc-internal.h"
 
 typedef enum gtag_kind {
-    TAG_REQ_SEND,
-    TAG_REQ_RECV,
+    TAG_REQ,
     TAG_WATCH_START,
     TAG_WATCH_RECV,
     TAG_WATCH_STATUS,
@@ -69,8 +68,7 @@ typedef struct greq {
     grpc_metadata_array initial_md, trailing_md;
     grpc_status_code code;
     grpc_slice details;
-    gtag tag_send, tag_recv;
-    unsigned pending; /* batches not done yet */
+    gtag tag;
     store_cb cb;
     void *userdata;
 } greq;
@@ -109,26 +107,49 @@ typedef struct store_grpc {
 
 /* ---- the completion-queue thread and the hand-over to the loop */
 
+/* Completions that are already there are taken together: one lock and one wake-up of the loop
+ * for a burst, not one per batch. */
+#define CQ_DRAIN_MAX 64
+
 static void *cq_thread(void *arg)
 {
     store *s = arg;
     store_grpc *g = s->grpc;
-    for (;;) {
-        grpc_event ev =
-            grpc_completion_queue_next(g->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN)
-            break;
-        if (ev.type != GRPC_OP_COMPLETE)
+    gpr_timespec forever = gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    gpr_timespec now = gpr_inf_past(GPR_CLOCK_MONOTONIC);
+    bool shutdown = false;
+    while (!shutdown) {
+        gtag *head = NULL, *tail = NULL;
+        grpc_event ev = grpc_completion_queue_next(g->cq, forever, NULL);
+        for (unsigned n = 0;; n++) {
+            if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+                shutdown = true;
+                break;
+            }
+            if (ev.type == GRPC_OP_COMPLETE) {
+                gtag *t = ev.tag;
+                t->ok = ev.success != 0;
+                t->next = NULL;
+                if (tail)
+                    tail->next = t;
+                else
+                    head = t;
+                tail = t;
+            }
+            if (n + 1 >= CQ_DRAIN_MAX)
+                break;
+            ev = grpc_completion_queue_next(g->cq, now, NULL);
+            if (ev.type == GRPC_QUEUE_TIMEOUT)
+                break;
+        }
+        if (!head)
             continue;
-        gtag *t = ev.tag;
-        t->ok = ev.success != 0;
-        t->next = NULL;
         pthread_mutex_lock(&g->lock);
         if (g->done_tail)
-            g->done_tail->next = t;
+            g->done_tail->next = head;
         else
-            g->done_head = t;
-        g->done_tail = t;
+            g->done_head = head;
+        g->done_tail = tail;
         pthread_mutex_unlock(&g->lock);
         ev_async_send(s->loop, &g->async);
     }
@@ -299,28 +320,20 @@ static void req_attempt(greq *q)
     q->send = grpc_raw_byte_buffer_create(&q->payload, 1);
     active_inc(s);
 
-    grpc_op send_ops[3] = {{.op = GRPC_OP_SEND_INITIAL_METADATA},
-                           {.op = GRPC_OP_SEND_MESSAGE},
-                           {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT}};
-    send_ops[1].data.send_message.send_message = q->send;
-    grpc_op recv_ops[3] = {{.op = GRPC_OP_RECV_INITIAL_METADATA},
-                           {.op = GRPC_OP_RECV_MESSAGE},
-                           {.op = GRPC_OP_RECV_STATUS_ON_CLIENT}};
-    recv_ops[0].data.recv_initial_metadata.recv_initial_metadata = &q->initial_md;
-    recv_ops[1].data.recv_message.recv_message = &q->recv;
-    recv_ops[2].data.recv_status_on_client.trailing_metadata = &q->trailing_md;
-    recv_ops[2].data.recv_status_on_client.status = &q->code;
-    recv_ops[2].data.recv_status_on_client.status_details = &q->details;
-
-    q->pending = 2;
-    if (grpc_call_start_batch(q->call, send_ops, ELEMENTSOF(send_ops), &q->tag_send, NULL) !=
-        GRPC_CALL_OK)
-        tag_fail_now(s, &q->tag_send);
-    if (grpc_call_start_batch(q->call, recv_ops, ELEMENTSOF(recv_ops), &q->tag_recv, NULL) !=
-        GRPC_CALL_OK) {
+    grpc_op ops[6] = {
+        {.op = GRPC_OP_SEND_INITIAL_METADATA},  {.op = GRPC_OP_SEND_MESSAGE},
+        {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT}, {.op = GRPC_OP_RECV_INITIAL_METADATA},
+        {.op = GRPC_OP_RECV_MESSAGE},           {.op = GRPC_OP_RECV_STATUS_ON_CLIENT}};
+    ops[1].data.send_message.send_message = q->send;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &q->initial_md;
+    ops[4].data.recv_message.recv_message = &q->recv;
+    ops[5].data.recv_status_on_client.trailing_metadata = &q->trailing_md;
+    ops[5].data.recv_status_on_client.status = &q->code;
+    ops[5].data.recv_status_on_client.status_details = &q->details;
+    if (grpc_call_start_batch(q->call, ops, ELEMENTSOF(ops), &q->tag, NULL) != GRPC_CALL_OK) {
         q->code = GRPC_STATUS_INTERNAL;
         grpc_call_cancel(q->call, NULL);
-        tag_fail_now(s, &q->tag_recv);
+        tag_fail_now(s, &q->tag);
     }
 }
 
@@ -342,8 +355,7 @@ static int grpc_submit(store *s, store_kind kind, store_shape shape, json_t *bod
     q->details = grpc_empty_slice();
     grpc_metadata_array_init(&q->initial_md);
     grpc_metadata_array_init(&q->trailing_md);
-    q->tag_send = (gtag){.kind = TAG_REQ_SEND, .owner = q};
-    q->tag_recv = (gtag){.kind = TAG_REQ_RECV, .owner = q};
+    q->tag = (gtag){.kind = TAG_REQ, .owner = q};
     q->cb = cb;
     q->userdata = userdata;
     q->next = s->grpc->reqs;
@@ -549,13 +561,9 @@ static void on_completions(struct ev_loop *loop, ev_async *a, int revents)
     while (t) {
         gtag *next = t->next;
         switch (t->kind) {
-        case TAG_REQ_SEND:
-        case TAG_REQ_RECV: {
-            greq *q = t->owner;
-            if (--q->pending == 0)
-                req_finish(q);
+        case TAG_REQ:
+            req_finish(t->owner);
             break;
-        }
         case TAG_WATCH_START:
         case TAG_WATCH_RECV:
         case TAG_WATCH_STATUS: {
