@@ -48,12 +48,9 @@ static int engine_pick(store_engine_kind k, const store_engine **ret)
     }
 }
 
-int store_submit(store *s, store_kind kind, store_shape shape, json_t *body, store_cb cb,
-                 void *userdata)
+int store_submit(store *s, const store_request *req, store_shape shape, store_cb cb, void *userdata)
 {
-    if (!body)
-        return -EINVAL;
-    return s->engine->submit(s, kind, shape, body, cb, userdata);
+    return s->engine->submit(s, req, shape, cb, userdata);
 }
 
 static void options_free(store_options *o)

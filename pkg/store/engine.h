@@ -1,5 +1,5 @@
 /* The engines inside pkg/store. Everything above this table is shared: ops.c describes each
- * request (as the gateway's JSON object, which both engines read), parse.c shapes results and
+ * request (store_request: raw bytes, compares, branches), parse.c shapes results and
  * maps etcd's errors, watch.c keeps a watch's revision bookkeeping and backoff. Below it, an
  * engine moves requests and watch streams: gateway.c + the transfer half of watch.c over
  * libcurl, grpc.c over gRPC core. Not for other modules. */
@@ -17,9 +17,9 @@ typedef struct store_engine {
     /* Cancels every request without calling back and frees the engine's part. Watches are
      * already gone. */
     void (*done)(store *s);
-    /* Sends the request described by `body` (stolen), of kind `kind`; the result is shaped and
-     * passed to cb on the loop. 0 or -EINVAL. */
-    int (*submit)(store *s, store_kind kind, store_shape shape, json_t *body, store_cb cb,
+    /* Encodes the request `req` describes (borrowed: encoded before this returns) and sends it;
+     * the result is shaped and passed to cb on the loop. 0 or -EINVAL. */
+    int (*submit)(store *s, const store_request *req, store_shape shape, store_cb cb,
                   void *userdata);
     /* Opens a watch stream on w->endpoint from w->next_rev (0 = from now). Messages go to
      * store_watch_on_msg(), the end of the stream to store_watch_stream_ended(). */
@@ -86,8 +86,8 @@ struct store_watch {
     struct store_gwatch *stream;
 };
 
-/* Submits the request `body` (stolen) describes to the store's engine. */
-int store_submit(store *s, store_kind kind, store_shape shape, json_t *body, store_cb cb,
+/* Submits the request `req` describes (borrowed) to the store's engine. */
+int store_submit(store *s, const store_request *req, store_shape shape, store_cb cb,
                  void *userdata);
 
 /* ---- shared by both engines (watch.c) */

@@ -290,16 +290,17 @@ static void requests_done(store_multi *mu, CURL *easy, CURLcode code)
     cb(TAKE_PTR(r), ud);
 }
 
-static int gateway_submit(store *s, store_kind kind, store_shape shape, json_t *body, store_cb cb,
+static int gateway_submit(store *s, const store_request *req, store_shape shape, store_cb cb,
                           void *userdata)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
+    json_t *body = store_gateway_request(req);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text)
         return -EINVAL;
     store_req *q = xnew(store_req, 1);
     q->s = s;
-    q->kind = kind;
+    q->kind = req->kind;
     q->shape = shape;
     q->body = text;
     q->body_len = strlen(text);

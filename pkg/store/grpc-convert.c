@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "base/b64.h"
 #include "grpc-internal.h"
 
 static const store_grpc_method methods[_STORE_KIND_MAX] = {
@@ -35,247 +34,232 @@ const store_grpc_method *store_grpc_method_of(store_kind k)
     return (unsigned)k < _STORE_KIND_MAX ? &methods[k] : NULL;
 }
 
-/* ---- requests: ops.c writes bytes as base64 and 64-bit numbers as strings, for the gateway */
+/* ---- requests: protobuf messages laid over the description's bytes, nothing copied */
 
-static int field_bytes(json_t *o, const char *name, ProtobufCBinaryData *ret)
+static ProtobufCBinaryData pb_bytes(store_bytes b)
 {
-    json_t *v = json_object_get(o, name);
-    if (!v)
-        return 0;
-    char *data;
-    size_t len;
-    if (!json_is_string(v) ||
-        b64_decode(json_string_value(v), json_string_length(v), &data, &len) < 0)
-        return -EINVAL;
-    *ret = (ProtobufCBinaryData){.len = len, .data = (uint8_t *)data};
-    return 0;
+    return (ProtobufCBinaryData){.len = b.len, .data = (uint8_t *)b.data};
 }
 
-static int field_int(json_t *o, const char *name, int64_t *ret)
+static void range_msg(const store_range_req *r, Etcdserverpb__RangeRequest *m)
 {
-    return store_json_int64(json_object_get(o, name), ret) < 0 ? -EINVAL : 0;
-}
-
-static protobuf_c_boolean field_bool(json_t *o, const char *name)
-{
-    return json_is_true(json_object_get(o, name));
-}
-
-static int range_request(json_t *o, Etcdserverpb__RangeRequest **ret)
-{
-    Etcdserverpb__RangeRequest *m = xnew(Etcdserverpb__RangeRequest, 1);
     etcdserverpb__range_request__init(m);
-    *ret = m;
-    m->serializable = field_bool(o, "serializable");
-    m->keys_only = field_bool(o, "keys_only");
-    m->count_only = field_bool(o, "count_only");
-    return field_bytes(o, "key", &m->key) < 0 || field_bytes(o, "range_end", &m->range_end) < 0 ||
-                   field_int(o, "limit", &m->limit) < 0 ||
-                   field_int(o, "revision", &m->revision) < 0
-               ? -EINVAL
-               : 0;
+    m->key = pb_bytes(r->key);
+    m->range_end = pb_bytes(r->range_end);
+    m->limit = r->limit;
+    m->revision = r->revision;
+    m->keys_only = r->keys_only;
+    m->count_only = r->count_only;
+    m->serializable = r->serializable;
 }
 
-static int put_request(json_t *o, Etcdserverpb__PutRequest **ret)
+static void put_msg(const store_put_req *r, Etcdserverpb__PutRequest *m)
 {
-    Etcdserverpb__PutRequest *m = xnew(Etcdserverpb__PutRequest, 1);
     etcdserverpb__put_request__init(m);
-    *ret = m;
-    m->prev_kv = field_bool(o, "prev_kv");
-    m->ignore_lease = field_bool(o, "ignore_lease");
-    return field_bytes(o, "key", &m->key) < 0 || field_bytes(o, "value", &m->value) < 0 ||
-                   field_int(o, "lease", &m->lease) < 0
-               ? -EINVAL
-               : 0;
+    m->key = pb_bytes(r->key);
+    m->value = pb_bytes(r->value);
+    m->lease = r->lease;
+    m->prev_kv = r->prev_kv;
+    m->ignore_lease = r->ignore_lease;
 }
 
-static int delete_request(json_t *o, Etcdserverpb__DeleteRangeRequest **ret)
+static void delete_msg(const store_delete_req *r, Etcdserverpb__DeleteRangeRequest *m)
 {
-    Etcdserverpb__DeleteRangeRequest *m = xnew(Etcdserverpb__DeleteRangeRequest, 1);
     etcdserverpb__delete_range_request__init(m);
-    *ret = m;
-    m->prev_kv = field_bool(o, "prev_kv");
-    return field_bytes(o, "key", &m->key) < 0 || field_bytes(o, "range_end", &m->range_end) < 0
-               ? -EINVAL
-               : 0;
+    m->key = pb_bytes(r->key);
+    m->range_end = pb_bytes(r->range_end);
+    m->prev_kv = r->prev_kv;
 }
 
-static int compare_from(json_t *o, Etcdserverpb__Compare **ret)
+static int compare_msg(const store_compare *c, Etcdserverpb__Compare *m)
 {
-    static const char *const targets[] = {"VERSION", "CREATE", "MOD", "VALUE", "LEASE"};
-    static const char *const fields[] = {"version", "create_revision", "mod_revision", "value",
-                                         "lease"};
-    static const struct {
-        const char *name;
-        Etcdserverpb__Compare__CompareResult op;
-    } results[] = {
-        {"EQUAL", ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL},
-        {"GREATER", ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER},
-        {"LESS", ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS},
-        {"NOT_EQUAL", ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL},
+    static const Etcdserverpb__Compare__CompareTarget targets[_STORE_CMP_TARGET_MAX] = {
+        [STORE_CMP_VERSION] = ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION,
+        [STORE_CMP_CREATE] = ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE,
+        [STORE_CMP_MOD] = ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD,
+        [STORE_CMP_VALUE] = ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE,
+        [STORE_CMP_LEASE] = ETCDSERVERPB__COMPARE__COMPARE_TARGET__LEASE,
     };
-    Etcdserverpb__Compare *m = xnew(Etcdserverpb__Compare, 1);
+    static const Etcdserverpb__Compare__TargetUnionCase cases[_STORE_CMP_TARGET_MAX] = {
+        [STORE_CMP_VERSION] = ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION,
+        [STORE_CMP_CREATE] = ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION,
+        [STORE_CMP_MOD] = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION,
+        [STORE_CMP_VALUE] = ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE,
+        [STORE_CMP_LEASE] = ETCDSERVERPB__COMPARE__TARGET_UNION_LEASE,
+    };
+    static const Etcdserverpb__Compare__CompareResult results[_STORE_CMP_OP_MAX] = {
+        [STORE_CMP_EQUAL] = ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL,
+        [STORE_CMP_NOT_EQUAL] = ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL,
+        [STORE_CMP_LESS] = ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS,
+        [STORE_CMP_GREATER] = ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER,
+    };
+    if ((unsigned)c->target >= _STORE_CMP_TARGET_MAX || (unsigned)c->op >= _STORE_CMP_OP_MAX)
+        return -EINVAL;
     etcdserverpb__compare__init(m);
-    *ret = m;
-    const char *target = json_string_value(json_object_get(o, "target"));
-    const char *result = json_string_value(json_object_get(o, "result"));
-    if (!target || !result || field_bytes(o, "key", &m->key) < 0)
-        return -EINVAL;
-    size_t t = 0, r = 0;
-    while (t < ELEMENTSOF(targets) && !streq(target, targets[t]))
-        t++;
-    while (r < ELEMENTSOF(results) && !streq(result, results[r].name))
-        r++;
-    if (t == ELEMENTSOF(targets) || r == ELEMENTSOF(results))
-        return -EINVAL;
-    /* The generated enums and oneof cases follow etcd's numbering: target t is oneof field 4 + t.
-     */
-    m->target = (Etcdserverpb__Compare__CompareTarget)t;
-    m->result = results[r].op;
-    m->target_union_case = (Etcdserverpb__Compare__TargetUnionCase)(4 + t);
-    if (t == 3)
-        return field_bytes(o, fields[t], &m->value);
-    return field_int(o, fields[t], &m->version); /* every int64 member shares the union's slot */
-}
-
-static int request_op_from(json_t *o, Etcdserverpb__RequestOp **ret)
-{
-    Etcdserverpb__RequestOp *m = xnew(Etcdserverpb__RequestOp, 1);
-    etcdserverpb__request_op__init(m);
-    *ret = m;
-    json_t *body;
-    if ((body = json_object_get(o, "request_range"))) {
-        m->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
-        return range_request(body, &m->request_range);
-    }
-    if ((body = json_object_get(o, "request_put"))) {
-        m->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
-        return put_request(body, &m->request_put);
-    }
-    if ((body = json_object_get(o, "request_delete_range"))) {
-        m->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
-        return delete_request(body, &m->request_delete_range);
-    }
-    return -EINVAL;
-}
-
-static int txn_ops(json_t *arr, Etcdserverpb__RequestOp ***ret, size_t *ret_n)
-{
-    size_t n = json_array_size(arr);
-    *ret = xnew(Etcdserverpb__RequestOp *, n ? n : 1);
-    for (size_t i = 0; i < n; i++) {
-        *ret_n = i + 1; /* counted before filling, so a half-built op is freed too */
-        if (request_op_from(json_array_get(arr, i), &(*ret)[i]) < 0)
-            return -EINVAL;
+    m->key = pb_bytes(c->key);
+    m->target = targets[c->target];
+    m->result = results[c->op];
+    /* A oneof member is sent even when zero: "create_revision = 0" is the create-only test. */
+    m->target_union_case = cases[c->target];
+    switch (c->target) {
+    case STORE_CMP_VERSION:
+        m->version = c->number;
+        break;
+    case STORE_CMP_CREATE:
+        m->create_revision = c->number;
+        break;
+    case STORE_CMP_MOD:
+        m->mod_revision = c->number;
+        break;
+    case STORE_CMP_VALUE:
+        m->value = pb_bytes(c->value);
+        break;
+    default:
+        m->lease = c->number;
+        break;
     }
     return 0;
 }
 
-static int txn_request(json_t *o, Etcdserverpb__TxnRequest **ret)
+/* A transaction's parts all come from one block: its compares, its operations and their
+ * requests, and the pointer arrays protobuf-c wants. */
+typedef union sub_request {
+    Etcdserverpb__RangeRequest range;
+    Etcdserverpb__PutRequest put;
+    Etcdserverpb__DeleteRangeRequest del;
+} sub_request;
+
+static int ops_msg(const store_op *in, size_t n, Etcdserverpb__RequestOp *ops, sub_request *subs,
+                   Etcdserverpb__RequestOp **ptrs)
 {
-    Etcdserverpb__TxnRequest *m = xnew(Etcdserverpb__TxnRequest, 1);
-    etcdserverpb__txn_request__init(m);
-    *ret = m;
-    json_t *cmp = json_object_get(o, "compare");
-    size_t n = json_array_size(cmp);
-    m->compare = xnew(Etcdserverpb__Compare *, n ? n : 1);
     for (size_t i = 0; i < n; i++) {
-        m->n_compare = i + 1;
-        if (compare_from(json_array_get(cmp, i), &m->compare[i]) < 0)
+        Etcdserverpb__RequestOp *m = &ops[i];
+        etcdserverpb__request_op__init(m);
+        switch (in[i].kind) {
+        case STORE_KIND_RANGE:
+            range_msg(&in[i].range, &subs[i].range);
+            m->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
+            m->request_range = &subs[i].range;
+            break;
+        case STORE_KIND_PUT:
+            put_msg(&in[i].put, &subs[i].put);
+            m->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+            m->request_put = &subs[i].put;
+            break;
+        case STORE_KIND_DELETE:
+            delete_msg(&in[i].del, &subs[i].del);
+            m->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
+            m->request_delete_range = &subs[i].del;
+            break;
+        default:
             return -EINVAL;
+        }
+        ptrs[i] = m;
     }
-    return txn_ops(json_object_get(o, "success"), &m->success, &m->n_success) < 0 ||
-                   txn_ops(json_object_get(o, "failure"), &m->failure, &m->n_failure) < 0
-               ? -EINVAL
-               : 0;
+    return 0;
 }
 
-static int lease_id_request(store_kind k, json_t *o, ProtobufCMessage **ret)
+static int txn_msg(const store_txn_req *t, Etcdserverpb__TxnRequest *m, void **ret_mem)
 {
-    int64_t id;
-    if (field_int(o, "ID", &id) < 0)
+    size_t nc = t->n_compare, no = t->n_success + t->n_failure;
+    /* Every part has the alignment of a pointer or an int64, and a size that keeps it. */
+    size_t size = nc * (sizeof(Etcdserverpb__Compare) + sizeof(Etcdserverpb__Compare *)) +
+                  no * (sizeof(Etcdserverpb__RequestOp) + sizeof(sub_request) +
+                        sizeof(Etcdserverpb__RequestOp *));
+    char *mem = xmalloc(size ? size : 1);
+    *ret_mem = mem;
+    Etcdserverpb__Compare *cmps = (void *)mem;
+    Etcdserverpb__RequestOp *ops = (void *)(cmps + nc);
+    sub_request *subs = (void *)(ops + no);
+    Etcdserverpb__Compare **cmp_ptrs = (void *)(subs + no);
+    Etcdserverpb__RequestOp **op_ptrs = (void *)(cmp_ptrs + nc);
+
+    etcdserverpb__txn_request__init(m);
+    for (size_t i = 0; i < nc; i++) {
+        if (compare_msg(&t->compare[i], &cmps[i]) < 0)
+            return -EINVAL;
+        cmp_ptrs[i] = &cmps[i];
+    }
+    m->compare = cmp_ptrs;
+    m->n_compare = nc;
+    size_t ns = t->n_success;
+    if (ops_msg(t->success, ns, ops, subs, op_ptrs) < 0 ||
+        ops_msg(t->failure, t->n_failure, ops + ns, subs + ns, op_ptrs + ns) < 0)
         return -EINVAL;
-    switch (k) {
-    case STORE_KIND_LEASE_KEEPALIVE: {
-        Etcdserverpb__LeaseKeepAliveRequest *m = xnew(Etcdserverpb__LeaseKeepAliveRequest, 1);
-        etcdserverpb__lease_keep_alive_request__init(m);
-        m->id = id;
-        *ret = &m->base;
-        return 0;
-    }
-    case STORE_KIND_LEASE_REVOKE: {
-        Etcdserverpb__LeaseRevokeRequest *m = xnew(Etcdserverpb__LeaseRevokeRequest, 1);
-        etcdserverpb__lease_revoke_request__init(m);
-        m->id = id;
-        *ret = &m->base;
-        return 0;
-    }
-    default: {
-        Etcdserverpb__LeaseTimeToLiveRequest *m = xnew(Etcdserverpb__LeaseTimeToLiveRequest, 1);
-        etcdserverpb__lease_time_to_live_request__init(m);
-        m->id = id;
-        *ret = &m->base;
-        return 0;
-    }
-    }
+    m->success = op_ptrs;
+    m->n_success = ns;
+    m->failure = op_ptrs + ns;
+    m->n_failure = t->n_failure;
+    return 0;
 }
 
-int store_grpc_request(store_kind k, json_t *body, ProtobufCMessage **ret)
+int store_grpc_request(const store_request *r, store_grpc_msg *m)
 {
-    if (!json_is_object(body))
-        return -EINVAL;
-    ProtobufCMessage *m = NULL;
-    int e;
-    switch (k) {
+    m->mem = NULL;
+    switch (r->kind) {
     case STORE_KIND_RANGE:
-        e = range_request(body, (Etcdserverpb__RangeRequest **)&m);
-        break;
+        range_msg(&r->range, &m->range);
+        return 0;
     case STORE_KIND_PUT:
-        e = put_request(body, (Etcdserverpb__PutRequest **)&m);
-        break;
+        put_msg(&r->put, &m->put);
+        return 0;
     case STORE_KIND_DELETE:
-        e = delete_request(body, (Etcdserverpb__DeleteRangeRequest **)&m);
-        break;
+        delete_msg(&r->del, &m->del);
+        return 0;
     case STORE_KIND_TXN:
-        e = txn_request(body, (Etcdserverpb__TxnRequest **)&m);
-        break;
-    case STORE_KIND_COMPACT: {
-        Etcdserverpb__CompactionRequest *c = xnew(Etcdserverpb__CompactionRequest, 1);
-        etcdserverpb__compaction_request__init(c);
-        c->physical = field_bool(body, "physical");
-        m = &c->base;
-        e = field_int(body, "revision", &c->revision);
-        break;
-    }
-    case STORE_KIND_LEASE_GRANT: {
-        Etcdserverpb__LeaseGrantRequest *g = xnew(Etcdserverpb__LeaseGrantRequest, 1);
-        etcdserverpb__lease_grant_request__init(g);
-        m = &g->base;
-        e = field_int(body, "TTL", &g->ttl);
-        break;
-    }
+        if (txn_msg(&r->txn, &m->txn, &m->mem) < 0) {
+            store_grpc_msg_done(m);
+            return -EINVAL;
+        }
+        return 0;
+    case STORE_KIND_COMPACT:
+        etcdserverpb__compaction_request__init(&m->compact);
+        m->compact.revision = r->compact.revision;
+        m->compact.physical = r->compact.physical;
+        return 0;
+    case STORE_KIND_LEASE_GRANT:
+        etcdserverpb__lease_grant_request__init(&m->grant);
+        m->grant.ttl = r->ttl;
+        return 0;
     case STORE_KIND_LEASE_KEEPALIVE:
+        etcdserverpb__lease_keep_alive_request__init(&m->keepalive);
+        m->keepalive.id = r->lease_id;
+        return 0;
     case STORE_KIND_LEASE_REVOKE:
+        etcdserverpb__lease_revoke_request__init(&m->revoke);
+        m->revoke.id = r->lease_id;
+        return 0;
     case STORE_KIND_LEASE_TTL:
-        e = lease_id_request(k, body, &m);
-        break;
-    case STORE_KIND_STATUS: {
-        Etcdserverpb__StatusRequest *st = xnew(Etcdserverpb__StatusRequest, 1);
-        etcdserverpb__status_request__init(st);
-        m = &st->base;
-        e = 0;
-        break;
-    }
+        etcdserverpb__lease_time_to_live_request__init(&m->ttl);
+        m->ttl.id = r->lease_id;
+        return 0;
+    case STORE_KIND_STATUS:
+        etcdserverpb__status_request__init(&m->status);
+        return 0;
     default:
         return -EINVAL;
     }
-    if (e < 0) {
-        if (m)
-            protobuf_c_message_free_unpacked(m, NULL);
-        return -EINVAL;
-    }
-    *ret = m;
-    return 0;
+}
+
+void store_grpc_watch_request(const store_watch_req *w, store_grpc_msg *m)
+{
+    m->mem = NULL;
+    Etcdserverpb__WatchCreateRequest *c = &m->watch_create;
+    etcdserverpb__watch_create_request__init(c);
+    c->key = pb_bytes(w->key);
+    c->range_end = pb_bytes(w->range_end);
+    c->start_revision = w->start_revision;
+    c->prev_kv = w->prev_kv;
+    c->progress_notify = w->progress_notify;
+    etcdserverpb__watch_request__init(&m->watch);
+    m->watch.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+    m->watch.create_request = c;
+}
+
+void store_grpc_msg_done(store_grpc_msg *m)
+{
+    free(m->mem);
+    m->mem = NULL;
 }
 
 /* ---- replies */

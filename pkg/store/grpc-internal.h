@@ -1,10 +1,8 @@
-/* The gRPC engine's pure half (grpc-convert.c): the gateway-shaped request description turned
- * into etcd's protobuf request, etcd's protobuf replies turned into store results and watch
- * messages, and gRPC statuses turned into store errors. No network here, so all of it is
- * unit-tested on hand-made messages. Not for other modules. */
+/* The gRPC engine's pure half (grpc-convert.c): ops.c's request descriptions turned into etcd's
+ * protobuf requests (straight from the raw bytes), etcd's protobuf replies turned into store
+ * results and watch messages, and gRPC statuses turned into store errors. No network here, so all
+ * of it is unit-tested on hand-made messages. Not for other modules. */
 #pragma once
-
-#include <jansson.h>
 
 #include "etcd/rpc.pb-c.h"
 #include "store-internal.h"
@@ -16,10 +14,33 @@ typedef struct store_grpc_method {
 
 const store_grpc_method *store_grpc_method_of(store_kind k);
 
-/* Builds the protobuf request of kind `k` from the request object ops.c made for it. The message
- * and everything in it is malloc'd: free it with protobuf_c_message_free_unpacked(m, NULL).
- * Returns 0, or -EINVAL for a description that cannot be sent. */
-int store_grpc_request(store_kind k, json_t *body, ProtobufCMessage **ret);
+/* A request as a protobuf message, laid over the description's bytes (nothing is copied): valid
+ * while the description is; store_grpc_msg_done() frees what building it allocated. */
+typedef struct store_grpc_msg {
+    union {
+        ProtobufCMessage base;
+        Etcdserverpb__RangeRequest range;
+        Etcdserverpb__PutRequest put;
+        Etcdserverpb__DeleteRangeRequest del;
+        Etcdserverpb__TxnRequest txn;
+        Etcdserverpb__CompactionRequest compact;
+        Etcdserverpb__LeaseGrantRequest grant;
+        Etcdserverpb__LeaseKeepAliveRequest keepalive;
+        Etcdserverpb__LeaseRevokeRequest revoke;
+        Etcdserverpb__LeaseTimeToLiveRequest ttl;
+        Etcdserverpb__StatusRequest status;
+        Etcdserverpb__WatchRequest watch;
+    };
+    Etcdserverpb__WatchCreateRequest watch_create;
+    void *mem; /* a transaction's compares and operations */
+} store_grpc_msg;
+
+/* Builds the protobuf request `r` describes into m (m->base is the message to pack). Returns 0, or
+ * -EINVAL for a description that cannot be sent (nothing to free then). */
+int store_grpc_request(const store_request *r, store_grpc_msg *m);
+/* Builds a Watch stream's create request. */
+void store_grpc_watch_request(const store_watch_req *w, store_grpc_msg *m);
+void store_grpc_msg_done(store_grpc_msg *m);
 /* Fills r (zeroed) from etcd's reply `msg` of kind `k`. Returns 0, -ETIME for an expired lease
  * (keepalive, timetolive), or -EBADMSG (keys with an embedded NUL, a reply of the wrong type);
  * r->error is set to the same. */

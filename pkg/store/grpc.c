@@ -212,9 +212,9 @@ static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
 static grpc_slice encode(const ProtobufCMessage *m)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *data = xmalloc(n ? n : 1);
-    protobuf_c_message_pack(m, data);
-    return grpc_slice_new(data, n, free);
+    grpc_slice sl = grpc_slice_malloc(n);
+    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(sl));
+    return sl;
 }
 
 static char *slice_text(grpc_slice sl)
@@ -337,20 +337,18 @@ static void req_attempt(greq *q)
     }
 }
 
-static int grpc_submit(store *s, store_kind kind, store_shape shape, json_t *body, store_cb cb,
+static int grpc_submit(store *s, const store_request *req, store_shape shape, store_cb cb,
                        void *userdata)
 {
-    ProtobufCMessage *m = NULL;
-    int e = store_grpc_request(kind, body, &m);
-    json_decref(body);
-    if (e < 0)
-        return e;
+    store_grpc_msg m;
+    if (store_grpc_request(req, &m) < 0)
+        return -EINVAL;
     greq *q = xnew(greq, 1);
     q->s = s;
-    q->kind = kind;
+    q->kind = req->kind;
     q->shape = shape;
-    q->payload = encode(m);
-    protobuf_c_message_free_unpacked(m, NULL);
+    q->payload = encode(&m.base);
+    store_grpc_msg_done(&m);
     q->endpoint = s->endpoint;
     q->details = grpc_empty_slice();
     grpc_metadata_array_init(&q->initial_md);
@@ -429,20 +427,11 @@ static void grpc_watch_connect(store_watch *w)
     gw->tag_recv = (gtag){.kind = TAG_WATCH_RECV, .owner = gw};
     gw->tag_status = (gtag){.kind = TAG_WATCH_STATUS, .owner = gw};
 
-    Etcdserverpb__WatchCreateRequest create = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
-    create.key = (ProtobufCBinaryData){.len = strlen(w->key), .data = (uint8_t *)w->key};
-    if (w->range_end)
-        /* etcd reads range_end "\0" as "to the end of the keyspace". */
-        create.range_end = *w->range_end ? (ProtobufCBinaryData){.len = strlen(w->range_end),
-                                                                 .data = (uint8_t *)w->range_end}
-                                         : (ProtobufCBinaryData){.len = 1, .data = (uint8_t *)""};
-    create.start_revision = w->next_rev;
-    create.prev_kv = (w->flags & STORE_WATCH_PREV_KV) != 0;
-    create.progress_notify = (w->flags & STORE_WATCH_PROGRESS) != 0;
-    Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
-    req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
-    req.create_request = &create;
+    store_watch_req create = store_watch_request(w);
+    store_grpc_msg req;
+    store_grpc_watch_request(&create, &req);
     grpc_slice payload = encode(&req.base);
+    store_grpc_msg_done(&req);
     gw->send = grpc_raw_byte_buffer_create(&payload, 1);
     grpc_slice_unref(payload);
 

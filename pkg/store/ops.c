@@ -1,32 +1,18 @@
-/* The store's operations: each builds the gateway's JSON request and submits it to the engine.
- * create, update and conditional delete are transactions underneath whose failure branch reads
- * the key, so a lost compare comes back with the current value in one round trip. */
+/* The store's operations: each describes its request once (store-internal.h: raw keys and values,
+ * compares, transaction branches) and submits the description to the engine, which encodes it
+ * (JSON for the gateway, protobuf for gRPC). Every semantic decision lives here. create, update
+ * and conditional delete are transactions underneath whose failure branch reads the key, so a
+ * lost compare comes back with the current value in one round trip. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
-#include "base/b64.h"
 #include "engine.h"
 
-json_t *store_json_b64(const void *data, size_t len)
+static store_bytes str_bytes(const char *s)
 {
-    char *e = b64_encode(data, len);
-    json_t *v = json_string_nocheck(e);
-    free(e);
-    return v;
-}
-
-json_t *store_json_int(int64_t v)
-{
-    char n[24];
-    snprintf(n, sizeof(n), "%lld", (long long)v);
-    return json_string(n);
-}
-
-static json_t *key_field(const char *key)
-{
-    return store_json_b64(key, strlen(key));
+    return (store_bytes){.data = s, .len = strlen(s)};
 }
 
 char *store_prefix_end(const char *prefix)
@@ -46,79 +32,64 @@ char *store_prefix_end(const char *prefix)
     return end;
 }
 
-static json_t *range_end_field(const char *range_end)
+store_bytes store_range_end(const char *range_end)
 {
+    if (!range_end)
+        return (store_bytes){0};
     /* etcd reads range_end "\0" as "to the end of the keyspace". */
-    return *range_end ? key_field(range_end) : store_json_b64("\0", 1);
+    return *range_end ? str_bytes(range_end) : (store_bytes){.data = "", .len = 1};
 }
 
-json_t *store_json_range_request(const store_range_opts *o)
+store_range_req store_range_request(const store_range_opts *o)
 {
-    json_t *req = json_object();
-    if (o->after) {
-        size_t n = strlen(o->after);
-        char *k = xmalloc(n + 1);
-        memcpy(k, o->after, n + 1); /* the key followed by a 0 byte: the next possible key */
-        json_object_set_new(req, "key", store_json_b64(k, n + 1));
-        free(k);
-    } else
-        json_object_set_new(req, "key", key_field(o->key));
-    if (o->range_end)
-        json_object_set_new(req, "range_end", range_end_field(o->range_end));
-    if (o->limit > 0)
-        json_object_set_new(req, "limit", store_json_int(o->limit));
-    if (o->revision > 0)
-        json_object_set_new(req, "revision", store_json_int(o->revision));
-    if (o->keys_only)
-        json_object_set_new(req, "keys_only", json_true());
-    if (o->count_only)
-        json_object_set_new(req, "count_only", json_true());
-    if (o->serializable)
-        json_object_set_new(req, "serializable", json_true());
-    return req;
+    return (store_range_req){
+        /* after: the key followed by a 0 byte (its terminator), the next possible key */
+        .key = o->after ? (store_bytes){.data = o->after, .len = strlen(o->after) + 1}
+                        : str_bytes(o->key),
+        .range_end = store_range_end(o->range_end),
+        .limit = o->limit,
+        .revision = o->revision,
+        .keys_only = o->keys_only,
+        .count_only = o->count_only,
+        .serializable = o->serializable,
+    };
 }
 
 int store_range(store *s, const store_range_opts *o, store_cb cb, void *userdata)
 {
     if (!o || !o->key || !cb || o->limit < 0 || o->revision < 0)
         return -EINVAL;
-    return store_submit(s, STORE_KIND_RANGE, STORE_SHAPE_PLAIN, store_json_range_request(o), cb,
-                        userdata);
+    store_request r = {.kind = STORE_KIND_RANGE, .range = store_range_request(o)};
+    return store_submit(s, &r, STORE_SHAPE_PLAIN, cb, userdata);
 }
 
 int store_get(store *s, const char *key, store_cb cb, void *userdata)
 {
     if (!key || !cb)
         return -EINVAL;
-    store_range_opts o = {.key = key};
-    return store_submit(s, STORE_KIND_RANGE, STORE_SHAPE_GET, store_json_range_request(&o), cb,
-                        userdata);
+    store_request r = {.kind = STORE_KIND_RANGE, .range = {.key = str_bytes(key)}};
+    return store_submit(s, &r, STORE_SHAPE_GET, cb, userdata);
 }
 
-static json_t *put_request(const char *key, const void *value, size_t len, int64_t lease,
-                           unsigned flags)
+static store_put_req put_request(const char *key, const void *value, size_t len, int64_t lease,
+                                 unsigned flags)
 {
-    json_t *req = json_object();
-    json_object_set_new(req, "key", key_field(key));
-    json_object_set_new(req, "value", store_json_b64(value, len));
-    if (lease)
-        json_object_set_new(req, "lease", store_json_int(lease));
-    if (flags & STORE_PREV_KV)
-        json_object_set_new(req, "prev_kv", json_true());
-    if (flags & STORE_IGNORE_LEASE)
-        json_object_set_new(req, "ignore_lease", json_true());
-    return req;
+    return (store_put_req){
+        .key = str_bytes(key),
+        .value = {.data = value, .len = len},
+        .lease = lease,
+        .prev_kv = (flags & STORE_PREV_KV) != 0,
+        .ignore_lease = (flags & STORE_IGNORE_LEASE) != 0,
+    };
 }
 
-static json_t *delete_request(const char *key, const char *range_end, unsigned flags)
+static store_delete_req delete_request(const char *key, const char *range_end, unsigned flags)
 {
-    json_t *req = json_object();
-    json_object_set_new(req, "key", key_field(key));
-    if (range_end)
-        json_object_set_new(req, "range_end", range_end_field(range_end));
-    if (flags & STORE_PREV_KV)
-        json_object_set_new(req, "prev_kv", json_true());
-    return req;
+    return (store_delete_req){
+        .key = str_bytes(key),
+        .range_end = store_range_end(range_end),
+        .prev_kv = (flags & STORE_PREV_KV) != 0,
+    };
 }
 
 int store_put(store *s, const char *key, const void *value, size_t len, int64_t lease,
@@ -126,131 +97,177 @@ int store_put(store *s, const char *key, const void *value, size_t len, int64_t 
 {
     if (!key || (!value && len) || !cb)
         return -EINVAL;
-    return store_submit(s, STORE_KIND_PUT, STORE_SHAPE_PLAIN,
-                        put_request(key, value ? value : "", len, lease, flags), cb, userdata);
+    store_request r = {.kind = STORE_KIND_PUT, .put = put_request(key, value, len, lease, flags)};
+    return store_submit(s, &r, STORE_SHAPE_PLAIN, cb, userdata);
 }
 
-/* ---- transactions */
+/* ---- transactions: a store_txn owns copies of its keys and values, since the caller may
+ * change its buffers before committing. */
 
 struct store_txn {
-    json_t *compare, *success, *failure;
+    store_compare *compare;
+    size_t n_compare, cap_compare;
+    store_op *ops[2]; /* by store_branch */
+    size_t n_ops[2], cap_ops[2];
 };
 
 store_txn *store_txn_new(void)
 {
-    store_txn *t = xnew(store_txn, 1);
-    t->compare = json_array();
-    t->success = json_array();
-    t->failure = json_array();
-    return t;
+    return xnew(store_txn, 1);
+}
+
+static store_bytes bytes_dup(store_bytes b)
+{
+    return b.len ? (store_bytes){.data = xmemdup(b.data, b.len), .len = b.len} : (store_bytes){0};
+}
+
+static void bytes_free(store_bytes b)
+{
+    free((void *)b.data);
+}
+
+static void op_free(store_op *op)
+{
+    switch (op->kind) {
+    case STORE_KIND_RANGE:
+        bytes_free(op->range.key);
+        bytes_free(op->range.range_end);
+        break;
+    case STORE_KIND_PUT:
+        bytes_free(op->put.key);
+        bytes_free(op->put.value);
+        break;
+    default:
+        bytes_free(op->del.key);
+        bytes_free(op->del.range_end);
+        break;
+    }
 }
 
 store_txn *store_txn_free(store_txn *t)
 {
     if (!t)
         return NULL;
-    json_decref(t->compare);
-    json_decref(t->success);
-    json_decref(t->failure);
+    for (size_t i = 0; i < t->n_compare; i++) {
+        bytes_free(t->compare[i].key);
+        bytes_free(t->compare[i].value);
+    }
+    free(t->compare);
+    for (size_t b = 0; b < 2; b++) {
+        for (size_t i = 0; i < t->n_ops[b]; i++)
+            op_free(&t->ops[b][i]);
+        free(t->ops[b]);
+    }
     free(t);
     return NULL;
 }
 
-static const char *const cmp_target_names[_STORE_CMP_TARGET_MAX] = {
-    [STORE_CMP_VERSION] = "VERSION", [STORE_CMP_CREATE] = "CREATE", [STORE_CMP_MOD] = "MOD",
-    [STORE_CMP_VALUE] = "VALUE",     [STORE_CMP_LEASE] = "LEASE",
-};
-static const char *const cmp_target_fields[_STORE_CMP_TARGET_MAX] = {
-    [STORE_CMP_VERSION] = "version",  [STORE_CMP_CREATE] = "create_revision",
-    [STORE_CMP_MOD] = "mod_revision", [STORE_CMP_VALUE] = "value",
-    [STORE_CMP_LEASE] = "lease",
-};
-static const char *const cmp_op_names[_STORE_CMP_OP_MAX] = {
-    [STORE_CMP_EQUAL] = "EQUAL",
-    [STORE_CMP_NOT_EQUAL] = "NOT_EQUAL",
-    [STORE_CMP_LESS] = "LESS",
-    [STORE_CMP_GREATER] = "GREATER",
-};
-
-static json_t *compare_new(const char *key, store_cmp_target target, store_cmp_op op)
+static void compare_add(store_txn *t, store_compare c)
 {
-    json_t *c = json_object();
-    json_object_set_new(c, "key", key_field(key));
-    json_object_set_new(c, "target", json_string(cmp_target_names[target]));
-    json_object_set_new(c, "result", json_string(cmp_op_names[op]));
-    return c;
+    c.key = bytes_dup(c.key);
+    c.value = bytes_dup(c.value);
+    t->compare = xgrow(t->compare, &t->cap_compare, t->n_compare + 1, sizeof(*t->compare));
+    t->compare[t->n_compare++] = c;
 }
 
 void store_txn_compare(store_txn *t, const char *key, store_cmp_target target, store_cmp_op op,
                        int64_t value)
 {
-    json_t *c = compare_new(key, target, op);
-    json_object_set_new(c, cmp_target_fields[target], store_json_int(value));
-    json_array_append_new(t->compare, c);
+    compare_add(
+        t, (store_compare){.key = str_bytes(key), .target = target, .op = op, .number = value});
 }
 
 void store_txn_compare_value(store_txn *t, const char *key, store_cmp_op op, const void *value,
                              size_t len)
 {
-    json_t *c = compare_new(key, STORE_CMP_VALUE, op);
-    json_object_set_new(c, "value", store_json_b64(value, len));
-    json_array_append_new(t->compare, c);
+    compare_add(t, (store_compare){.key = str_bytes(key),
+                                   .target = STORE_CMP_VALUE,
+                                   .op = op,
+                                   .value = {.data = value, .len = len}});
 }
 
-static void txn_add(store_txn *t, store_branch b, const char *op, json_t *req)
+static void op_add(store_txn *t, store_branch b, store_op op)
 {
-    json_t *wrapper = json_object();
-    json_object_set_new(wrapper, op, req);
-    json_array_append_new(b == STORE_ON_SUCCESS ? t->success : t->failure, wrapper);
+    switch (op.kind) {
+    case STORE_KIND_RANGE:
+        op.range.key = bytes_dup(op.range.key);
+        op.range.range_end = bytes_dup(op.range.range_end);
+        break;
+    case STORE_KIND_PUT:
+        op.put.key = bytes_dup(op.put.key);
+        op.put.value = bytes_dup(op.put.value);
+        break;
+    default:
+        op.del.key = bytes_dup(op.del.key);
+        op.del.range_end = bytes_dup(op.del.range_end);
+        break;
+    }
+    size_t i = b == STORE_ON_SUCCESS ? 0 : 1;
+    t->ops[i] = xgrow(t->ops[i], &t->cap_ops[i], t->n_ops[i] + 1, sizeof(*t->ops[i]));
+    t->ops[i][t->n_ops[i]++] = op;
 }
 
 void store_txn_put(store_txn *t, store_branch b, const char *key, const void *value, size_t len,
                    int64_t lease, unsigned flags)
 {
-    txn_add(t, b, "request_put", put_request(key, value ? value : "", len, lease, flags));
+    op_add(t, b,
+           (store_op){.kind = STORE_KIND_PUT, .put = put_request(key, value, len, lease, flags)});
 }
 
 void store_txn_get(store_txn *t, store_branch b, const char *key, const char *range_end)
 {
     store_range_opts o = {.key = key, .range_end = range_end};
-    txn_add(t, b, "request_range", store_json_range_request(&o));
+    op_add(t, b, (store_op){.kind = STORE_KIND_RANGE, .range = store_range_request(&o)});
 }
 
 void store_txn_delete(store_txn *t, store_branch b, const char *key, const char *range_end,
                       unsigned flags)
 {
-    txn_add(t, b, "request_delete_range", delete_request(key, range_end, flags));
+    op_add(t, b,
+           (store_op){.kind = STORE_KIND_DELETE, .del = delete_request(key, range_end, flags)});
 }
 
 size_t store_txn_ops(const store_txn *t)
 {
-    return json_array_size(t->success) + json_array_size(t->failure);
+    return t->n_ops[0] + t->n_ops[1];
 }
 
-json_t *store_txn_request(const store_txn *t)
+store_txn_req store_txn_request(const store_txn *t)
 {
-    json_t *body = json_object();
-    json_object_set(body, "compare", t->compare);
-    json_object_set(body, "success", t->success);
-    json_object_set(body, "failure", t->failure);
-    return body;
+    return (store_txn_req){
+        .compare = t->compare,
+        .n_compare = t->n_compare,
+        .success = t->ops[0],
+        .n_success = t->n_ops[0],
+        .failure = t->ops[1],
+        .n_failure = t->n_ops[1],
+    };
 }
 
 int store_txn_commit(store *s, const store_txn *t, store_cb cb, void *userdata)
 {
     if (!t || !cb)
         return -EINVAL;
-    return store_submit(s, STORE_KIND_TXN, STORE_SHAPE_PLAIN, store_txn_request(t), cb, userdata);
+    store_request r = {.kind = STORE_KIND_TXN, .txn = store_txn_request(t)};
+    return store_submit(s, &r, STORE_SHAPE_PLAIN, cb, userdata);
 }
 
-/* A one-key compare-then-put/delete whose failure branch reads the key back. */
-static int submit_guarded(store *s, store_txn *t, const char *key, store_shape shape, store_cb cb,
-                          void *userdata)
+/* A one-key compare-then-`then` whose failure branch reads the key back. Built on the stack over
+ * the caller's bytes: nothing is copied. */
+static int submit_guarded(store *s, const char *key, store_compare cmp, store_op then,
+                          store_shape shape, store_cb cb, void *userdata)
 {
-    store_txn_get(t, STORE_ON_FAILURE, key, NULL);
-    int e = store_submit(s, STORE_KIND_TXN, shape, store_txn_request(t), cb, userdata);
-    store_txn_free(t);
-    return e;
+    store_op read_back = {.kind = STORE_KIND_RANGE, .range = {.key = str_bytes(key)}};
+    store_request r = {
+        .kind = STORE_KIND_TXN,
+        .txn = {.compare = &cmp,
+                .n_compare = 1,
+                .success = &then,
+                .n_success = 1,
+                .failure = &read_back,
+                .n_failure = 1},
+    };
+    return store_submit(s, &r, shape, cb, userdata);
 }
 
 int store_create(store *s, const char *key, const void *value, size_t len, int64_t lease,
@@ -258,10 +275,10 @@ int store_create(store *s, const char *key, const void *value, size_t len, int64
 {
     if (!key || (!value && len) || !cb)
         return -EINVAL;
-    store_txn *t = store_txn_new();
-    store_txn_compare(t, key, STORE_CMP_CREATE, STORE_CMP_EQUAL, 0);
-    store_txn_put(t, STORE_ON_SUCCESS, key, value, len, lease, 0);
-    return submit_guarded(s, t, key, STORE_SHAPE_CREATE, cb, userdata);
+    store_compare cmp = {
+        .key = str_bytes(key), .target = STORE_CMP_CREATE, .op = STORE_CMP_EQUAL, .number = 0};
+    store_op put = {.kind = STORE_KIND_PUT, .put = put_request(key, value, len, lease, 0)};
+    return submit_guarded(s, key, cmp, put, STORE_SHAPE_CREATE, cb, userdata);
 }
 
 int store_update(store *s, const char *key, const void *value, size_t len, int64_t mod_revision,
@@ -269,23 +286,29 @@ int store_update(store *s, const char *key, const void *value, size_t len, int64
 {
     if (!key || (!value && len) || mod_revision <= 0 || !cb)
         return -EINVAL;
-    store_txn *t = store_txn_new();
-    store_txn_compare(t, key, STORE_CMP_MOD, STORE_CMP_EQUAL, mod_revision);
-    store_txn_put(t, STORE_ON_SUCCESS, key, value, len, lease, 0);
-    return submit_guarded(s, t, key, STORE_SHAPE_CAS, cb, userdata);
+    store_compare cmp = {.key = str_bytes(key),
+                         .target = STORE_CMP_MOD,
+                         .op = STORE_CMP_EQUAL,
+                         .number = mod_revision};
+    store_op put = {.kind = STORE_KIND_PUT, .put = put_request(key, value, len, lease, 0)};
+    return submit_guarded(s, key, cmp, put, STORE_SHAPE_CAS, cb, userdata);
 }
 
 int store_delete(store *s, const char *key, int64_t mod_revision, store_cb cb, void *userdata)
 {
     if (!key || mod_revision < 0 || !cb)
         return -EINVAL;
-    if (mod_revision == 0)
-        return store_submit(s, STORE_KIND_DELETE, STORE_SHAPE_DELETE, delete_request(key, NULL, 0),
-                            cb, userdata);
-    store_txn *t = store_txn_new();
-    store_txn_compare(t, key, STORE_CMP_MOD, STORE_CMP_EQUAL, mod_revision);
-    store_txn_delete(t, STORE_ON_SUCCESS, key, NULL, 0);
-    return submit_guarded(s, t, key, STORE_SHAPE_DELETE, cb, userdata);
+    store_delete_req del = delete_request(key, NULL, 0);
+    if (mod_revision == 0) {
+        store_request r = {.kind = STORE_KIND_DELETE, .del = del};
+        return store_submit(s, &r, STORE_SHAPE_DELETE, cb, userdata);
+    }
+    store_compare cmp = {.key = str_bytes(key),
+                         .target = STORE_CMP_MOD,
+                         .op = STORE_CMP_EQUAL,
+                         .number = mod_revision};
+    return submit_guarded(s, key, cmp, (store_op){.kind = STORE_KIND_DELETE, .del = del},
+                          STORE_SHAPE_DELETE, cb, userdata);
 }
 
 int store_delete_range(store *s, const char *key, const char *range_end, unsigned flags,
@@ -293,8 +316,8 @@ int store_delete_range(store *s, const char *key, const char *range_end, unsigne
 {
     if (!key || !cb)
         return -EINVAL;
-    return store_submit(s, STORE_KIND_DELETE, STORE_SHAPE_PLAIN,
-                        delete_request(key, range_end, flags), cb, userdata);
+    store_request r = {.kind = STORE_KIND_DELETE, .del = delete_request(key, range_end, flags)};
+    return store_submit(s, &r, STORE_SHAPE_PLAIN, cb, userdata);
 }
 
 int store_delete_prefix(store *s, const char *prefix, store_cb cb, void *userdata)
@@ -309,58 +332,48 @@ int store_compact(store *s, int64_t revision, bool physical, store_cb cb, void *
 {
     if (revision <= 0 || !cb)
         return -EINVAL;
-    json_t *req = json_object();
-    json_object_set_new(req, "revision", store_json_int(revision));
-    if (physical)
-        json_object_set_new(req, "physical", json_true());
-    return store_submit(s, STORE_KIND_COMPACT, STORE_SHAPE_PLAIN, req, cb, userdata);
+    store_request r = {.kind = STORE_KIND_COMPACT,
+                       .compact = {.revision = revision, .physical = physical}};
+    return store_submit(s, &r, STORE_SHAPE_PLAIN, cb, userdata);
 }
 
 int store_status(store *s, store_cb cb, void *userdata)
 {
     if (!cb)
         return -EINVAL;
-    return store_submit(s, STORE_KIND_STATUS, STORE_SHAPE_PLAIN, json_object(), cb, userdata);
-}
-
-static json_t *lease_request(int64_t id)
-{
-    json_t *req = json_object();
-    json_object_set_new(req, "ID", store_json_int(id));
-    return req;
+    store_request r = {.kind = STORE_KIND_STATUS};
+    return store_submit(s, &r, STORE_SHAPE_PLAIN, cb, userdata);
 }
 
 int store_lease_grant(store *s, int64_t ttl_seconds, store_cb cb, void *userdata)
 {
     if (ttl_seconds <= 0 || !cb)
         return -EINVAL;
-    json_t *req = json_object();
-    json_object_set_new(req, "TTL", store_json_int(ttl_seconds));
-    return store_submit(s, STORE_KIND_LEASE_GRANT, STORE_SHAPE_PLAIN, req, cb, userdata);
+    store_request r = {.kind = STORE_KIND_LEASE_GRANT, .ttl = ttl_seconds};
+    return store_submit(s, &r, STORE_SHAPE_PLAIN, cb, userdata);
+}
+
+static int lease_submit(store *s, store_kind kind, int64_t lease_id, store_cb cb, void *userdata)
+{
+    if (lease_id <= 0 || !cb)
+        return -EINVAL;
+    store_request r = {.kind = kind, .lease_id = lease_id};
+    return store_submit(s, &r, STORE_SHAPE_PLAIN, cb, userdata);
 }
 
 int store_lease_keepalive(store *s, int64_t lease_id, store_cb cb, void *userdata)
 {
-    if (lease_id <= 0 || !cb)
-        return -EINVAL;
-    return store_submit(s, STORE_KIND_LEASE_KEEPALIVE, STORE_SHAPE_PLAIN, lease_request(lease_id),
-                        cb, userdata);
+    return lease_submit(s, STORE_KIND_LEASE_KEEPALIVE, lease_id, cb, userdata);
 }
 
 int store_lease_revoke(store *s, int64_t lease_id, store_cb cb, void *userdata)
 {
-    if (lease_id <= 0 || !cb)
-        return -EINVAL;
-    return store_submit(s, STORE_KIND_LEASE_REVOKE, STORE_SHAPE_PLAIN, lease_request(lease_id), cb,
-                        userdata);
+    return lease_submit(s, STORE_KIND_LEASE_REVOKE, lease_id, cb, userdata);
 }
 
 int store_lease_ttl(store *s, int64_t lease_id, store_cb cb, void *userdata)
 {
-    if (lease_id <= 0 || !cb)
-        return -EINVAL;
-    return store_submit(s, STORE_KIND_LEASE_TTL, STORE_SHAPE_PLAIN, lease_request(lease_id), cb,
-                        userdata);
+    return lease_submit(s, STORE_KIND_LEASE_TTL, lease_id, cb, userdata);
 }
 
 const char *store_strerror(int error)

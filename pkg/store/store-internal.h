@@ -52,14 +52,101 @@ int store_error_from_etcd(int grpc_code, const char *message);
 /* Applies the shape's rules to a parsed result (e.g. failed create → -EEXIST). */
 void store_result_shape(store_result *r, store_shape shape);
 
-/* JSON helpers shared by the parsers and the request builders. */
+/* JSON helpers of the gateway's parsers. */
 int store_json_int64(json_t *v, int64_t *ret); /* accepts "12" and 12; missing → 0 */
 int store_parse_kv(json_t *o, store_kv *ret);
-json_t *store_json_b64(const void *data, size_t len);
-json_t *store_json_int(int64_t v); /* 64-bit numbers go as strings, as the gateway expects */
-json_t *store_json_range_request(const store_range_opts *o);
-/* A transaction's request object ({"compare","success","failure"}); the caller owns it. */
-json_t *store_txn_request(const store_txn *t);
+
+/* ---- requests, described once for both engines (ops.c builds them, each engine encodes them:
+ * gateway-request.c to JSON, grpc-convert.c to protobuf). A description borrows its bytes from
+ * its caller; an engine encodes it before store_submit() returns. */
+
+/* Raw bytes. An empty field (len 0) is not sent: etcd reads it as absent. */
+typedef struct store_bytes {
+    const void *data;
+    size_t len;
+} store_bytes;
+
+typedef struct store_range_req {
+    store_bytes key;
+    store_bytes range_end; /* empty: the one key */
+    int64_t limit, revision;
+    bool keys_only, count_only, serializable;
+} store_range_req;
+
+typedef struct store_put_req {
+    store_bytes key, value;
+    int64_t lease;
+    bool prev_kv, ignore_lease;
+} store_put_req;
+
+typedef struct store_delete_req {
+    store_bytes key, range_end;
+    bool prev_kv;
+} store_delete_req;
+
+typedef struct store_compare {
+    store_bytes key;
+    store_cmp_target target;
+    store_cmp_op op;
+    int64_t number;    /* version, create or mod revision, lease */
+    store_bytes value; /* STORE_CMP_VALUE */
+} store_compare;
+
+/* One operation of a transaction's branch: kind is RANGE, PUT or DELETE. */
+typedef struct store_op {
+    store_kind kind;
+    union {
+        store_range_req range;
+        store_put_req put;
+        store_delete_req del;
+    };
+} store_op;
+
+typedef struct store_txn_req {
+    const store_compare *compare;
+    size_t n_compare;
+    const store_op *success;
+    size_t n_success;
+    const store_op *failure;
+    size_t n_failure;
+} store_txn_req;
+
+typedef struct store_request {
+    store_kind kind;
+    union {
+        store_range_req range;
+        store_put_req put;
+        store_delete_req del;
+        store_txn_req txn;
+        struct {
+            int64_t revision;
+            bool physical;
+        } compact;
+        int64_t ttl;      /* lease grant */
+        int64_t lease_id; /* keepalive, revoke, time-to-live */
+    };
+} store_request;
+
+/* A watch stream's create request. */
+typedef struct store_watch_req {
+    store_bytes key, range_end;
+    int64_t start_revision; /* 0: from now */
+    bool prev_kv, progress_notify;
+} store_watch_req;
+
+/* A range end as etcd reads it: "" means "to the end of the keyspace", sent as one 0 byte. */
+store_bytes store_range_end(const char *range_end);
+/* What store_range() sends for `o` (paging included); borrows o's strings. */
+store_range_req store_range_request(const store_range_opts *o);
+/* A transaction's description; borrows t's arrays. */
+store_txn_req store_txn_request(const store_txn *t);
+/* The create request of w's next stream (from w->next_rev); borrows w's strings. */
+store_watch_req store_watch_request(const store_watch *w);
+
+/* The gateway's JSON bodies (gateway-request.c): bytes as base64, 64-bit numbers as strings,
+ * zero fields left out. The caller owns the object; NULL for a kind the gateway has no body for. */
+json_t *store_gateway_request(const store_request *r);
+json_t *store_gateway_watch_request(const store_watch_req *w);
 
 /* ---- watch stream framing: the gateway sends one JSON document per line. */
 typedef struct store_watch_msg {

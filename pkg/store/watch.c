@@ -112,6 +112,17 @@ int store_watch_on_msg(store_watch *w, const store_watch_msg *m)
     return 0;
 }
 
+store_watch_req store_watch_request(const store_watch *w)
+{
+    return (store_watch_req){
+        .key = {.data = w->key, .len = strlen(w->key)},
+        .range_end = store_range_end(w->range_end),
+        .start_revision = w->next_rev,
+        .prev_kv = (w->flags & STORE_WATCH_PREV_KV) != 0,
+        .progress_notify = (w->flags & STORE_WATCH_PROGRESS) != 0,
+    };
+}
+
 static void watch_retry_fired(struct ev_loop *loop, ev_timer *t, int revents)
 {
     store_watch *w = t->data;
@@ -216,20 +227,8 @@ static size_t gateway_watch_write(char *data, size_t size, size_t nmemb, void *u
 void store_gateway_watch_connect(store_watch *w)
 {
     store *s = w->s;
-    json_t *create = json_object();
-    json_object_set_new(create, "key", store_json_b64(w->key, strlen(w->key)));
-    if (w->range_end)
-        json_object_set_new(create, "range_end",
-                            *w->range_end ? store_json_b64(w->range_end, strlen(w->range_end))
-                                          : store_json_b64("\0", 1));
-    if (w->next_rev > 0)
-        json_object_set_new(create, "start_revision", store_json_int(w->next_rev));
-    if (w->flags & STORE_WATCH_PREV_KV)
-        json_object_set_new(create, "prev_kv", json_true());
-    if (w->flags & STORE_WATCH_PROGRESS)
-        json_object_set_new(create, "progress_notify", json_true());
-    json_t *req = json_object();
-    json_object_set_new(req, "create_request", create);
+    store_watch_req create = store_watch_request(w);
+    json_t *req = store_gateway_watch_request(&create);
     free(w->body);
     w->body = json_dumps(req, JSON_COMPACT);
     json_decref(req);

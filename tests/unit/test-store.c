@@ -352,7 +352,8 @@ static void range_request_encodes_paging(void)
 {
     store_range_opts o = {
         .key = "p/", .after = "p/k07", .range_end = "p0", .limit = 10, .revision = 42};
-    json_t *req = store_json_range_request(&o);
+    store_request r = {.kind = STORE_KIND_RANGE, .range = store_range_request(&o)};
+    json_t *req = store_gateway_request(&r);
     const char *k = json_string_value(json_object_get(req, "key"));
     char *d = NULL;
     size_t n = 0;
@@ -365,8 +366,31 @@ static void range_request_encodes_paging(void)
     json_decref(req);
 }
 
+static void gateway_txn_request_spells_every_field(void)
+{
+    _cleanup_(store_txn_freep) store_txn *t = store_txn_new();
+    store_txn_compare(t, "/new", STORE_CMP_CREATE, STORE_CMP_EQUAL, 0);
+    store_txn_compare_value(t, "/v", STORE_CMP_NOT_EQUAL, "", 0);
+    store_txn_put(t, STORE_ON_SUCCESS, "/new", "val", 3, 7, STORE_PREV_KV);
+    store_txn_delete(t, STORE_ON_SUCCESS, "/d/", "", 0);
+    store_txn_get(t, STORE_ON_FAILURE, "/new", NULL);
+    store_request r = {.kind = STORE_KIND_TXN, .txn = store_txn_request(t)};
+    json_t *req = store_gateway_request(&r);
+    _cleanup_free_ char *text = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(req);
+    /* a zero in the compared oneof is still sent; range_end "" is the 0 byte ("AA==") */
+    CHECK_STR(text, "{\"compare\":[{\"create_revision\":\"0\",\"key\":\"L25ldw==\","
+                    "\"result\":\"EQUAL\",\"target\":\"CREATE\"},{\"key\":\"L3Y=\","
+                    "\"result\":\"NOT_EQUAL\",\"target\":\"VALUE\",\"value\":\"\"}],"
+                    "\"failure\":[{\"request_range\":{\"key\":\"L25ldw==\"}}],"
+                    "\"success\":[{\"request_put\":{\"key\":\"L25ldw==\",\"lease\":\"7\","
+                    "\"prev_kv\":true,\"value\":\"dmFs\"}},{\"request_delete_range\":{"
+                    "\"key\":\"L2Qv\",\"range_end\":\"AA==\"}}]}");
+}
+
 CHECK_MAIN(CASE(range_response_parses), CASE(malformed_responses_are_errors),
            CASE(txn_response_parses), CASE(shapes_turn_failed_compares_into_errors),
            CASE(lease_answers), CASE(gateway_errors_map), CASE(watch_messages_parse),
            CASE(framing_survives_any_split), CASE(framing_caps_line_length),
-           CASE(prefix_end_covers_prefix), CASE(range_request_encodes_paging))
+           CASE(prefix_end_covers_prefix), CASE(range_request_encodes_paging),
+           CASE(gateway_txn_request_spells_every_field))
