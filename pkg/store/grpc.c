@@ -190,18 +190,81 @@ static gpr_timespec deadline_after(usec_t t)
                         gpr_time_from_micros((int64_t)t, GPR_TIMESPAN));
 }
 
-static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+/* An unpacked reply lives only until it is converted, so protobuf-c allocates its fields from an
+ * arena freed at once (a chunk on the stack, then malloc'd ones), not one malloc per field. */
+typedef struct unpack_arena {
+    ProtobufCAllocator allocator;
+    char *cur, *end;
+    void *chunks; /* malloc'd, each starting with the link to the next */
+    size_t next_chunk;
+    _Alignas(16) char local[2048];
+} unpack_arena;
+
+#define ARENA_ALIGN 16
+
+static void *arena_alloc(void *data, size_t size)
+{
+    unpack_arena *a = data;
+    size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if ((size_t)(a->end - a->cur) < size) {
+        size_t n = MAX(size, a->next_chunk) + ARENA_ALIGN;
+        char *c = xmalloc(n);
+        *(void **)c = a->chunks;
+        a->chunks = c;
+        a->cur = c + ARENA_ALIGN;
+        a->end = c + n;
+        a->next_chunk *= 2;
+    }
+    void *p = a->cur;
+    a->cur += size;
+    return p;
+}
+
+static void arena_free(void *data, void *p) {}
+
+static void arena_init(unpack_arena *a)
+{
+    a->allocator =
+        (ProtobufCAllocator){.alloc = arena_alloc, .free = arena_free, .allocator_data = a};
+    a->cur = a->local;
+    a->end = a->local + sizeof(a->local);
+    a->chunks = NULL;
+    a->next_chunk = 4096;
+}
+
+static void arena_done(unpack_arena *a)
+{
+    while (a->chunks) {
+        void *next = *(void **)a->chunks;
+        free(a->chunks);
+        a->chunks = next;
+    }
+}
+
+/* Unpacks bb into the arena a (which the caller releases with arena_done in any case). A message
+ * that arrived in one uncompressed slice is read in place; only one in several pieces is joined
+ * first. */
+static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc, unpack_arena *a,
                   ProtobufCMessage **ret)
 {
+    arena_init(a);
     if (!bb)
         return -EBADMSG;
-    grpc_byte_buffer_reader rd;
-    if (!grpc_byte_buffer_reader_init(&rd, bb))
-        return -EBADMSG;
-    grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
-    ProtobufCMessage *m =
-        protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
+    grpc_slice sl;
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count == 1)
+        sl = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+    else {
+        grpc_byte_buffer_reader rd;
+        if (!grpc_byte_buffer_reader_init(&rd, bb))
+            return -EBADMSG;
+        sl = grpc_byte_buffer_reader_readall(&rd);
+        grpc_byte_buffer_reader_destroy(&rd);
+    }
+    /* The unpacked form is the wire bytes plus the structs around them. */
+    a->next_chunk = GRPC_SLICE_LENGTH(sl) + 4096;
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, &a->allocator, GRPC_SLICE_LENGTH(sl),
+                                                    GRPC_SLICE_START_PTR(sl));
     grpc_slice_unref(sl);
     if (!m)
         return -EBADMSG;
@@ -278,13 +341,13 @@ static void req_finish(greq *q)
     _cleanup_(store_result_freep) store_result *r = xnew(store_result, 1);
     if (e == 0) {
         ProtobufCMessage *reply = NULL;
-        e = decode(q->recv, store_grpc_method_of(q->kind)->reply, &reply);
+        unpack_arena arena;
+        e = decode(q->recv, store_grpc_method_of(q->kind)->reply, &arena, &reply);
         if (e < 0)
             r->error = e;
-        else {
+        else
             e = store_grpc_response(q->kind, reply, r);
-            protobuf_c_message_free_unpacked(reply, NULL);
-        }
+        arena_done(&arena);
     } else {
         r->error = e;
         r->message = strncmp(details, "etcdserver: ", 12) == 0
@@ -492,13 +555,13 @@ static void gwatch_on_recv(gwatch *gw, bool ok)
         return;
     }
     ProtobufCMessage *msg = NULL;
-    int e = decode(bb, &etcdserverpb__watch_response__descriptor, &msg);
+    unpack_arena arena;
+    int e = decode(bb, &etcdserverpb__watch_response__descriptor, &arena, &msg);
     grpc_byte_buffer_destroy(bb);
     store_watch_msg m;
     if (e == 0)
         e = store_grpc_watch_msg((Etcdserverpb__WatchResponse *)msg, &m);
-    if (msg)
-        protobuf_c_message_free_unpacked(msg, NULL);
+    arena_done(&arena);
     if (e < 0) {
         /* A garbled stream is dropped and reopened from next_rev: nothing is lost. */
         gwatch_detach(gw);
