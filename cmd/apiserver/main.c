@@ -24,7 +24,7 @@ static void usage(FILE *f)
            "  --etcd-cert FILE         client certificate for etcd\n"
            "  --etcd-key FILE          client key for etcd\n"
            "  --etcd-engine ENGINE     grpc (etcd's native API) or gateway (its JSON gateway);\n"
-           "                           default: $STRATUS_STORE_ENGINE, else gateway\n"
+           "                           default: $STRATUS_STORE_ENGINE, else grpc\n"
            "  --workers N              threads serving unary calls (default 8)\n"
            "  --watch-cache N          events kept for watchers to resume from (default 20000)\n"
            "  --max-watchers N         open watches (default 10000)\n"

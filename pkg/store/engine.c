@@ -32,7 +32,7 @@ static int engine_pick(store_engine_kind k, const store_engine **ret)
 {
     if (k == STORE_ENGINE_DEFAULT) {
         const char *env = getenv("STRATUS_STORE_ENGINE");
-        k = STORE_ENGINE_GATEWAY;
+        k = STORE_ENGINE_GRPC;
         if (env && *env && store_engine_from_string(env, &k) < 0)
             return -EINVAL;
     }

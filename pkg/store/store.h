@@ -50,8 +50,8 @@ typedef struct store_watch store_watch;
 #define STORE_DEFAULT_CONNECTIONS   64
 
 typedef enum store_engine_kind {
-    /* STORE_ENGINE_GATEWAY, unless the environment variable STRATUS_STORE_ENGINE says "grpc"
-     * (or "gateway"): lets tests and benchmarks run every store of a program on either engine. */
+    /* STORE_ENGINE_GRPC, unless the environment variable STRATUS_STORE_ENGINE says "gateway"
+     * (or "grpc"): lets tests and benchmarks run every store of a program on either engine. */
     STORE_ENGINE_DEFAULT,
     STORE_ENGINE_GRPC,    /* etcd's gRPC API: etcdserverpb KV, Watch, Lease, Maintenance */
     STORE_ENGINE_GATEWAY, /* etcd's JSON gateway (/v3/...) over HTTP/1.1 */
