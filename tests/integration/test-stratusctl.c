@@ -662,9 +662,15 @@ static void apply_objects(void)
     /* standard input, and a change: configured */
     ctl_env in = {.input = "{\"apiVersion\": \"stratus/v1\", \"kind\": \"Flavor\",\n"
                            " \"metadata\": {\"name\": \"m1.tiny\", \"labels\": {\"family\": "
-                           "\"m1\"}},\n \"spec\": {\"vcpus\": 1, \"memoryMiB\": 1024, "
-                           "\"rootDiskGiB\": 1}}\n"};
+                           "\"m1\"}},\n \"spec\": {\"vcpus\": 1, \"memoryMiB\": 512, "
+                           "\"rootDiskGiB\": 1, \"extraSpecs\": {\"hw:cpu_policy\": "
+                           "\"dedicated\"}}}\n"};
     CHECK_INT(G_ENV(&g, &in, "apply", "-f", "-"), ==, 0);
+    /* a flavor's sizes are fixed: refused, naming the field */
+    ctl_env resize = {.input = "{\"apiVersion\": \"stratus/v1\", \"kind\": \"Flavor\",\n"
+                               " \"metadata\": {\"name\": \"m1.tiny\"},\n \"spec\": "
+                               "{\"vcpus\": 1, \"memoryMiB\": 1024, \"rootDiskGiB\": 1}}\n"};
+    CHECK_INT(G_ENV(&g, &resize, "apply", "-f", "-"), ==, 1);
 
     /* a folder (in name order, skipping what is not *.json) holding a file of several
      * documents one after the other */
