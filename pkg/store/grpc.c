@@ -83,7 +83,8 @@ struct store_gwatch {
     grpc_status_code code;
     grpc_slice details;
     gtag tag_start, tag_recv, tag_status;
-    unsigned pending;
+    unsigned pending;     /* batches out; counted down after their handler has returned */
+    bool status_deferred; /* the status came while the watch's callback ran the loop */
 };
 typedef struct store_gwatch gwatch;
 
@@ -544,6 +545,8 @@ static void gwatch_after_delivery(gwatch *gw, store_watch *w)
         gwatch_detach(gw);
 }
 
+static void gwatch_on_status(gwatch *gw);
+
 static void gwatch_on_recv(gwatch *gw, bool ok)
 {
     store_watch *w = gw->w;
@@ -570,6 +573,17 @@ static void gwatch_on_recv(gwatch *gw, bool ok)
     }
     e = store_watch_on_msg(w, &m);
     store_watch_msg_clear(&m);
+    /* The callback may have run the loop (store_wait). This stream stays ours meanwhile (its
+     * status waits for us, see gwatch_on_status), but be safe if it was let go. */
+    if (gw->w != w) {
+        if (w->free_requested)
+            store_watch_destroy(w);
+        return;
+    }
+    if (gw->status_deferred && !w->free_requested && !w->dead) {
+        gwatch_on_status(gw);
+        return;
+    }
     if (e == 0) {
         gwatch_post_recv(gw);
         return;
@@ -587,6 +601,14 @@ static void gwatch_on_status(gwatch *gw)
     store_watch *w = gw->w;
     if (!w)
         return;
+    if (w->in_callback) {
+        /* The callback (run from this stream's receive handler) is running the loop: ending the
+         * stream now would reconnect or fail the watch under its feet. The receive handler
+         * takes the status up when the callback returns. */
+        gw->status_deferred = true;
+        return;
+    }
+    gw->status_deferred = false;
     _cleanup_free_ char *details = slice_text(gw->details);
     bool not_sent;
     int e = store_grpc_status_error(gw->code, details, &not_sent);
@@ -620,12 +642,13 @@ static void on_completions(struct ev_loop *loop, ev_async *a, int revents)
         case TAG_WATCH_RECV:
         case TAG_WATCH_STATUS: {
             gwatch *gw = t->owner;
-            gw->pending--;
+            /* Counted down only after the handler: a callback that runs the loop (store_wait)
+             * must not see this stream's last batch done and free it under our feet. */
             if (t->kind == TAG_WATCH_RECV)
                 gwatch_on_recv(gw, t->ok);
             else if (t->kind == TAG_WATCH_STATUS)
                 gwatch_on_status(gw);
-            if (gw->pending == 0) {
+            if (--gw->pending == 0) {
                 gwatch_detach(gw);
                 gwatch_free(gw);
                 active_dec(s);

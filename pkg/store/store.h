@@ -241,7 +241,8 @@ int store_txn_commit(store *s, const store_txn *t, store_cb cb, void *userdata);
  * `revision` has been delivered — a bookmark), or a terminal error after which the watch is dead
  * and must be freed: -ERANGE when the revision to resume from has been compacted (relist, then
  * watch again from the list's revision), -EMSGSIZE when one message passed max_event_line.
- * The callback may call store_watch_free() on its own watch. */
+ * The callback may call store_watch_free() on its own watch, and may run the loop (store_wait):
+ * the watch's own stream is then not ended or reopened until the callback has returned. */
 typedef enum store_event_type {
     STORE_EVENT_PUT,
     STORE_EVENT_DELETE,

@@ -53,21 +53,24 @@ void store_watch_destroy(store_watch *w)
     free(w);
 }
 
-/* Calls the user; returns false when the watch must stop delivering (freed or dead). */
+/* Calls the user; returns false when the watch must stop delivering (freed or dead). A callback
+ * may run the loop (store_wait), so a call may come while another is still running: in_callback
+ * is restored, not cleared. */
 static bool watch_deliver(store_watch *w, const store_event *ev, size_t n, int64_t rev, int error)
 {
+    bool outer = w->in_callback;
     w->in_callback = true;
     w->cb(w, ev, n, rev, error, w->userdata);
-    w->in_callback = false;
+    w->in_callback = outer;
     return !w->free_requested && !w->dead;
 }
 
 void store_watch_fail(store_watch *w, int error, int64_t rev)
 {
+    if (w->dead || w->free_requested)
+        return; /* already failed (or freed) from a callback further up */
     w->dead = true;
-    w->in_callback = true;
-    w->cb(w, NULL, 0, rev, error, w->userdata);
-    w->in_callback = false;
+    watch_deliver(w, NULL, 0, rev, error);
 }
 
 int store_watch_on_msg(store_watch *w, const store_watch_msg *m)
