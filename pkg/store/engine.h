@@ -68,6 +68,10 @@ struct store_watch {
     size_t endpoint;
     usec_t backoff;
     usec_t created_at; /* monotonic: when etcd last confirmed the stream; 0 none */
+    /* Events of the revision the last fragment ended on: the rest of that revision may be in
+     * the next fragment, so they wait for it (held_bytes ≤ max_event_line). */
+    store_event *held;
+    size_t n_held, held_bytes;
     ev_timer retry;
     unsigned reconnects;
     bool in_callback;
@@ -92,11 +96,12 @@ int store_submit(store *s, const store_request *req, store_shape shape, store_cb
 
 /* ---- shared by both engines (watch.c) */
 
-/* Applies one message of the stream: bookkeeping of next_rev, events below it dropped, delivery,
- * compaction as the terminal -ERANGE. Returns 0 to go on reading, or < 0 when this stream must
- * end: w->dead after a terminal error, w->free_requested when the callback freed the watch,
- * otherwise the engine reconnects through store_watch_stream_ended(). */
-int store_watch_on_msg(store_watch *w, const store_watch_msg *m);
+/* Applies one message of the stream: bookkeeping of next_rev, events below it dropped, fragments
+ * joined at revision boundaries, delivery, compaction as the terminal -ERANGE. Takes m's events
+ * (the caller still clears m). Returns 0 to go on reading, or < 0 when this stream must end:
+ * w->dead after a terminal error, w->free_requested when the callback freed the watch, otherwise
+ * the engine reconnects through store_watch_stream_ended(). */
+int store_watch_on_msg(store_watch *w, store_watch_msg *m);
 /* Delivers a terminal error; the watch is dead afterwards. */
 void store_watch_fail(store_watch *w, int error, int64_t rev);
 /* The stream ended (not terminally): schedule a reconnect with backoff, on the next member when

@@ -196,6 +196,7 @@ json_t *store_gateway_watch_request(const store_watch_req *w)
     set_int_nonzero(create, "start_revision", w->start_revision);
     set_true(create, "prev_kv", w->prev_kv);
     set_true(create, "progress_notify", w->progress_notify);
+    set_true(create, "fragment", w->fragment);
     json_t *req = json_object();
     json_object_set_new_nocheck(req, "create_request", create);
     return req;

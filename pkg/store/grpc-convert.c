@@ -251,6 +251,7 @@ void store_grpc_watch_request(const store_watch_req *w, store_grpc_msg *m)
     c->start_revision = w->start_revision;
     c->prev_kv = w->prev_kv;
     c->progress_notify = w->progress_notify;
+    c->fragment = w->fragment;
     etcdserverpb__watch_request__init(&m->watch);
     m->watch.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
     m->watch.create_request = c;
@@ -441,6 +442,7 @@ int store_grpc_watch_msg(const Etcdserverpb__WatchResponse *resp, store_watch_ms
     store_watch_msg m = {
         .created = resp->created,
         .canceled = resp->canceled,
+        .fragment = resp->fragment,
         .compact_revision = resp->compact_revision,
         .revision = header_revision(resp->header),
     };

@@ -402,15 +402,20 @@ void store_result_shape(store_result *r, store_shape shape)
     }
 }
 
+void store_event_clear(store_event *ev)
+{
+    store_kv_clear(&ev->kv);
+    if (ev->prev_kv) {
+        store_kv_clear(ev->prev_kv);
+        free(ev->prev_kv);
+    }
+    *ev = (store_event){0};
+}
+
 void store_watch_msg_clear(store_watch_msg *m)
 {
-    for (size_t i = 0; i < m->n_events; i++) {
-        store_kv_clear(&m->events[i].kv);
-        if (m->events[i].prev_kv) {
-            store_kv_clear(m->events[i].prev_kv);
-            free(m->events[i].prev_kv);
-        }
-    }
+    for (size_t i = 0; i < m->n_events; i++)
+        store_event_clear(&m->events[i]);
     free(m->events);
     free(m->cancel_reason);
     *m = (store_watch_msg){0};
@@ -467,6 +472,7 @@ static int parse_watch_root(json_t *root, store_watch_msg *m)
         return -EBADMSG;
     if (json_bool_field(res, "created", &m->created) < 0 ||
         json_bool_field(res, "canceled", &m->canceled) < 0 ||
+        json_bool_field(res, "fragment", &m->fragment) < 0 ||
         store_json_int64(json_object_get(res, "compact_revision"), &m->compact_revision) < 0)
         return -EBADMSG;
     json_t *reason = json_object_get(res, "cancel_reason");

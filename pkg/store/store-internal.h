@@ -132,6 +132,7 @@ typedef struct store_watch_req {
     store_bytes key, range_end;
     int64_t start_revision; /* 0: from now */
     bool prev_kv, progress_notify;
+    bool fragment; /* etcd may split a response over its request size limit into fragments */
 } store_watch_req;
 
 /* A range end as etcd reads it: "" means "to the end of the keyspace", sent as one 0 byte. */
@@ -152,6 +153,7 @@ json_t *store_gateway_watch_request(const store_watch_req *w);
 typedef struct store_watch_msg {
     bool created;
     bool canceled;
+    bool fragment; /* more of the same response follows */
     int64_t compact_revision;
     int64_t revision; /* header revision */
     char *cancel_reason;
@@ -161,6 +163,7 @@ typedef struct store_watch_msg {
 } store_watch_msg;
 
 void store_watch_msg_clear(store_watch_msg *m);
+void store_event_clear(store_event *ev);
 /* Parses one line. Returns 0 or -EBADMSG. */
 int store_parse_watch_msg(const char *line, size_t len, store_watch_msg *ret);
 

@@ -240,7 +240,8 @@ int store_txn_commit(store *s, const store_txn *t, store_cb cb, void *userdata);
  * The callback gets batches of events (n > 0), or progress (n == 0, error == 0: everything up to
  * `revision` has been delivered — a bookmark), or a terminal error after which the watch is dead
  * and must be freed: -ERANGE when the revision to resume from has been compacted (relist, then
- * watch again from the list's revision), -EMSGSIZE when one message passed max_event_line.
+ * watch again from the list's revision), -EMSGSIZE when one event (or one revision's events)
+ * does not fit max_event_line. A backlog larger than that is fine: etcd sends it in fragments.
  * The callback may call store_watch_free() on its own watch, and may run the loop (store_wait):
  * the watch's own stream is then not ended or reopened until the callback has returned. */
 typedef enum store_event_type {

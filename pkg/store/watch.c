@@ -40,9 +40,27 @@ static void watch_unlink(store *s, store_watch *w)
     w->prev = w->next = NULL;
 }
 
+static size_t event_bytes(const store_event *ev)
+{
+    size_t n = sizeof(*ev) + ev->kv.key_len + ev->kv.value_len;
+    if (ev->prev_kv)
+        n += sizeof(*ev->prev_kv) + ev->prev_kv->key_len + ev->prev_kv->value_len;
+    return n;
+}
+
+static void watch_drop_held(store_watch *w)
+{
+    for (size_t i = 0; i < w->n_held; i++)
+        store_event_clear(&w->held[i]);
+    free(w->held);
+    w->held = NULL;
+    w->n_held = w->held_bytes = 0;
+}
+
 void store_watch_destroy(store_watch *w)
 {
     store *s = w->s;
+    watch_drop_held(w);
     ev_timer_stop(s->loop, &w->retry);
     s->engine->watch_disconnect(w);
     watch_unlink(s, w);
@@ -73,7 +91,63 @@ void store_watch_fail(store_watch *w, int error, int64_t rev)
     watch_deliver(w, NULL, 0, rev, error);
 }
 
-int store_watch_on_msg(store_watch *w, const store_watch_msg *m)
+/* A response over etcd's request size limit comes in fragments, each with whole events, but a
+ * revision's events (a transaction's) may be split between two. Everything before the last
+ * revision of a fragment is complete and delivered at once; the events of that last revision
+ * wait for the next fragment. So a catch-up over a backlog of any size works with a
+ * max_event_line that holds one fragment, and what waits is bounded by max_event_line too. */
+static int watch_on_events(store_watch *w, store_watch_msg *m)
+{
+    store_event *all = m->events;
+    size_t n = m->n_events;
+    if (w->n_held) {
+        all = xrealloc(w->held, (w->n_held + n) * sizeof(*all));
+        if (n)
+            memcpy(all + w->n_held, m->events, n * sizeof(*all));
+        free(m->events);
+        n += w->n_held;
+        w->held = NULL;
+        w->n_held = w->held_bytes = 0;
+    }
+    m->events = NULL;
+    m->n_events = 0;
+
+    size_t complete = n;
+    if (m->fragment)
+        while (complete > 0 && all[complete - 1].kv.mod_revision == all[n - 1].kv.mod_revision)
+            complete--;
+    /* Drop anything already delivered (cannot happen when etcd honours start_revision, but the
+     * promise of no duplicates should not rest on that). */
+    size_t first = 0;
+    while (first < complete && all[first].kv.mod_revision < w->next_rev)
+        first++;
+    bool go_on = true;
+    if (first < complete) {
+        w->next_rev = all[complete - 1].kv.mod_revision + 1;
+        go_on = watch_deliver(w, all + first, complete - first, m->revision, 0);
+    }
+    for (size_t i = 0; i < complete; i++)
+        store_event_clear(&all[i]);
+    if (!go_on || complete == n) {
+        for (size_t i = complete; i < n; i++)
+            store_event_clear(&all[i]);
+        free(all);
+        return go_on ? 0 : -ECANCELED;
+    }
+    memmove(all, all + complete, (n - complete) * sizeof(*all));
+    w->held = all;
+    w->n_held = n - complete;
+    for (size_t i = 0; i < w->n_held; i++)
+        w->held_bytes += event_bytes(&w->held[i]);
+    if (w->s->opts.max_event_line && w->held_bytes > w->s->opts.max_event_line) {
+        watch_drop_held(w);
+        store_watch_fail(w, -EMSGSIZE, 0);
+        return -EMSGSIZE;
+    }
+    return 0;
+}
+
+int store_watch_on_msg(store_watch *w, store_watch_msg *m)
 {
     if (m->error) {
         if (m->error == -ERANGE)
@@ -91,19 +165,8 @@ int store_watch_on_msg(store_watch *w, const store_watch_msg *m)
         w->created_at = now_monotonic();
         return 0;
     }
-    if (m->n_events > 0) {
-        /* Drop anything already delivered (cannot happen when etcd honours start_revision, but
-         * the promise of no duplicates should not rest on that). */
-        size_t first = 0;
-        while (first < m->n_events && m->events[first].kv.mod_revision < w->next_rev)
-            first++;
-        if (first < m->n_events) {
-            w->next_rev = m->events[m->n_events - 1].kv.mod_revision + 1;
-            if (!watch_deliver(w, m->events + first, m->n_events - first, m->revision, 0))
-                return -ECANCELED;
-        }
-        return 0;
-    }
+    if (m->n_events > 0)
+        return watch_on_events(w, m);
     if (m->revision > 0) {
         /* Progress notification: every event up to m->revision has been sent. */
         if (m->revision + 1 > w->next_rev)
@@ -123,6 +186,7 @@ store_watch_req store_watch_request(const store_watch *w)
         .start_revision = w->next_rev,
         .prev_kv = (w->flags & STORE_WATCH_PREV_KV) != 0,
         .progress_notify = (w->flags & STORE_WATCH_PROGRESS) != 0,
+        .fragment = true,
     };
 }
 
@@ -135,6 +199,7 @@ static void watch_retry_fired(struct ev_loop *loop, ev_timer *t, int revents)
 
 void store_watch_stream_ended(store_watch *w, bool failed)
 {
+    watch_drop_held(w); /* the next stream starts again at their revision */
     if (failed)
         w->endpoint = (w->endpoint + 1) % w->s->opts.n_endpoints;
     /* A stream that lived a while starts the backoff over; one that a member created and ended

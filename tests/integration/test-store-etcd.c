@@ -634,6 +634,49 @@ static void watch_callback_may_run_the_loop(void)
     CHECK_STR(nw.log.keys[1], "/t/nested/b");
 }
 
+/* A watch from an old revision gets the backlog in one response (etcd batches up to 1000
+ * revisions for a watcher catching up) that is larger than max_event_line though every event is
+ * small: etcd sends it in fragments, and the watch delivers every event. */
+static void watch_catches_up_over_a_large_backlog(void)
+{
+    if (!etcd)
+        etcd = etcd_fixture_start();
+    if (!loop)
+        loop = ev_loop_new(EVFLAG_AUTO);
+    store_options o = {.n_endpoints = 1,
+                       .endpoints = {etcd_fixture_endpoint(etcd)},
+                       .request_timeout = 10 * USEC_PER_SEC,
+                       .max_event_line = 4 << 20};
+    _cleanup_(store_freep) store *s = NULL;
+    CHECK_OK(store_new(loop, &o, &s));
+    size_t len = 512 * 1024;
+    _cleanup_free_ char *v = xmalloc(len);
+    memset(v, 'b', len);
+    int64_t start = put_rev(s, "/t/backlog-start", "x") + 1;
+    for (int i = 0; i < 20; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "/t/backlog/%02d", i);
+        store_sync y = STORE_SYNC_INIT;
+        CHECK_OK(store_put(s, k, v, len, 0, 0, store_sync_done, &y));
+        CHECK_OK(store_wait(s, &y, NULL));
+    }
+    static watch_log l;
+    memset(&l, 0, sizeof(l));
+    _cleanup_free_ char *end = store_prefix_end("/t/backlog/");
+    _cleanup_(store_watch_freep) store_watch *w = NULL;
+    CHECK_OK(store_watch_new(s, "/t/backlog/", end, start, 0, log_events, &l, &w));
+    count_goal g = {&l, 20};
+    CHECK(run_until(log_has, &g, 20));
+    run_for(0.2);
+    CHECK_INT(l.error, ==, 0);
+    CHECK_INT(l.n, ==, 20);
+    for (int i = 0; i < 20; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "/t/backlog/%02d", i);
+        CHECK_STR(l.keys[i], want);
+    }
+}
+
 static void compaction_expires_old_revisions(void)
 {
     _cleanup_(store_freep) store *s = connect_default();
@@ -954,8 +997,9 @@ CHECK_MAIN(CASE(put_get_delete), CASE(binary_values_round_trip), CASE(create_onl
            CASE(delete_prefix_spares_siblings), CASE(leases_expire_keys),
            CASE(watch_sees_puts_and_deletes_in_order), CASE(watch_from_now_skips_history),
            CASE(watch_survives_etcd_restart), CASE(watch_callback_may_run_the_loop),
-           CASE(compaction_expires_old_revisions), CASE(large_values_near_the_limit),
-           CASE(response_cap_is_enforced), CASE(failover_to_a_live_member),
-           CASE(unknown_outcome_writes_are_not_retried), CASE(many_requests_in_flight),
-           CASE(etcd_killed_mid_request_fails_fast), CASE(status_reports_revision),
-           CASE(tls_with_client_certificates), CASE(bad_arguments_are_refused))
+           CASE(watch_catches_up_over_a_large_backlog), CASE(compaction_expires_old_revisions),
+           CASE(large_values_near_the_limit), CASE(response_cap_is_enforced),
+           CASE(failover_to_a_live_member), CASE(unknown_outcome_writes_are_not_retried),
+           CASE(many_requests_in_flight), CASE(etcd_killed_mid_request_fails_fast),
+           CASE(status_reports_revision), CASE(tls_with_client_certificates),
+           CASE(bad_arguments_are_refused))
