@@ -77,6 +77,7 @@ struct store_watch {
     bool in_callback;
     bool free_requested; /* freed from its own callback: the engine finishes it afterwards */
     bool dead;           /* a terminal error was delivered */
+    char *message;       /* etcd's words on that error, or ours; NULL when none */
     store_watch_cb cb;
     void *userdata;
 
@@ -102,8 +103,11 @@ int store_submit(store *s, const store_request *req, store_shape shape, store_cb
  * w->dead after a terminal error, w->free_requested when the callback freed the watch, otherwise
  * the engine reconnects through store_watch_stream_ended(). */
 int store_watch_on_msg(store_watch *w, store_watch_msg *m);
-/* Delivers a terminal error; the watch is dead afterwards. */
-void store_watch_fail(store_watch *w, int error, int64_t rev);
+/* Delivers a terminal error; the watch is dead afterwards. `message` (copied; may be NULL) is
+ * what store_watch_message() returns from then on. */
+void store_watch_fail(store_watch *w, int error, int64_t rev, const char *message);
+/* The terminal -EBADMSG for a message of the stream that cannot be read or handed out. */
+void store_watch_fail_malformed(store_watch *w);
 /* The stream ended (not terminally): schedule a reconnect with backoff, on the next member when
  * `failed`. */
 void store_watch_stream_ended(store_watch *w, bool failed);

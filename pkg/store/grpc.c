@@ -566,9 +566,8 @@ static void gwatch_on_recv(gwatch *gw, bool ok)
         e = store_grpc_watch_msg((Etcdserverpb__WatchResponse *)msg, &m);
     arena_done(&arena);
     if (e < 0) {
-        /* A garbled stream is dropped and reopened from next_rev: nothing is lost. */
-        gwatch_detach(gw);
-        store_watch_stream_ended(w, true);
+        store_watch_fail_malformed(w);
+        gwatch_after_delivery(gw, w);
         return;
     }
     e = store_watch_on_msg(w, &m);
@@ -614,7 +613,7 @@ static void gwatch_on_status(gwatch *gw)
     int e = store_grpc_status_error(gw->code, details, &not_sent);
     gwatch_detach(gw);
     if (e == -EMSGSIZE || e == -ERANGE) {
-        store_watch_fail(w, e, 0);
+        store_watch_fail(w, e, 0, details);
         if (w->free_requested)
             store_watch_destroy(w);
         return;

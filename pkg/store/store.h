@@ -241,7 +241,10 @@ int store_txn_commit(store *s, const store_txn *t, store_cb cb, void *userdata);
  * `revision` has been delivered — a bookmark), or a terminal error after which the watch is dead
  * and must be freed: -ERANGE when the revision to resume from has been compacted (relist, then
  * watch again from the list's revision), -EMSGSIZE when one event (or one revision's events)
- * does not fit max_event_line. A backlog larger than that is fine: etcd sends it in fragments.
+ * does not fit max_event_line (a backlog larger than that is fine: etcd sends it in fragments),
+ * -EBADMSG when a message cannot be read or handed out (a key with an embedded NUL): it would
+ * come again on every reconnect, and skipping it would lose an event.
+ * store_watch_message() then says more.
  * The callback may call store_watch_free() on its own watch, and may run the loop (store_wait):
  * the watch's own stream is then not ended or reopened until the callback has returned. */
 typedef enum store_event_type {
@@ -266,6 +269,9 @@ int store_watch_new(store *s, const char *key, const char *range_end, int64_t st
 /* Stops the watch; its callback is not called again. Accepts NULL. */
 store_watch *store_watch_free(store_watch *w);
 DEFINE_TRIVIAL_CLEANUP_FUNC(store_watch *, store_watch_free);
+/* After a terminal error: etcd's words on it (a cancel reason, a stream status) or the library's,
+ * or NULL. Owned by the watch, valid until it is freed. */
+const char *store_watch_message(const store_watch *w);
 /* How many times the watch reconnected (for tests and metrics). */
 unsigned store_watch_reconnects(const store_watch *w);
 

@@ -65,6 +65,7 @@ void store_watch_destroy(store_watch *w)
     s->engine->watch_disconnect(w);
     watch_unlink(s, w);
     buf_done(&w->line);
+    free(w->message);
     free(w->body);
     free(w->key);
     free(w->range_end);
@@ -83,12 +84,30 @@ static bool watch_deliver(store_watch *w, const store_event *ev, size_t n, int64
     return !w->free_requested && !w->dead;
 }
 
-void store_watch_fail(store_watch *w, int error, int64_t rev)
+void store_watch_fail(store_watch *w, int error, int64_t rev, const char *message)
 {
     if (w->dead || w->free_requested)
         return; /* already failed (or freed) from a callback further up */
     w->dead = true;
+    free(w->message);
+    w->message = message && *message ? xstrdup(message) : NULL;
     watch_deliver(w, NULL, 0, rev, error);
+}
+
+void store_watch_fail_malformed(store_watch *w)
+{
+    /* Reopening the stream would bring the same message again, and skipping it would break the
+     * promise of every event: the watch ends, and says so. */
+    _cleanup_free_ char *msg =
+        xasprintf("%s: watch response that cannot be read (malformed, or a key with an embedded "
+                  "NUL)",
+                  w->s->opts.endpoints[w->endpoint]);
+    store_watch_fail(w, -EBADMSG, 0, msg);
+}
+
+const char *store_watch_message(const store_watch *w)
+{
+    return w->message;
 }
 
 /* A response over etcd's request size limit comes in fragments, each with whole events, but a
@@ -141,7 +160,7 @@ static int watch_on_events(store_watch *w, store_watch_msg *m)
         w->held_bytes += event_bytes(&w->held[i]);
     if (w->s->opts.max_event_line && w->held_bytes > w->s->opts.max_event_line) {
         watch_drop_held(w);
-        store_watch_fail(w, -EMSGSIZE, 0);
+        store_watch_fail(w, -EMSGSIZE, 0, "the events of one revision pass max_event_line");
         return -EMSGSIZE;
     }
     return 0;
@@ -151,12 +170,12 @@ int store_watch_on_msg(store_watch *w, store_watch_msg *m)
 {
     if (m->error) {
         if (m->error == -ERANGE)
-            store_watch_fail(w, -ERANGE, m->revision);
+            store_watch_fail(w, -ERANGE, m->revision, NULL);
         return -EPIPE;
     }
     if (m->canceled) {
         if (m->compact_revision > 0)
-            store_watch_fail(w, -ERANGE, m->compact_revision);
+            store_watch_fail(w, -ERANGE, m->compact_revision, m->cancel_reason);
         return -EPIPE;
     }
     if (m->created) {
@@ -268,7 +287,7 @@ static int gateway_watch_line(const char *line, size_t len, void *userdata)
     store_watch *w = userdata;
     store_watch_msg m;
     if (store_parse_watch_msg(line, len, &m) < 0) {
-        /* A garbled stream is dropped and reopened from next_rev: nothing is lost. */
+        store_watch_fail_malformed(w);
         w->abort_stream = true;
         return -EBADMSG;
     }
@@ -286,7 +305,7 @@ static size_t gateway_watch_write(char *data, size_t size, size_t nmemb, void *u
         return 0;
     int r = store_frame_lines(&w->line, data, nmemb, gateway_watch_line, w);
     if (r == -EMSGSIZE && !w->dead)
-        store_watch_fail(w, -EMSGSIZE, 0);
+        store_watch_fail(w, -EMSGSIZE, 0, "a watch message passes max_event_line");
     if (r < 0 || w->abort_stream || w->dead)
         return 0; /* ends the transfer; the done handler decides what follows */
     return nmemb;

@@ -1,6 +1,7 @@
 /* Integration tests for pkg/store against a real etcd started by the fixture (free loopback
  * ports, temporary data, always stopped). Each case uses its own key prefix. */
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -677,6 +678,47 @@ static void watch_catches_up_over_a_large_backlog(void)
     }
 }
 
+/* Writes a key the store API refuses (it has an embedded NUL) through the gateway directly. */
+static void put_raw_key_b64(const char *key_b64)
+{
+    char url[256], body[256];
+    snprintf(url, sizeof(url), "%s/v3/kv/put", etcd_fixture_endpoint(etcd));
+    snprintf(body, sizeof(body), "{\"key\":\"%s\",\"value\":\"eA==\"}", key_b64);
+    CURL *c = curl_easy_init();
+    CHECK(c != NULL);
+    FILE *sink = fopen("/dev/null", "we");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, sink);
+    CHECK_INT(curl_easy_perform(c), ==, CURLE_OK);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    CHECK_INT(status, ==, 200);
+    curl_easy_cleanup(c);
+    fclose(sink);
+}
+
+/* An event the watch cannot hand out (a key with an embedded NUL) comes again on every
+ * reconnect: the watch must fail with -EBADMSG instead of reconnecting for ever in silence. */
+static void malformed_event_ends_the_watch(void)
+{
+    _cleanup_(store_freep) store *s = connect_default();
+    int64_t start = put_rev(s, "/t/nulw-start", "x") + 1;
+    static watch_log l;
+    memset(&l, 0, sizeof(l));
+    _cleanup_free_ char *end = store_prefix_end("/t/nulw/");
+    _cleanup_(store_watch_freep) store_watch *w = NULL;
+    CHECK_OK(store_watch_new(s, "/t/nulw/", end, start, 0, log_events, &l, &w));
+    put_raw_key_b64("L3QvbnVsdy9hAGI="); /* "/t/nulw/a\0b" */
+    put_rev(s, "/t/nulw/z", "y");
+    CHECK(run_until(log_has_error, &l, 10));
+    CHECK_INT(l.error, ==, -EBADMSG);
+    CHECK_INT(l.n, ==, 0);
+    CHECK(store_watch_message(w) != NULL);
+    run_for(0.3); /* dead: nothing more arrives */
+    CHECK_INT(l.n, ==, 0);
+}
+
 static void compaction_expires_old_revisions(void)
 {
     _cleanup_(store_freep) store *s = connect_default();
@@ -997,9 +1039,9 @@ CHECK_MAIN(CASE(put_get_delete), CASE(binary_values_round_trip), CASE(create_onl
            CASE(delete_prefix_spares_siblings), CASE(leases_expire_keys),
            CASE(watch_sees_puts_and_deletes_in_order), CASE(watch_from_now_skips_history),
            CASE(watch_survives_etcd_restart), CASE(watch_callback_may_run_the_loop),
-           CASE(watch_catches_up_over_a_large_backlog), CASE(compaction_expires_old_revisions),
-           CASE(large_values_near_the_limit), CASE(response_cap_is_enforced),
-           CASE(failover_to_a_live_member), CASE(unknown_outcome_writes_are_not_retried),
-           CASE(many_requests_in_flight), CASE(etcd_killed_mid_request_fails_fast),
-           CASE(status_reports_revision), CASE(tls_with_client_certificates),
-           CASE(bad_arguments_are_refused))
+           CASE(watch_catches_up_over_a_large_backlog), CASE(malformed_event_ends_the_watch),
+           CASE(compaction_expires_old_revisions), CASE(large_values_near_the_limit),
+           CASE(response_cap_is_enforced), CASE(failover_to_a_live_member),
+           CASE(unknown_outcome_writes_are_not_retried), CASE(many_requests_in_flight),
+           CASE(etcd_killed_mid_request_fails_fast), CASE(status_reports_revision),
+           CASE(tls_with_client_certificates), CASE(bad_arguments_are_refused))
