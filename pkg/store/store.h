@@ -243,7 +243,8 @@ int store_txn_commit(store *s, const store_txn *t, store_cb cb, void *userdata);
  * watch again from the list's revision), -EMSGSIZE when one event (or one revision's events)
  * does not fit max_event_line (a backlog larger than that is fine: etcd sends it in fragments),
  * -EBADMSG when a message cannot be read or handed out (a key with an embedded NUL): it would
- * come again on every reconnect, and skipping it would lose an event.
+ * come again on every reconnect, and skipping it would lose an event; -EINVAL when etcd refused
+ * the watch at creation (an empty range: key >= range_end; no permission).
  * store_watch_message() then says more.
  * The callback may call store_watch_free() on its own watch, and may run the loop (store_wait):
  * the watch's own stream is then not ended or reopened until the callback has returned. */

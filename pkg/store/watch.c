@@ -5,7 +5,8 @@
  * revision + 1; after a progress notification, its revision + 1. Whenever a stream ends for any
  * reason but a terminal one, the engine reopens it (next endpoint, capped exponential backoff)
  * from `next_rev`, so nothing is lost and nothing is delivered twice. A cancel carrying
- * compact_revision is the terminal -ERANGE.
+ * compact_revision is the terminal -ERANGE; one in the created message itself (etcd refused the
+ * watch) the terminal -EINVAL.
  *
  * Gateway transport: one long-lived POST /v3/watch per watch, on the store's watch multi handle,
  * newline-delimited JSON framed as it arrives. etcd's answer to a compacted start revision keeps
@@ -176,6 +177,11 @@ int store_watch_on_msg(store_watch *w, store_watch_msg *m)
     if (m->canceled) {
         if (m->compact_revision > 0)
             store_watch_fail(w, -ERANGE, m->compact_revision, m->cancel_reason);
+        else if (m->created)
+            /* Refused at creation ("mvcc: watcher range is empty", permission denied): the
+             * same request would be refused again. */
+            store_watch_fail(w, -EINVAL, 0,
+                             m->cancel_reason ? m->cancel_reason : "etcd refused the watch");
         return -EPIPE;
     }
     if (m->created) {

@@ -719,6 +719,22 @@ static void malformed_event_ends_the_watch(void)
     CHECK_INT(l.n, ==, 0);
 }
 
+/* A watch etcd refuses when it is created (an empty range) fails with -EINVAL and etcd's reason,
+ * instead of being opened again for ever. */
+static void refused_watch_fails_with_the_reason(void)
+{
+    _cleanup_(store_freep) store *s = connect_default();
+    static watch_log l;
+    memset(&l, 0, sizeof(l));
+    _cleanup_(store_watch_freep) store_watch *w = NULL;
+    CHECK_OK(store_watch_new(s, "/t/b", "/t/a", 0, 0, log_events, &l, &w));
+    CHECK(run_until(log_has_error, &l, 10));
+    CHECK_INT(l.error, ==, -EINVAL);
+    CHECK(store_watch_message(w) != NULL);
+    fprintf(stderr, "  refused: %s\n", store_watch_message(w));
+    CHECK_INT(store_watch_reconnects(w), ==, 0);
+}
+
 static void compaction_expires_old_revisions(void)
 {
     _cleanup_(store_freep) store *s = connect_default();
@@ -1040,8 +1056,9 @@ CHECK_MAIN(CASE(put_get_delete), CASE(binary_values_round_trip), CASE(create_onl
            CASE(watch_sees_puts_and_deletes_in_order), CASE(watch_from_now_skips_history),
            CASE(watch_survives_etcd_restart), CASE(watch_callback_may_run_the_loop),
            CASE(watch_catches_up_over_a_large_backlog), CASE(malformed_event_ends_the_watch),
-           CASE(compaction_expires_old_revisions), CASE(large_values_near_the_limit),
-           CASE(response_cap_is_enforced), CASE(failover_to_a_live_member),
-           CASE(unknown_outcome_writes_are_not_retried), CASE(many_requests_in_flight),
-           CASE(etcd_killed_mid_request_fails_fast), CASE(status_reports_revision),
-           CASE(tls_with_client_certificates), CASE(bad_arguments_are_refused))
+           CASE(refused_watch_fails_with_the_reason), CASE(compaction_expires_old_revisions),
+           CASE(large_values_near_the_limit), CASE(response_cap_is_enforced),
+           CASE(failover_to_a_live_member), CASE(unknown_outcome_writes_are_not_retried),
+           CASE(many_requests_in_flight), CASE(etcd_killed_mid_request_fails_fast),
+           CASE(status_reports_revision), CASE(tls_with_client_certificates),
+           CASE(bad_arguments_are_refused))
