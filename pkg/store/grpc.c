@@ -79,6 +79,7 @@ struct store_gwatch {
     struct store_gwatch *prev, *next;
     grpc_call *call;
     grpc_byte_buffer *send, *recv;
+    grpc_metadata require_leader; /* sent with the stream's initial metadata */
     grpc_metadata_array initial_md, trailing_md;
     grpc_status_code code;
     grpc_slice details;
@@ -504,10 +505,18 @@ static void grpc_watch_connect(store_watch *w)
         g->watch_methods[w->endpoint], gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     active_inc(s);
 
+    /* "hasleader: true" (etcd's rpctypes.MetadataRequireLeaderKey): a member that has no leader
+     * refuses the stream, and cancels it when it loses its leader, with "etcdserver: no leader";
+     * without it, a member cut off from the others keeps the stream open and silent, and the
+     * watch would never fail over. */
+    gw->require_leader = (grpc_metadata){.key = grpc_slice_from_static_string("hasleader"),
+                                         .value = grpc_slice_from_static_string("true")};
     /* The stream stays open for writing: etcd would end it on a half-close. */
     grpc_op start_ops[3] = {{.op = GRPC_OP_SEND_INITIAL_METADATA},
                             {.op = GRPC_OP_SEND_MESSAGE},
                             {.op = GRPC_OP_RECV_INITIAL_METADATA}};
+    start_ops[0].data.send_initial_metadata.count = 1;
+    start_ops[0].data.send_initial_metadata.metadata = &gw->require_leader;
     start_ops[1].data.send_message.send_message = gw->send;
     start_ops[2].data.recv_initial_metadata.recv_initial_metadata = &gw->initial_md;
     grpc_op status_op = {.op = GRPC_OP_RECV_STATUS_ON_CLIENT};
