@@ -26,6 +26,7 @@ typedef struct store_req {
     bool too_large;
     size_t endpoint;
     unsigned tries;
+    usec_t deadline; /* monotonic, of the whole request, failover included */
     store_cb cb;
     void *userdata;
 } store_req;
@@ -235,7 +236,10 @@ static void req_start(store_req *q)
     else
         curl_easy_reset(q->easy);
     store_easy_setup(s, q->easy, q->endpoint, store_kind_path(q->kind), q->body, q->body_len);
-    curl_easy_setopt(q->easy, CURLOPT_TIMEOUT_MS, (long)(s->opts.request_timeout / USEC_PER_MSEC));
+    /* Each attempt gets what is left of the request's time. */
+    usec_t now = now_monotonic();
+    usec_t left = q->deadline > now ? q->deadline - now : 0;
+    curl_easy_setopt(q->easy, CURLOPT_TIMEOUT_MS, (long)MAX(left / USEC_PER_MSEC, (usec_t)1));
     curl_easy_setopt(q->easy, CURLOPT_WRITEFUNCTION, req_write);
     curl_easy_setopt(q->easy, CURLOPT_WRITEDATA, q);
     curl_easy_setopt(q->easy, CURLOPT_PRIVATE, q);
@@ -275,12 +279,18 @@ static void requests_done(store_multi *mu, CURL *easy, CURLcode code)
         r->message = xasprintf("%s: %s", s->opts.endpoints[q->endpoint], curl_easy_strerror(code));
     }
 
-    if (e < 0 && store_should_retry(q->kind, e, code != CURLE_OK && store_curl_not_sent(code),
-                                    q->tries, s->opts.n_endpoints)) {
-        q->endpoint = (q->endpoint + 1) % s->opts.n_endpoints;
-        s->endpoint = q->endpoint;
-        req_start(q);
-        return;
+    if (e < 0 && store_error_is_unavailable(e)) {
+        size_t next = (q->endpoint + 1) % s->opts.n_endpoints;
+        /* Later requests start on the next member, whether or not this one goes there. */
+        if (s->endpoint == q->endpoint)
+            s->endpoint = next;
+        if (now_monotonic() < q->deadline &&
+            store_should_retry(q->kind, e, code != CURLE_OK && store_curl_not_sent(code), q->tries,
+                               s->opts.n_endpoints)) {
+            q->endpoint = next;
+            req_start(q);
+            return;
+        }
     }
     store_result_shape(r, q->shape);
     req_unlink(q);
@@ -306,6 +316,7 @@ static int gateway_submit(store *s, const store_request *req, store_shape shape,
     q->body_len = strlen(text);
     q->response = BUF_INIT(s->opts.max_response);
     q->endpoint = s->endpoint;
+    q->deadline = now_monotonic() + s->opts.request_timeout;
     q->cb = cb;
     q->userdata = userdata;
     q->next = s->reqs;

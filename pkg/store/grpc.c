@@ -63,6 +63,7 @@ typedef struct greq {
     grpc_slice payload; /* the encoded request, sent again on failover */
     size_t endpoint;
     unsigned tries;
+    gpr_timespec deadline; /* of the whole request, failover included */
     grpc_call *call;
     grpc_byte_buffer *send, *recv;
     grpc_metadata_array initial_md, trailing_md;
@@ -359,11 +360,17 @@ static void req_finish(greq *q)
     req_attempt_clear(q);
     active_dec(s);
 
-    if (e < 0 && store_should_retry(q->kind, e, not_sent, q->tries, s->opts.n_endpoints)) {
-        q->endpoint = (q->endpoint + 1) % s->opts.n_endpoints;
-        s->endpoint = q->endpoint;
-        req_attempt(q);
-        return;
+    if (e < 0 && store_error_is_unavailable(e)) {
+        size_t next = (q->endpoint + 1) % s->opts.n_endpoints;
+        /* Later requests start on the next member, whether or not this one goes there. */
+        if (s->endpoint == q->endpoint)
+            s->endpoint = next;
+        bool time_left = gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), q->deadline) < 0;
+        if (time_left && store_should_retry(q->kind, e, not_sent, q->tries, s->opts.n_endpoints)) {
+            q->endpoint = next;
+            req_attempt(q);
+            return;
+        }
     }
     store_result_shape(r, q->shape);
     req_unlink(q);
@@ -381,7 +388,7 @@ static void req_attempt(greq *q)
     q->code = GRPC_STATUS_UNKNOWN;
     q->call = grpc_channel_create_registered_call(
         g->channels[q->endpoint], NULL, GRPC_PROPAGATE_DEFAULTS, g->cq,
-        g->methods[q->endpoint][q->kind], deadline_after(s->opts.request_timeout), NULL);
+        g->methods[q->endpoint][q->kind], q->deadline, NULL);
     q->send = grpc_raw_byte_buffer_create(&q->payload, 1);
     active_inc(s);
 
@@ -415,6 +422,7 @@ static int grpc_submit(store *s, const store_request *req, store_shape shape, st
     q->payload = encode(&m.base);
     store_grpc_msg_done(&m);
     q->endpoint = s->endpoint;
+    q->deadline = deadline_after(s->opts.request_timeout);
     q->details = grpc_empty_slice();
     grpc_metadata_array_init(&q->initial_md);
     grpc_metadata_array_init(&q->trailing_md);

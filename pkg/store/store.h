@@ -67,7 +67,10 @@ typedef struct store_options {
     /* "http://127.0.0.1:2379" or "https://…"; tried in order, failing over to the next. */
     const char *endpoints[STORE_ENDPOINTS_MAX];
     size_t n_endpoints;
-    usec_t request_timeout; /* whole request; 0 = STORE_DEFAULT_TIMEOUT */
+    /* The whole request, failover included: one deadline, each attempt gets what is left (a
+     * member that swallows a request takes all of it: -ETIMEDOUT, and later requests start on
+     * the next member). 0 = STORE_DEFAULT_TIMEOUT */
+    usec_t request_timeout;
     usec_t connect_timeout; /* 0 = STORE_DEFAULT_CONNECT */
     size_t max_response;    /* bytes of one response body; 0 = STORE_DEFAULT_MAX_RESPONSE */
     size_t max_event_line;  /* bytes of one watch message; 0 = STORE_DEFAULT_MAX_EVENTLINE */

@@ -907,13 +907,43 @@ static void unknown_outcome_writes_are_not_retried(void)
     store_result_free(TAKE_PTR(r));
     put_rev(direct, "/t/unknown/r", "x");
 
-    /* A read is harmless to repeat: it times out on the silent member, then the live one answers.
-     */
+    /* A read is harmless to repeat, but request_timeout bounds the whole request and the silent
+     * member took all of it: -ETIMEDOUT, within the timeout. The store then starts requests on
+     * the next member, which answers the next read. */
     _cleanup_(store_freep) store *s2 = NULL;
     CHECK_OK(store_new(loop, &o, &s2));
+    usec_t t0 = now_monotonic();
+    CHECK_INT(get(s2, "/t/unknown/r", &r), ==, -ETIMEDOUT);
+    CHECK(now_monotonic() - t0 < 1500 * USEC_PER_MSEC);
+    store_result_free(TAKE_PTR(r));
     CHECK_OK(get(s2, "/t/unknown/r", &r));
     CHECK_STR(r->kvs[0].value, "x");
     close(hole);
+}
+
+/* request_timeout bounds the whole request, failover included: two members that never answer
+ * cost one timeout, not two. */
+static void request_timeout_bounds_the_whole_request(void)
+{
+    if (!loop)
+        loop = ev_loop_new(EVFLAG_AUTO);
+    int port1, port2;
+    int hole1 = blackhole_listen(&port1), hole2 = blackhole_listen(&port2);
+    char silent1[64], silent2[64];
+    snprintf(silent1, sizeof(silent1), "http://127.0.0.1:%d", port1);
+    snprintf(silent2, sizeof(silent2), "http://127.0.0.1:%d", port2);
+    store_options o = {
+        .n_endpoints = 2, .endpoints = {silent1, silent2}, .request_timeout = 1 * USEC_PER_SEC};
+    _cleanup_(store_freep) store *s = NULL;
+    CHECK_OK(store_new(loop, &o, &s));
+    usec_t t0 = now_monotonic();
+    _cleanup_(store_result_freep) store_result *r = NULL;
+    CHECK_INT(get(s, "/t/deadline", &r), ==, -ETIMEDOUT);
+    usec_t took = now_monotonic() - t0;
+    fprintf(stderr, "  two silent members: -ETIMEDOUT after %.2f s\n", (double)took / USEC_PER_SEC);
+    CHECK(took < 1500 * USEC_PER_MSEC);
+    close(hole1);
+    close(hole2);
 }
 
 static bool flight_done(void *arg)
@@ -1059,6 +1089,6 @@ CHECK_MAIN(CASE(put_get_delete), CASE(binary_values_round_trip), CASE(create_onl
            CASE(refused_watch_fails_with_the_reason), CASE(compaction_expires_old_revisions),
            CASE(large_values_near_the_limit), CASE(response_cap_is_enforced),
            CASE(failover_to_a_live_member), CASE(unknown_outcome_writes_are_not_retried),
-           CASE(many_requests_in_flight), CASE(etcd_killed_mid_request_fails_fast),
-           CASE(status_reports_revision), CASE(tls_with_client_certificates),
-           CASE(bad_arguments_are_refused))
+           CASE(request_timeout_bounds_the_whole_request), CASE(many_requests_in_flight),
+           CASE(etcd_killed_mid_request_fails_fast), CASE(status_reports_revision),
+           CASE(tls_with_client_certificates), CASE(bad_arguments_are_refused))
