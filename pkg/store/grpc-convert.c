@@ -310,6 +310,15 @@ static int64_t header_revision(const Etcdserverpb__ResponseHeader *h)
     return h ? h->revision : 0;
 }
 
+/* Every reply of etcd carries a header; one without is malformed, as on the gateway. */
+static int header_from(const Etcdserverpb__ResponseHeader *h, store_result *r)
+{
+    if (!h)
+        return -EBADMSG;
+    r->revision = h->revision;
+    return 0;
+}
+
 static int range_from(const Etcdserverpb__RangeResponse *m, store_result *r)
 {
     r->more = m->more;
@@ -369,53 +378,63 @@ static int response_body(store_kind k, const ProtobufCMessage *msg, store_result
     switch (k) {
     case STORE_KIND_RANGE: {
         const Etcdserverpb__RangeResponse *m = (const void *)msg;
-        r->revision = header_revision(m->header);
+        if (header_from(m->header, r) < 0)
+            return -EBADMSG;
         return range_from(m, r);
     }
     case STORE_KIND_PUT: {
         const Etcdserverpb__PutResponse *m = (const void *)msg;
-        r->revision = header_revision(m->header);
+        if (header_from(m->header, r) < 0)
+            return -EBADMSG;
         return put_from(m, r);
     }
     case STORE_KIND_DELETE: {
         const Etcdserverpb__DeleteRangeResponse *m = (const void *)msg;
-        r->revision = header_revision(m->header);
+        if (header_from(m->header, r) < 0)
+            return -EBADMSG;
         return delete_from(m, r);
     }
     case STORE_KIND_TXN: {
         const Etcdserverpb__TxnResponse *m = (const void *)msg;
-        r->revision = header_revision(m->header);
+        if (header_from(m->header, r) < 0)
+            return -EBADMSG;
         return txn_from(m, r);
     }
     case STORE_KIND_COMPACT:
-        r->revision = header_revision(((const Etcdserverpb__CompactionResponse *)msg)->header);
+        if (header_from(((const Etcdserverpb__CompactionResponse *)msg)->header, r) < 0)
+            return -EBADMSG;
         return 0;
     case STORE_KIND_LEASE_GRANT: {
         const Etcdserverpb__LeaseGrantResponse *m = (const void *)msg;
-        r->revision = header_revision(m->header);
+        if (header_from(m->header, r) < 0)
+            return -EBADMSG;
         r->lease_id = m->id;
         r->ttl = m->ttl;
         return 0;
     }
     case STORE_KIND_LEASE_KEEPALIVE: {
         const Etcdserverpb__LeaseKeepAliveResponse *m = (const void *)msg;
-        r->revision = header_revision(m->header);
+        if (header_from(m->header, r) < 0)
+            return -EBADMSG;
         r->lease_id = m->id;
         r->ttl = m->ttl;
         return r->ttl <= 0 ? -ETIME : 0; /* an expired lease is renewed to TTL 0 */
     }
     case STORE_KIND_LEASE_REVOKE:
-        r->revision = header_revision(((const Etcdserverpb__LeaseRevokeResponse *)msg)->header);
+        if (header_from(((const Etcdserverpb__LeaseRevokeResponse *)msg)->header, r) < 0)
+            return -EBADMSG;
         return 0;
     case STORE_KIND_LEASE_TTL: {
         const Etcdserverpb__LeaseTimeToLiveResponse *m = (const void *)msg;
-        r->revision = header_revision(m->header);
+        if (header_from(m->header, r) < 0)
+            return -EBADMSG;
         r->lease_id = m->id;
         r->ttl = m->ttl;
         return r->ttl < 0 ? -ETIME : 0;
     }
     case STORE_KIND_STATUS:
-        r->revision = header_revision(((const Etcdserverpb__StatusResponse *)msg)->header);
+        if (header_from(((const Etcdserverpb__StatusResponse *)msg)->header, r) < 0)
+            return -EBADMSG;
         return 0;
     default:
         return -EBADMSG;

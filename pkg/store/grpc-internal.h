@@ -42,7 +42,8 @@ int store_grpc_request(const store_request *r, store_grpc_msg *m);
 void store_grpc_watch_request(const store_watch_req *w, store_grpc_msg *m);
 void store_grpc_msg_done(store_grpc_msg *m);
 /* Fills r (zeroed) from etcd's reply `msg` of kind `k`. Returns 0, -ETIME for an expired lease
- * (keepalive, timetolive), or -EBADMSG (keys with an embedded NUL, a reply of the wrong type);
+ * (keepalive, timetolive), or -EBADMSG (keys with an embedded NUL, a reply of the wrong type or
+ * without a header);
  * r->error is set to the same. */
 int store_grpc_response(store_kind k, const ProtobufCMessage *msg, store_result *r);
 /* Fills ret from one WatchResponse. Returns 0 or -EBADMSG (events out of revision order, bad

@@ -153,11 +153,26 @@ static void failed_cas_reply_gives_the_current_value(void)
     /* a reply of another type than asked is refused */
     CHECK_INT(store_grpc_response(STORE_KIND_RANGE, &txn.base, &r), ==, -EBADMSG);
     store_result_clear(&r);
+
+    /* a reply without a header is refused, as on the gateway */
+    range.n_kvs = 0;
+    kv.key = (ProtobufCBinaryData){.len = 2, .data = (uint8_t *)"/k"};
+    CHECK_OK(store_grpc_response(STORE_KIND_TXN, &txn.base, &r));
+    store_result_clear(&r);
+    txn.header = NULL;
+    CHECK_INT(store_grpc_response(STORE_KIND_TXN, &txn.base, &r), ==, -EBADMSG);
+    CHECK_INT(r.error, ==, -EBADMSG);
+    store_result_clear(&r);
+    Etcdserverpb__StatusResponse st = ETCDSERVERPB__STATUS_RESPONSE__INIT;
+    CHECK_INT(store_grpc_response(STORE_KIND_STATUS, &st.base, &r), ==, -EBADMSG);
+    store_result_clear(&r);
 }
 
 static void expired_lease_replies(void)
 {
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
     Etcdserverpb__LeaseKeepAliveResponse ka = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
+    ka.header = &h;
     ka.id = 5;
     store_result r = {0};
     CHECK_INT(store_grpc_response(STORE_KIND_LEASE_KEEPALIVE, &ka.base, &r), ==, -ETIME);
@@ -168,6 +183,7 @@ static void expired_lease_replies(void)
     CHECK_INT(r.ttl, ==, 30);
     store_result_clear(&r);
     Etcdserverpb__LeaseTimeToLiveResponse ttl = ETCDSERVERPB__LEASE_TIME_TO_LIVE_RESPONSE__INIT;
+    ttl.header = &h;
     ttl.ttl = -1;
     CHECK_INT(store_grpc_response(STORE_KIND_LEASE_TTL, &ttl.base, &r), ==, -ETIME);
     store_result_clear(&r);
