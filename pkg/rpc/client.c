@@ -78,7 +78,7 @@ int rpc_client_new(const char *target, const rpc_client_options *opts, rpc_clien
     };
     grpc_channel_args channel_args = {.num_args = ELEMENTSOF(args), .args = args};
 
-    grpc_init();
+    rpc_grpc_init();
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     grpc_channel *channel = grpc_channel_create(target, creds, &channel_args);
     grpc_channel_credentials_release(creds);

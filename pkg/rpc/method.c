@@ -2,9 +2,11 @@
  * protobuf-c messages to and from gRPC byte buffers, pre-encoded messages, deadlines. */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
+#include <grpc/support/log.h>
 
 #include "base/alloc.h"
 #include "rpc/rpc-internal.h"
@@ -165,4 +167,13 @@ usec_t rpc_deadline_to_monotonic(gpr_timespec deadline)
     if (l >= TIMEOUT_FOREVER)
         return USEC_INFINITY;
     return now + l;
+}
+
+static void grpc_log_discard(gpr_log_func_args *args) {}
+
+void rpc_grpc_init(void)
+{
+    if (!getenv("GRPC_VERBOSITY"))
+        gpr_set_log_function(grpc_log_discard);
+    grpc_init();
 }

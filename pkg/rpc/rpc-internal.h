@@ -39,6 +39,9 @@ int rpc_byte_buffer_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescripto
 
 /* An absolute deadline `timeout` from now (USEC_INFINITY: none). */
 gpr_timespec rpc_deadline_after(usec_t timeout);
+/* grpc_init(), with gRPC core's own log silenced unless GRPC_VERBOSITY is set: the library does
+ * not log, and pkg/store (in the same process in the apiserver) keeps the same policy. */
+void rpc_grpc_init(void);
 /* A gRPC deadline on the now_monotonic() clock (USEC_INFINITY when infinite). */
 usec_t rpc_deadline_to_monotonic(gpr_timespec deadline);
 

@@ -677,7 +677,7 @@ int rpc_server_new(const char *addr, const rpc_server_options *opts,
     if (!addr || !*addr || options_fill(opts, &o) < 0)
         return -EINVAL;
 
-    grpc_init();
+    rpc_grpc_init();
     rpc_server *s = xnew(rpc_server, 1);
     s->opts = o;
     memcpy(s->handlers, handlers, sizeof(s->handlers));

@@ -34,6 +34,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "base/alloc.h"
@@ -768,10 +769,17 @@ static grpc_channel *channel_new(store *s, const char *target, grpc_channel_cred
 
 static void grpc_done(store *s);
 
+static void grpc_log_discard(gpr_log_func_args *args) {}
+
 static int grpc_engine_init(store *s)
 {
     store_grpc *g = xnew(store_grpc, 1);
     s->grpc = g;
+    /* The library never logs, and gRPC core would print its own errors on stderr (a failed
+     * connect, a TLS alert). The setting is the process's: pkg/rpc does the same, so a program
+     * with both gets one policy. GRPC_VERBOSITY set by the user brings gRPC's log back. */
+    if (!getenv("GRPC_VERBOSITY"))
+        gpr_set_log_function(grpc_log_discard);
     grpc_init();
     pthread_mutex_init(&g->lock, NULL);
     ev_async_init(&g->async, on_completions);
@@ -781,7 +789,10 @@ static int grpc_engine_init(store *s)
         const char *url = s->opts.endpoints[i];
         bool tls = strncmp(url, "https://", 8) == 0;
         const char *hostport = url + (tls ? 8 : 7);
-        _cleanup_free_ char *target = xstrndup(hostport, strcspn(hostport, "/"));
+        /* "dns:///": a host named like a gRPC resolver ("unix", "dns", "ipv4") is still a
+         * host. IP literals resolve without a lookup. */
+        _cleanup_free_ char *target =
+            xasprintf("dns:///%.*s", (int)strcspn(hostport, "/"), hostport);
         grpc_channel_credentials *creds;
         int e = credentials(s, tls, &creds);
         if (e < 0) {

@@ -27,7 +27,9 @@
  *   -EPROTO     any other error etcd reported (message in store_result.message)
  * store_strerror() names them; store_error_is_unavailable() groups the last-resort ones.
  *
- * This library never logs; it returns errors and the caller decides. */
+ * This library never logs; it returns errors and the caller decides. gRPC core's own log is
+ * discarded too (process-wide, gpr_set_log_function, as pkg/rpc does) unless GRPC_VERBOSITY is
+ * set. */
 #pragma once
 
 #include <ev.h>
@@ -132,7 +134,9 @@ bool store_error_is_unavailable(int error);
  * not http/https, an unknown engine), or the error reading a TLS file (gRPC engine). The store
  * does not own the loop. */
 int store_new(struct ev_loop *loop, const store_options *opts, store **ret);
-/* Cancels every request (their callbacks are NOT called) and watch, then frees. Accepts NULL. */
+/* Cancels every request (their callbacks are NOT called) and watch, then frees. Accepts NULL.
+ * Not from inside a callback of this store (a request's or a watch's): the engine is still
+ * using the store there. */
 store *store_free(store *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(store *, store_free);
 struct ev_loop *store_loop(store *s);
