@@ -284,7 +284,9 @@ static void requests_done(store_multi *mu, CURL *easy, CURLcode code)
         /* Later requests start on the next member, whether or not this one goes there. */
         if (s->endpoint == q->endpoint)
             s->endpoint = next;
-        if (now_monotonic() < q->deadline &&
+        /* A timed-out attempt used the request's time (curl's clock may say so a moment before
+         * ours does): only failures that leave time go elsewhere. */
+        if (e != -ETIMEDOUT && now_monotonic() < q->deadline &&
             store_should_retry(q->kind, e, code != CURLE_OK && store_curl_not_sent(code), q->tries,
                                s->opts.n_endpoints)) {
             q->endpoint = next;

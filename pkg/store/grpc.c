@@ -366,7 +366,10 @@ static void req_finish(greq *q)
         /* Later requests start on the next member, whether or not this one goes there. */
         if (s->endpoint == q->endpoint)
             s->endpoint = next;
-        bool time_left = gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), q->deadline) < 0;
+        /* A timed-out attempt used the request's time (gRPC's clock may say so a moment before
+         * ours does): only failures that leave time go elsewhere. */
+        bool time_left =
+            e != -ETIMEDOUT && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), q->deadline) < 0;
         if (time_left && store_should_retry(q->kind, e, not_sent, q->tries, s->opts.n_endpoints)) {
             q->endpoint = next;
             req_attempt(q);
