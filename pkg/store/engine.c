@@ -48,6 +48,23 @@ static int engine_pick(store_engine_kind k, const store_engine **ret)
     }
 }
 
+bool store_failover(store *s, size_t *endpoint, store_kind k, int error, bool not_sent,
+                    unsigned tries, bool time_left)
+{
+    if (!store_error_is_unavailable(error))
+        return false;
+    size_t next = (*endpoint + 1) % s->opts.n_endpoints;
+    /* Later requests start on the next member, whether or not this one goes there. */
+    if (s->endpoint == *endpoint)
+        s->endpoint = next;
+    /* The engine's clock may say a timed-out attempt had time left a moment before ours does. */
+    if (error == -ETIMEDOUT || !time_left ||
+        !store_should_retry(k, error, not_sent, tries, s->opts.n_endpoints))
+        return false;
+    *endpoint = next;
+    return true;
+}
+
 int store_submit(store *s, const store_request *req, store_shape shape, store_cb cb, void *userdata)
 {
     return s->engine->submit(s, req, shape, cb, userdata);

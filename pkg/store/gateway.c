@@ -279,20 +279,11 @@ static void requests_done(store_multi *mu, CURL *easy, CURLcode code)
         r->message = xasprintf("%s: %s", s->opts.endpoints[q->endpoint], curl_easy_strerror(code));
     }
 
-    if (e < 0 && store_error_is_unavailable(e)) {
-        size_t next = (q->endpoint + 1) % s->opts.n_endpoints;
-        /* Later requests start on the next member, whether or not this one goes there. */
-        if (s->endpoint == q->endpoint)
-            s->endpoint = next;
-        /* A timed-out attempt used the request's time (curl's clock may say so a moment before
-         * ours does): only failures that leave time go elsewhere. */
-        if (e != -ETIMEDOUT && now_monotonic() < q->deadline &&
-            store_should_retry(q->kind, e, code != CURLE_OK && store_curl_not_sent(code), q->tries,
-                               s->opts.n_endpoints)) {
-            q->endpoint = next;
-            req_start(q);
-            return;
-        }
+    if (e < 0 &&
+        store_failover(s, &q->endpoint, q->kind, e, code != CURLE_OK && store_curl_not_sent(code),
+                       q->tries, now_monotonic() < q->deadline)) {
+        req_start(q);
+        return;
     }
     store_result_shape(r, q->shape);
     req_unlink(q);

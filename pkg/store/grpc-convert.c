@@ -444,16 +444,7 @@ static int response_body(store_kind k, const ProtobufCMessage *msg, store_result
 int store_grpc_response(store_kind k, const ProtobufCMessage *msg, store_result *r)
 {
     int e = response_body(k, msg, r);
-    if (e < 0) {
-        /* A half-filled result must not reach the caller. */
-        int64_t rev = r->revision;
-        store_result_clear(r);
-        r->revision = rev;
-        r->error = e;
-        if (e == -ETIME)
-            r->message = xstrdup("lease expired or not found");
-    }
-    return e;
+    return e < 0 ? store_result_fail(r, e) : e;
 }
 
 int store_grpc_watch_msg(const Etcdserverpb__WatchResponse *resp, store_watch_msg *ret)

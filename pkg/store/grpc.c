@@ -361,20 +361,10 @@ static void req_finish(greq *q)
     req_attempt_clear(q);
     active_dec(s);
 
-    if (e < 0 && store_error_is_unavailable(e)) {
-        size_t next = (q->endpoint + 1) % s->opts.n_endpoints;
-        /* Later requests start on the next member, whether or not this one goes there. */
-        if (s->endpoint == q->endpoint)
-            s->endpoint = next;
-        /* A timed-out attempt used the request's time (gRPC's clock may say so a moment before
-         * ours does): only failures that leave time go elsewhere. */
-        bool time_left =
-            e != -ETIMEDOUT && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), q->deadline) < 0;
-        if (time_left && store_should_retry(q->kind, e, not_sent, q->tries, s->opts.n_endpoints)) {
-            q->endpoint = next;
-            req_attempt(q);
-            return;
-        }
+    if (e < 0 && store_failover(s, &q->endpoint, q->kind, e, not_sent, q->tries,
+                                gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), q->deadline) < 0)) {
+        req_attempt(q);
+        return;
     }
     store_result_shape(r, q->shape);
     req_unlink(q);

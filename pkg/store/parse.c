@@ -51,6 +51,17 @@ bool store_should_retry(store_kind k, int error, bool not_sent, unsigned tries, 
     return (error == -ETIMEDOUT || error == -ECONNRESET) && store_kind_idempotent(k) && n > 1;
 }
 
+int store_result_fail(store_result *r, int error)
+{
+    int64_t rev = r->revision;
+    store_result_clear(r);
+    r->revision = rev;
+    r->error = error;
+    if (error == -ETIME)
+        r->message = xstrdup("lease expired or not found");
+    return error;
+}
+
 void store_kv_clear(store_kv *kv)
 {
     if (!kv)
@@ -290,16 +301,7 @@ int store_parse_response(store_kind k, const char *body, size_t len, store_resul
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
     int e = root ? parse_response_root(k, root, r) : -EBADMSG;
     json_decref(root);
-    if (e < 0) {
-        /* A half-parsed result must not reach the caller. */
-        int64_t rev = r->revision;
-        store_result_clear(r);
-        r->revision = rev;
-        r->error = e;
-        if (e == -ETIME)
-            r->message = xstrdup("lease expired or not found");
-    }
-    return e;
+    return e < 0 ? store_result_fail(r, e) : e;
 }
 
 int store_error_from_etcd(int grpc_code, const char *message)

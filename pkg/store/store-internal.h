@@ -40,6 +40,15 @@ bool store_kind_idempotent(store_kind k);
  * reached a member or etcd answered "unavailable" (nothing applied); after an unknown outcome
  * (-ETIMEDOUT, -ECONNRESET) only when repeating it is harmless. Each member is tried once. */
 bool store_should_retry(store_kind k, int error, bool not_sent, unsigned tries, size_t n);
+/* After an attempt on `*endpoint` failed with `error`: moves the store's first choice on when the
+ * member looks unavailable, and says whether to try again, on the next member (written to
+ * *endpoint). A timed-out attempt used the request's time, and one without `time_left` has
+ * none: neither goes elsewhere. Both engines decide here. */
+bool store_failover(store *s, size_t *endpoint, store_kind k, int error, bool not_sent,
+                    unsigned tries, bool time_left);
+/* Empties a result that failed half-way (it must not reach the caller half-filled), keeping its
+ * revision, and sets its error. Returns error. */
+int store_result_fail(store_result *r, int error);
 
 /* Parses a 200 response body of kind `k` into r (which must be zeroed). Returns 0 or -EBADMSG
  * (r->error set to the same), or the lease errors for keepalive/timetolive. */
