@@ -446,7 +446,7 @@ int main(int argc, char **argv)
         return 1;
     usec_t *lat = xnew(usec_t, (size_t)n_ops);
     printf("# store-bench: %d operations per phase against %s (default engine: %s)\n", n_ops,
-           endpoint, getenv("STRATUS_STORE_ENGINE") ? getenv("STRATUS_STORE_ENGINE") : "default");
+           endpoint, store_engine_used(st));
 
     /* warm-up: connections, etcd's first writes */
     store_sequential(false, "/bench/warm/", lat);

@@ -28,6 +28,11 @@ int store_engine_from_string(const char *name, store_engine_kind *ret)
     return -EINVAL;
 }
 
+const char *store_engine_used(const store *s)
+{
+    return s->engine->name;
+}
+
 static int engine_pick(store_engine_kind k, const store_engine **ret)
 {
     if (k == STORE_ENGINE_DEFAULT) {

@@ -63,6 +63,9 @@ typedef enum store_engine_kind {
 const char *store_engine_to_string(store_engine_kind k);
 /* "grpc" / "gateway" → the engine; -EINVAL for anything else. */
 int store_engine_from_string(const char *name, store_engine_kind *ret);
+/* The engine a store's options resolved to ("grpc" or "gateway"): what to report when the
+ * options left the choice to STORE_ENGINE_DEFAULT. */
+const char *store_engine_used(const store *s);
 
 typedef struct store_options {
     store_engine_kind engine;
