@@ -44,7 +44,8 @@ typedef struct scheduler_stats {
     size_t batches;
     uint64_t snapshot_usec; /* building the snapshot from the caches */
     uint64_t select_usec;   /* filters and scores */
-    uint64_t bind_usec;     /* Bind calls, from sent to answered (they overlap placing) */
+    uint64_t bind_usec;     /* Bind calls' durations, summed (several run at once, and beside
+                               placing: not a wait) */
 } scheduler_stats;
 
 void scheduler_stats_read(scheduler *s, scheduler_stats *ret);

@@ -67,7 +67,8 @@ static bool forward(int from, int to)
     if (n <= 0)
         return false;
     for (ssize_t done = 0; done < n;) {
-        ssize_t w = write(to, buf + done, (size_t)(n - done));
+        /* MSG_NOSIGNAL: a peer gone meanwhile must end the pair, not the test (SIGPIPE). */
+        ssize_t w = send(to, buf + done, (size_t)(n - done), MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
