@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "base/alloc.h"
+#include "base/list.h"
 #include "rpc/rpc-internal.h"
 #include "rpc/server.h"
 
@@ -198,13 +199,7 @@ static void call_free(rpc_call *c)
 static void server_forget_call(rpc_server *s, rpc_call *c, grpc_call *gcall)
 {
     pthread_mutex_lock(&s->lock);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->calls = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    LIST_REMOVE(s->calls, c);
     grpc_call_unref(gcall);
     s->ncalls--;
     pthread_cond_broadcast(&s->cond);
@@ -520,10 +515,7 @@ static void on_slot(rpc_server *s, slot *sl, bool ok)
     slot_post(s, sl);
     bool too_many = s->ncalls >= s->opts.max_calls;
     s->ncalls++;
-    c->next = s->calls;
-    if (s->calls)
-        s->calls->prev = c;
-    s->calls = c;
+    LIST_PREPEND(s->calls, c);
     grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
     op.data.recv_close_on_server.cancelled = &c->recv_close_cancelled;
     bool closing_posted =

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/list.h"
 #include "engine.h"
 
 #define STORE_IDLE_MAX 64
@@ -206,14 +207,7 @@ static size_t req_write(char *data, size_t size, size_t nmemb, void *userdata)
 
 static void req_unlink(store_req *q)
 {
-    store *s = q->s;
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        s->reqs = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    q->prev = q->next = NULL;
+    LIST_REMOVE(q->s->reqs, q);
 }
 
 static void req_free(store_req *q)
@@ -312,10 +306,7 @@ static int gateway_submit(store *s, const store_request *req, store_shape shape,
     q->deadline = now_monotonic() + s->opts.request_timeout;
     q->cb = cb;
     q->userdata = userdata;
-    q->next = s->reqs;
-    if (s->reqs)
-        s->reqs->prev = q;
-    s->reqs = q;
+    LIST_PREPEND(s->reqs, q);
     req_start(q);
     return 0;
 }

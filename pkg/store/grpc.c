@@ -38,6 +38,7 @@
 #include <grpc/support/time.h>
 
 #include "base/alloc.h"
+#include "base/list.h"
 #include "engine.h"
 #include "grpc-internal.h"
 
@@ -319,14 +320,7 @@ static void req_attempt_clear(greq *q)
 
 static void req_unlink(greq *q)
 {
-    store_grpc *g = q->s->grpc;
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        g->reqs = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    q->prev = q->next = NULL;
+    LIST_REMOVE(q->s->grpc->reqs, q);
 }
 
 static void req_free(greq *q)
@@ -423,10 +417,7 @@ static int grpc_submit(store *s, const store_request *req, store_shape shape, st
     q->tag = (gtag){.kind = TAG_REQ, .owner = q};
     q->cb = cb;
     q->userdata = userdata;
-    q->next = s->grpc->reqs;
-    if (q->next)
-        q->next->prev = q;
-    s->grpc->reqs = q;
+    LIST_PREPEND(s->grpc->reqs, q);
     req_attempt(q);
     return 0;
 }

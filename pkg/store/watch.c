@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/list.h"
 #include "engine.h"
 
 #define WATCH_BACKOFF_MIN (50 * USEC_PER_MSEC)
@@ -24,21 +25,12 @@
 
 static void watch_link(store *s, store_watch *w)
 {
-    w->next = s->watch_list;
-    if (s->watch_list)
-        s->watch_list->prev = w;
-    s->watch_list = w;
+    LIST_PREPEND(s->watch_list, w);
 }
 
 static void watch_unlink(store *s, store_watch *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        s->watch_list = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->prev = w->next = NULL;
+    LIST_REMOVE(s->watch_list, w);
 }
 
 static size_t event_bytes(const store_event *ev)
