@@ -75,9 +75,10 @@ static bool node_ready(void)
 int main(int argc, char **argv)
 {
     int n = 100;
-    if (argc == 3 && strcmp(argv[1], "--instances") == 0)
+    bool bad = argc != 1 && !(argc == 3 && strcmp(argv[1], "--instances") == 0);
+    if (argc == 3 && !bad)
         n = atoi(argv[2]);
-    if (n <= 0 || n > 1000) {
+    if (bad || n <= 0 || n > 1000) {
         fprintf(stderr, "usage: agent-bench [--instances 1..1000]\n");
         return 2;
     }

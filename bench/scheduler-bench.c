@@ -301,13 +301,16 @@ static double raw_txn_rate(int n)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--nodes") == 0)
+    bool bad = false;
+    for (int i = 1; i < argc && !bad; i += 2) {
+        if (i + 1 < argc && strcmp(argv[i], "--nodes") == 0)
             n_nodes = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--instances") == 0)
+        else if (i + 1 < argc && strcmp(argv[i], "--instances") == 0)
             n_instances = atoi(argv[i + 1]);
+        else
+            bad = true; /* --help, a typo, or a flag without its value */
     }
-    if (n_nodes <= 0 || n_instances <= 0 || n_nodes > 9999 || n_instances > 99999) {
+    if (bad || n_nodes <= 0 || n_instances <= 0 || n_nodes > 9999 || n_instances > 99999) {
         fprintf(stderr, "usage: scheduler-bench [--nodes 1..9999] [--instances 1..99999]\n");
         return 2;
     }

@@ -430,8 +430,12 @@ static void bench_engines(void)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1)
-        n_ops = atoi(argv[1]) > 0 ? atoi(argv[1]) : n_ops;
+    if (argc > 2 || (argc == 2 && (atoi(argv[1]) <= 0 || atoi(argv[1]) > 10000000))) {
+        fprintf(stderr, "usage: store-bench [operations-per-phase: 1..10000000]\n");
+        return 2;
+    }
+    if (argc == 2)
+        n_ops = atoi(argv[1]);
     etcd_fixture *f = NULL;
     endpoint = getenv("STRATUS_BENCH_ETCD");
     if (!endpoint) {
