@@ -40,6 +40,7 @@ typedef struct scheduler_stats {
     size_t unschedulable; /* decisions that no node fits */
     size_t failed;        /* instances given up on after max_attempts */
     size_t rescheduled;   /* instances handed back from lost nodes */
+    size_t cache_repairs; /* audits (scheduler_audit) that found the cache wrong */
     /* Where the time of placing goes, summed over batches (microseconds). */
     size_t batches;
     uint64_t snapshot_usec; /* building the snapshot from the caches */
@@ -49,3 +50,9 @@ typedef struct scheduler_stats {
 } scheduler_stats;
 
 void scheduler_stats_read(scheduler *s, scheduler_stats *ret);
+
+/* Builds the placement cache (pkg/sched/cache.h) from scratch out of the informers and compares
+ * it with the one kept current change by change: a difference is a change the handlers missed
+ * (none is known), counted in cache_repairs, and the fresh cache is kept. Runs every
+ * retry_interval; O(cluster). The loop's thread, not from a handler. */
+void scheduler_audit(scheduler *s);
