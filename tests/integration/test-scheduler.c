@@ -40,6 +40,9 @@ static void *sched_main(void *arg)
     if (scheduler_new(t->loop, &t->o, &t->s) < 0)
         abort();
     ev_run(t->loop, 0);
+    /* the placement cache, kept change by change (assumptions and refused binds included),
+     * against one built from scratch out of the same informers */
+    scheduler_audit(t->s);
     scheduler_stats_read(t->s, &t->stats);
     scheduler_free(t->s);
     return NULL;
@@ -66,8 +69,10 @@ static void sched_stop(sched_thread *t)
         "  scheduler: bound %zu, conflicts %zu, unschedulable %zu, failed %zu, rescheduled %zu\n",
         t->stats.bound, t->stats.conflicts, t->stats.unschedulable, t->stats.failed,
         t->stats.rescheduled);
+    size_t repairs = t->stats.cache_repairs;
     ev_loop_destroy(t->loop);
     free(t);
+    CHECK_INT(repairs, ==, 0);
 }
 
 /* ---- heartbeats: a thread renews the leases of the nodes listed alive */
