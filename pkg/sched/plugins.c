@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/object.h"
+#include "base/alloc.h"
 #include "base/macro.h"
 #include "sched/sched.h"
 
@@ -243,10 +244,16 @@ static unsigned score_recent_failures(const sched_request *r, const sched_node *
  * spread — at 1,000 nodes, 10,000 instances went to 158 of them, and even scaled by how widely
  * the image is cached (kube-scheduler's ImageLocality) 180 nodes never got one, because each
  * node that gets its first instance makes the bonus of all warm nodes larger. */
+static bool has_soft_group(const sched_request *r)
+{
+    return r->group_policy && (streq(r->group_policy, "soft-anti-affinity") ||
+                               streq(r->group_policy, "soft-affinity"));
+}
+
 const sched_score sched_scores[] = {
-    {"Resources", 3, score_resources},
-    {"SoftAffinity", 2, score_soft_affinity},
-    {"RecentFailures", 2, score_recent_failures},
+    {"Resources", 3, score_resources, NULL},
+    {"SoftAffinity", 2, score_soft_affinity, has_soft_group},
+    {"RecentFailures", 2, score_recent_failures, NULL},
 };
 const size_t sched_n_scores = ELEMENTSOF(sched_scores);
 
@@ -277,34 +284,141 @@ static int tie_rank(const sched_node *n)
     return 2 * n->image_here + n->preferred;
 }
 
+void sched_memo_reset(sched_memo *m)
+{
+    m->n = 0;
+}
+
+void sched_memo_forget(sched_memo *m, size_t i)
+{
+    if (i < m->n)
+        m->known[i] = false;
+}
+
+void sched_memo_done(sched_memo *m)
+{
+    free(m->verdict);
+    free(m->score);
+    free(m->known);
+    *m = (sched_memo){0};
+}
+
+static bool copy_short(char *dst, size_t size, const char *s)
+{
+    if (!s)
+        s = "";
+    if (strlen(s) >= size)
+        return false;
+    strcpy(dst, s);
+    return true;
+}
+
+static bool same_short(const char *held, const char *s)
+{
+    return streq(held, s ? s : "");
+}
+
+/* Whether every field of r that a filter or score reads is one the memo compares. An empty
+ * zone or arch reads as none, as fits_zone and fits_image_arch do. */
+static bool memo_can_hold(const sched_request *r)
+{
+    return !r->forced_node && !r->volume_node && !r->volumes_apart &&
+           json_array_size(r->tolerations) == 0 && r->n_failed == 0 && !r->group_policy &&
+           (!r->arch || strlen(r->arch) < sizeof(((sched_memo *)0)->arch)) &&
+           (!r->zone || strlen(r->zone) < sizeof(((sched_memo *)0)->zone));
+}
+
+/* Makes m hold results for r over n nodes: kept when it held them already, else forgotten.
+ * Returns false when r cannot be held (m is left as it was, for the next request). */
+static bool memo_take(sched_memo *m, const sched_request *r, size_t n, bool pack)
+{
+    if (!memo_can_hold(r))
+        return false;
+    if (m->n == n && m->pack == pack && memcmp(&m->need, &r->need, sizeof(r->need)) == 0 &&
+        same_short(m->arch, r->arch) && same_short(m->zone, r->zone))
+        return true;
+    if (n > m->allocated) {
+        m->verdict = xrealloc(m->verdict, n * sizeof(*m->verdict));
+        m->score = xrealloc(m->score, n * sizeof(*m->score));
+        m->known = xrealloc(m->known, n * sizeof(*m->known));
+        m->allocated = n;
+    }
+    copy_short(m->arch, sizeof(m->arch), r->arch);
+    copy_short(m->zone, sizeof(m->zone), r->zone);
+    m->need = r->need;
+    m->pack = pack;
+    m->n = n;
+    memset(m->known, 0, n * sizeof(*m->known));
+    return true;
+}
+
 int sched_select(const sched_request *r, const sched_node *nodes, size_t n, const sched_options *o,
                  unsigned *seed, sched_verdict *ret)
 {
     memset(ret, 0, sizeof(*ret));
     ret->n_nodes = n;
+    if (n == 0)
+        return -1;
     /* Only the filters this request can fail, in table order (the first that rejects a node is
      * its reason, as in sched_filter_node): 6 of 13 for a plain instance. */
+    bool (*fits[ELEMENTSOF(sched_filters)])(const sched_request *, const sched_node *);
     size_t active[ELEMENTSOF(sched_filters)], n_active = 0;
     for (size_t f = 0; f < sched_n_filters; f++)
-        if (!sched_filters[f].applies || sched_filters[f].applies(r))
+        if (!sched_filters[f].applies || sched_filters[f].applies(r)) {
+            fits[n_active] = sched_filters[f].fits;
             active[n_active++] = f;
+        }
+    /* The scores that are the same on every node for this request, summed once: the total is
+     * the one sched_score_node computes. */
+    const sched_score *varying[ELEMENTSOF(sched_scores)];
+    size_t n_varying = 0;
+    unsigned fixed = 0, weights = 0;
+    for (size_t k = 0; k < sched_n_scores; k++) {
+        weights += sched_scores[k].weight;
+        if (!sched_scores[k].varies || sched_scores[k].varies(r))
+            varying[n_varying++] = &sched_scores[k];
+        else
+            fixed +=
+                MIN(sched_scores[k].score(r, &nodes[0], o->pack), 100u) * sched_scores[k].weight;
+    }
+    sched_memo *m = o->memo && memo_take(o->memo, r, n, o->pack) ? o->memo : NULL;
     int best = -1;
     unsigned best_score = 0, ties = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t k = 0;
-        while (k < n_active && sched_filters[active[k]].fits(r, &nodes[i]))
-            k++;
-        if (k < n_active) {
-            ret->rejected[active[k]]++;
+        const sched_node *node = &nodes[i];
+        int verdict = -1;
+        unsigned s = 0;
+        if (m && m->known[i]) {
+            verdict = m->verdict[i];
+            s = m->score[i];
+        } else {
+            size_t k = 0;
+            while (k < n_active && fits[k](r, node))
+                k++;
+            if (k < n_active)
+                verdict = (int)active[k];
+            else {
+                unsigned total = fixed;
+                for (size_t v = 0; v < n_varying; v++)
+                    total += MIN(varying[v]->score(r, node, o->pack), 100u) * varying[v]->weight;
+                s = weights ? total / weights : 0;
+            }
+            if (m) {
+                m->verdict[i] = verdict;
+                m->score[i] = s;
+                m->known[i] = true;
+            }
+        }
+        if (verdict >= 0) {
+            ret->rejected[verdict]++;
             continue;
         }
-        unsigned s = sched_score_node(r, &nodes[i], o->pack);
         if (best < 0 || s > best_score ||
-            (s == best_score && tie_rank(&nodes[i]) > tie_rank(&nodes[best]))) {
+            (s == best_score && tie_rank(node) > tie_rank(&nodes[best]))) {
             best = (int)i;
             best_score = s;
             ties = 1;
-        } else if (s == best_score && tie_rank(&nodes[i]) == tie_rank(&nodes[best]) &&
+        } else if (s == best_score && tie_rank(node) == tie_rank(&nodes[best]) &&
                    (unsigned)rand_r(seed) % ++ties == 0) {
             best = (int)i; /* reservoir choice: each of the equals equally likely */
         }

@@ -63,6 +63,7 @@ struct scheduler {
     scheduler_stats stats;
     sched_cache *cache; /* what a snapshot copies, kept current by the handlers */
     sched_view view;    /* the batch's snapshot of it */
+    sched_memo memo;    /* per-node results of alike requests, over view */
     json_t *others;     /* other schedulers' presence lease names → true */
     struct binder *binder;
 };
@@ -444,6 +445,7 @@ static void snapshot_take(scheduler *s, snapshot *sn)
 {
     *sn = (snapshot){.view = &s->view};
     sched_cache_view(s->cache, sn->view);
+    sched_memo_reset(&s->memo);
     /* The other schedulers' presence, once: only they matter for the node shares. */
     sn->others = xnew(const char *, json_object_size(s->others) + 1);
     const char *name;
@@ -479,6 +481,7 @@ static void snapshot_for(scheduler *s, snapshot *sn, const json_t *inst, sched_r
 static void snapshot_place(scheduler *s, snapshot *sn, size_t i, const char *key,
                            const json_t *inst, const api_resources *need)
 {
+    sched_memo_forget(&s->memo, i);
     json_t *assumed = json_deep_copy(inst);
     json_object_set_new(json_object_get(assumed, "spec"), "nodeName",
                         json_string(sn->view->nodes[i].name));
@@ -974,7 +977,7 @@ static size_t schedule_batch(scheduler *s)
         else {
             snapshot_for(s, &sn, inst, &r);
             sched_verdict v;
-            sched_options so = {.pack = s->o.pack};
+            sched_options so = {.pack = s->o.pack, .memo = &s->memo};
             chosen = sched_select(&r, sn.view->nodes, sn.view->n, &so, &s->seed, &v);
             if (chosen < 0)
                 sched_explain(&v, message, sizeof(message));
@@ -1241,6 +1244,7 @@ scheduler *scheduler_free(scheduler *s)
     json_decref(s->deferred);
     s->cache = sched_cache_free(s->cache);
     sched_view_done(&s->view);
+    sched_memo_done(&s->memo);
     json_decref(s->others);
     free(s);
     return NULL;

@@ -1,5 +1,6 @@
 /* Unit tests for pkg/sched's plugins: each filter and score on table cases, selection and the
  * unschedulable message. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -293,5 +294,70 @@ static void select_explains_rejections(void)
     json_decref(b);
 }
 
+/* With a memo, sched_select picks what it picks without one and gives the same reasons, over
+ * requests alike and not (zones, architectures, tolerations, groups) and nodes filling up. */
+static void memo_changes_no_pick(void)
+{
+    enum { N = 40 };
+    json_t *objs[N];
+    sched_node plain[N], memod[N];
+    unsigned seed = 11;
+    for (int i = 0; i < N; i++) {
+        char doc[512];
+        snprintf(doc, sizeof(doc),
+                 "{\"metadata\":{\"name\":\"n%d\",\"labels\":{\"topology.stratus.io/zone\":"
+                 "\"az%d\"}},\"spec\":{\"unschedulable\":%s%s},\"status\":{\"allocatable\":"
+                 "{\"vcpus\":%d,\"memoryMiB\":%d,\"diskGiB\":100},\"nodeInfo\":"
+                 "{\"architecture\":\"%s\"}}}",
+                 i, i % 3, i % 13 == 0 ? "true" : "false",
+                 i % 7 == 0 ? ",\"taints\":[{\"key\":\"gpu\",\"effect\":\"NoSchedule\"}]" : "",
+                 4 + rand_r(&seed) % 16, 4096 << (rand_r(&seed) % 3), i % 5 ? "x86_64" : "aarch64");
+        objs[i] = node_obj(doc);
+        plain[i] = mk_node(objs[i], i % 11 != 0);
+        plain[i].recent_failures = i % 9 == 0;
+        plain[i].preferred = i % 2;
+        memod[i] = plain[i];
+    }
+    json_t *tolerate = json_loads("[{\"key\":\"gpu\",\"operator\":\"Exists\"}]", 0, NULL);
+    sched_memo memo = {0};
+    sched_options without = {0}, with = {.memo = &memo};
+    unsigned s1 = 5, s2 = 5;
+    size_t placed = 0, memoizable = 0;
+    for (int step = 0; step < 600; step++) {
+        int kind = rand_r(&seed) % 10;
+        sched_request r = {.need = {{1 + (kind % 2), 512 << (kind % 2), 5}}};
+        if (kind == 2)
+            r.zone = "az1";
+        if (kind == 3)
+            r.arch = "aarch64";
+        if (kind == 4)
+            r.tolerations = tolerate;
+        if (kind == 5) {
+            r.group_policy = "soft-anti-affinity";
+            for (int i = 0; i < N; i++)
+                plain[i].group_members = memod[i].group_members = (size_t)(i % 3);
+        }
+        memoizable += kind != 4 && kind != 5;
+        for (int i = 0; i < N; i++)
+            plain[i].image_here = memod[i].image_here = (i + step) % 4 == 0;
+        sched_verdict v1, v2;
+        int a = sched_select(&r, plain, N, &without, &s1, &v1);
+        int b = sched_select(&r, memod, N, &with, &s2, &v2);
+        CHECK_INT(a, ==, b);
+        CHECK(memcmp(&v1, &v2, sizeof(v1)) == 0);
+        if (a < 0)
+            continue;
+        placed++;
+        for (int k = 0; k < _API_RESOURCE_MAX; k++)
+            plain[a].used.amount[k] = memod[a].used.amount[k] += r.need.amount[k];
+        sched_memo_forget(&memo, (size_t)a);
+    }
+    CHECK(placed > 100 && memoizable > 300);
+    sched_memo_done(&memo);
+    json_decref(tolerate);
+    for (int i = 0; i < N; i++)
+        json_decref(objs[i]);
+}
+
 CHECK_MAIN(CASE(filters_on_table_cases), CASE(scores_prefer_the_right_nodes),
-           CASE(select_explains_rejections))
+           CASE(select_explains_rejections), CASE(memo_changes_no_pick))
