@@ -394,3 +394,70 @@ json_t *sched_cache_dump(const sched_cache *c)
     }
     return json_pack("{s:o, s:o}", "nodes", nodes, "claims", claims);
 }
+
+static bool slot_empty(const node_slot *s)
+{
+    return !s->name || (!s->obj && !s->lease_alive && !s->n_instances);
+}
+
+static size_t slots_used(const sched_cache *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_slots; i++)
+        n += !slot_empty(&c->slots[i]);
+    return n;
+}
+
+static bool tallies_equal(const tallies *ta, const tallies *tb, uint32_t sa, uint32_t sb)
+{
+    size_t named_a = 0, named_b = 0;
+    for (size_t i = 0; i < ta->n; i++) {
+        if (!ta->items[i].name)
+            continue;
+        named_a++;
+        if (tally_at(ta, (ssize_t)i, sa) != tally_at(tb, id_get(tb->ids, ta->items[i].name), sb))
+            return false;
+    }
+    for (size_t i = 0; i < tb->n; i++)
+        named_b += tb->items[i].name != NULL;
+    return named_a == named_b; /* a name only b has is counted somewhere: totals differ */
+}
+
+bool sched_cache_equal(const sched_cache *a, const sched_cache *b)
+{
+    if (json_object_size(a->claim_ids) != json_object_size(b->claim_ids) ||
+        slots_used(a) != slots_used(b))
+        return false;
+    for (size_t i = 0; i < a->n_claims; i++) {
+        const claim *x = &a->claims[i];
+        if (!x->key)
+            continue;
+        ssize_t j = id_get(b->claim_ids, x->key);
+        if (j < 0)
+            return false;
+        const claim *y = &b->claims[j];
+        const char *xi = x->image >= 0 ? a->images.items[x->image].name : NULL;
+        const char *yi = y->image >= 0 ? b->images.items[y->image].name : NULL;
+        const char *xg = x->group >= 0 ? a->groups.items[x->group].name : NULL;
+        const char *yg = y->group >= 0 ? b->groups.items[y->group].name : NULL;
+        if (!streq(a->slots[x->slot].name, b->slots[y->slot].name) ||
+            memcmp(&x->need, &y->need, sizeof(x->need)) != 0 || !xi != !yi ||
+            (xi && !streq(xi, yi)) || !xg != !yg || (xg && !streq(xg, yg)))
+            return false;
+    }
+    for (size_t i = 0; i < a->n_slots; i++) {
+        const node_slot *x = &a->slots[i];
+        if (slot_empty(x))
+            continue;
+        ssize_t j = id_get(b->slot_ids, x->name);
+        if (j < 0)
+            return false;
+        const node_slot *y = &b->slots[j];
+        if (x->obj != y->obj || x->lease_alive != y->lease_alive ||
+            x->n_instances != y->n_instances || memcmp(&x->used, &y->used, sizeof(x->used)) != 0 ||
+            !tallies_equal(&a->images, &b->images, (uint32_t)i, (uint32_t)j) ||
+            !tallies_equal(&a->groups, &b->groups, (uint32_t)i, (uint32_t)j))
+            return false;
+    }
+    return true;
+}

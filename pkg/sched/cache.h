@@ -66,3 +66,6 @@ void sched_view_done(sched_view *v);
  * {image: n}, "groups": {group: n}}}, "claims": {key: [node, vcpus, memory, disk, image, group]}}.
  * Two caches that counted the same objects dump equal. A new reference. */
 json_t *sched_cache_dump(const sched_cache *c);
+/* Whether a and b count the same: the same claims per key, and per node the same object (by
+ * address), lease, claims, count and tallies. O(instances + nodes × (images + groups)). */
+bool sched_cache_equal(const sched_cache *a, const sched_cache *b);

@@ -53,6 +53,6 @@ void scheduler_stats_read(scheduler *s, scheduler_stats *ret);
 
 /* Builds the placement cache (pkg/sched/cache.h) from scratch out of the informers and compares
  * it with the one kept current change by change: a difference is a change the handlers missed
- * (none is known), counted in cache_repairs, and the fresh cache is kept. Runs every
- * retry_interval; O(cluster). The loop's thread, not from a handler. */
+ * (none is known), counted in cache_repairs, and the fresh cache is kept. Runs every 10
+ * retry intervals; O(cluster). The loop's thread, not from a handler. */
 void scheduler_audit(scheduler *s);

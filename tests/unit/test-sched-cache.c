@@ -78,6 +78,8 @@ static sched_cache *from_scratch(const world *w)
 static void check_same(sched_cache *a, sched_cache *b)
 {
     json_t *da = sched_cache_dump(a), *db = sched_cache_dump(b);
+    CHECK_INT(sched_cache_equal(a, b), ==, json_equal(da, db));
+    CHECK_INT(sched_cache_equal(b, a), ==, json_equal(da, db));
     if (!json_equal(da, db)) {
         char *x = json_dumps(da, JSON_SORT_KEYS | JSON_COMPACT);
         char *y = json_dumps(db, JSON_SORT_KEYS | JSON_COMPACT);
@@ -244,4 +246,56 @@ static void node_facts_follow_object_and_lease(void)
     json_decref(o);
 }
 
-CHECK_MAIN(CASE(random_changes_equal_from_scratch), CASE(node_facts_follow_object_and_lease))
+/* sched_cache_equal tells apart caches that differ in any one thing it compares. */
+static void equal_sees_differences(void)
+{
+    json_t *o1 = node_obj(0, 1), *o2 = node_obj(0, 2);
+    sched_claim claim = {.node = "na", .need = {{2, 2048, 20}}, .image = "cirros", .group = "ns/g"};
+    for (int change = 0; change < 7; change++) {
+        sched_cache *a = sched_cache_new(), *b = sched_cache_new();
+        sched_cache *both[2] = {a, b};
+        for (int k = 0; k < 2; k++) {
+            sched_cache_set_node(both[k], "na", o1);
+            sched_cache_set_lease(both[k], "na", true);
+            sched_cache_set_claim(both[k], "ns/i1", &claim);
+        }
+        CHECK(sched_cache_equal(a, b));
+        sched_claim other = claim;
+        switch (change) {
+        case 0:
+            sched_cache_set_node(b, "na", o2);
+            break;
+        case 1:
+            sched_cache_set_lease(b, "na", false);
+            break;
+        case 2:
+            other.need.amount[API_RESOURCE_DISK]++;
+            sched_cache_set_claim(b, "ns/i1", &other);
+            break;
+        case 3:
+            other.image = "debian";
+            sched_cache_set_claim(b, "ns/i1", &other);
+            break;
+        case 4:
+            other.group = NULL;
+            sched_cache_set_claim(b, "ns/i1", &other);
+            break;
+        case 5:
+            other.node = "nb";
+            sched_cache_set_claim(b, "ns/i1", &other);
+            break;
+        case 6:
+            sched_cache_set_claim(b, "ns/i2", &other);
+            break;
+        }
+        CHECK(!sched_cache_equal(a, b));
+        CHECK(!sched_cache_equal(b, a));
+        sched_cache_free(a);
+        sched_cache_free(b);
+    }
+    json_decref(o1);
+    json_decref(o2);
+}
+
+CHECK_MAIN(CASE(random_changes_equal_from_scratch), CASE(node_facts_follow_object_and_lease),
+           CASE(equal_sees_differences))
