@@ -171,7 +171,7 @@ static void presence_fired(struct ev_loop *loop, ev_timer *t, int revents)
  * informer shows, assumptions included, so instances are counted from informer_get. */
 
 static void account(scheduler *s, const char *key);
-static void account_all(scheduler *s);
+static void account_flavor(scheduler *s, const char *flavor);
 
 static void instance_queue(scheduler *s, const char *key, json_t *obj)
 {
@@ -307,19 +307,19 @@ static void lease_deleted(informer *inf, const char *key, json_t *obj, void *ud)
 /* What an instance claims is its flavor's: all of them count again. */
 static void flavor_added(informer *inf, const char *key, json_t *obj, void *ud)
 {
-    account_all(ud);
+    account_flavor(ud, key);
     unpark_all(ud);
 }
 
 static void flavor_updated(informer *inf, const char *key, json_t *old, json_t *obj, void *ud)
 {
-    account_all(ud);
+    account_flavor(ud, key);
     unpark_all(ud);
 }
 
 static void flavor_deleted(informer *inf, const char *key, json_t *obj, void *ud)
 {
-    account_all(ud);
+    account_flavor(ud, key);
 }
 
 static void cluster_shrunk(informer *inf, const char *key, json_t *obj, void *ud) {}
@@ -386,15 +386,17 @@ static void account(scheduler *s, const char *key)
     json_decref(inst);
 }
 
-/* A flavor changed, came or went: every instance of it counts differently. Rare; O(cluster). */
-static void account_all(scheduler *s)
+/* A flavor changed, came or went: every instance of it counts differently. Rare; O(cluster)
+ * (a string compare per instance, a recount per instance of the flavor). */
+static void account_flavor(scheduler *s, const char *flavor)
 {
     json_t **items = NULL;
     size_t n = 0;
     informer_list(s->inf[INF_INSTANCES], &items, &n);
     for (size_t i = 0; i < n; i++) {
+        const char *f = str_at(items[i], "spec.flavor");
         char *key;
-        if (informer_object_key(items[i], &key) < 0)
+        if (!f || !streq(f, flavor) || informer_object_key(items[i], &key) < 0)
             continue;
         account_in(s, s->cache, key, items[i]);
         free(key);
