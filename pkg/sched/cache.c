@@ -329,6 +329,14 @@ void sched_cache_view_refresh(const sched_cache *c, sched_view *v, size_t i)
     v->nodes[i].n_instances = s->n_instances;
 }
 
+void sched_cache_view_for_node(const sched_cache *c, sched_view *v, size_t i, const char *image,
+                               const char *group)
+{
+    ssize_t im = id_get(c->images.ids, image), g = id_get(c->groups.ids, group);
+    v->nodes[i].image_here = tally_at(&c->images, im, v->slots[i]) > 0;
+    v->nodes[i].group_members = tally_at(&c->groups, g, v->slots[i]);
+}
+
 size_t sched_cache_view_for(const sched_cache *c, sched_view *v, const char *image,
                             const char *group)
 {

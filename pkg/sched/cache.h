@@ -59,6 +59,9 @@ void sched_cache_view_refresh(const sched_cache *c, sched_view *v, size_t i);
  * the nodes of v. image and group may be NULL. */
 size_t sched_cache_view_for(const sched_cache *c, sched_view *v, const char *image,
                             const char *group);
+/* The same for node i alone, after a sched_cache_set_claim on it. */
+void sched_cache_view_for_node(const sched_cache *c, sched_view *v, size_t i, const char *image,
+                               const char *group);
 void sched_view_done(sched_view *v);
 
 /* Everything the cache counts, by name, leaving out nodes with nothing to say: {"nodes": {name:

@@ -235,8 +235,16 @@ static void node_facts_follow_object_and_lease(void)
     CHECK(v.nodes[0].lease_alive);
     CHECK_INT(v.nodes[0].n_instances, ==, 1);
     /* a claim moved within a batch: the view is refreshed for that node */
+    CHECK_INT(sched_cache_view_for(c, &v, "debian", "ns/g"), ==, 0);
+    CHECK(!v.nodes[0].image_here);
     claim.need.amount[API_RESOURCE_VCPUS] = 5;
+    claim.image = "debian";
+    claim.group = "ns/g";
     sched_cache_set_claim(c, "ns/i2", &claim);
+    CHECK(!v.nodes[0].image_here);
+    sched_cache_view_for_node(c, &v, 0, "debian", "ns/g");
+    CHECK(v.nodes[0].image_here);
+    CHECK_INT(v.nodes[0].group_members, ==, 1);
     CHECK_INT(v.nodes[0].used.amount[API_RESOURCE_VCPUS], ==, 2);
     sched_cache_view_refresh(c, &v, 0);
     CHECK_INT(v.nodes[0].used.amount[API_RESOURCE_VCPUS], ==, 7);
