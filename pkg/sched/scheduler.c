@@ -166,6 +166,23 @@ static void presence_fired(struct ev_loop *loop, ev_timer *t, int revents)
     rpc_message_free(rep);
 }
 
+/* A scheduler that stops says so: its share of new instances goes to the others at once
+ * instead of waiting for its presence to expire (PRESENCE_TTL, then TAKEOVER_STUCK at worst).
+ * Best effort: a scheduler that dies without it is covered by the expiry. */
+static void release_presence(scheduler *s)
+{
+    if (!s->client || !s->lease_id)
+        return;
+    Stratus__V1__DeleteRequest req = STRATUS__V1__DELETE_REQUEST__INIT;
+    req.kind = "Lease";
+    req.name = s->lease_name;
+    Stratus__V1__ObjectResponse *rep = NULL;
+    rpc_status st;
+    if (rpc_client_delete(s->client, &req, USEC_PER_SEC, &rep, &st) == 0)
+        rpc_message_free(rep);
+    s->lease_id = 0;
+}
+
 /* ---- informer handlers: keep the cache (account, sched_cache_set_*) and decide what goes into
  * the queue. The handlers are told the server's objects; what the cache counts is what the
  * informer shows, assumptions included, so instances are counted from informer_get. */
@@ -276,16 +293,26 @@ static void node_deleted(informer *inf, const char *key, json_t *obj, void *ud)
     sched_cache_set_node(s->cache, api_object_name(obj), NULL);
 }
 
-/* A lease is a node's heartbeat, or another scheduler's presence. */
+/* A lease is a node's heartbeat, or another scheduler's presence. When the set of schedulers
+ * changes, so do the owners: what was left to another is looked at again now, not after
+ * TAKEOVER_DELAY. Three schedulers started together each saw the others arrive one by one and
+ * left their shares of 2,000 instances alone for 2 s (304 bound/s instead of ~1,500). */
 static void lease_set(scheduler *s, const char *name, bool alive)
 {
     sched_cache_set_lease(s->cache, name, alive);
     if (name && strncmp(name, PRESENCE_PREFIX, strlen(PRESENCE_PREFIX)) == 0 &&
         !streq(name, s->lease_name)) {
+        bool was = json_object_get(s->others, name) != NULL;
         if (alive)
             json_object_set_new(s->others, name, json_true());
         else
             json_object_del(s->others, name);
+        if (was != alive) {
+            const char *key;
+            json_t *since;
+            json_object_foreach (s->deferred, key, since)
+                workqueue_add(s->q, key);
+        }
     }
 }
 
@@ -1278,6 +1305,7 @@ scheduler *scheduler_free(scheduler *s)
     ev_timer_stop(s->loop, &s->lifecycle);
     ev_timer_stop(s->loop, &s->presence);
     s->binder = binder_free(s->binder); /* before the caches and queue its jobs refer to */
+    release_presence(s);
     for (int i = 0; i < _INF_MAX; i++)
         s->inf[i] = informer_free(s->inf[i]);
     s->q = workqueue_free(s->q);

@@ -564,6 +564,21 @@ typedef struct creator {
     int failed;
 } creator;
 
+/* The schedulers' presence Leases now in the apiserver. */
+static int presence_leases(void)
+{
+    Stratus__V1__ListRequest req = STRATUS__V1__LIST_REQUEST__INIT;
+    req.kind = "leases";
+    Stratus__V1__ListResponse *rep = NULL;
+    rpc_status st;
+    CHECK_OK(rpc_client_list(fx->client, &req, 30 * USEC_PER_SEC, &rep, &st));
+    int n = 0;
+    for (size_t i = 0; i < rep->n_items_json; i++)
+        n += strstr(rep->items_json[i], "\"stratus-scheduler.") != NULL;
+    rpc_message_free(rep);
+    return n;
+}
+
 static void *create_range(void *arg)
 {
     creator *c = arg;
@@ -663,6 +678,8 @@ static void three_schedulers_never_overcommit(void)
     /* stop the schedulers before judging, so a failure leaves none running */
     for (int i = 0; i < 3; i++)
         sched_stop(t[i]);
+    /* each said it stopped: no presence left for the others to wait out */
+    CHECK_INT(presence_leases(), ==, 0);
     if (bound != 1800) {
         struct ev_loop *dl = ev_loop_new(EVFLAG_AUTO);
         store_options dso = {.n_endpoints = 1, .endpoints = {etcd_fixture_endpoint(fx->etcd)}};
