@@ -117,7 +117,7 @@ static bool fits_not_failed_before(const sched_request *r, const sched_node *n)
 
 static bool fits_image_arch(const sched_request *r, const sched_node *n)
 {
-    return !r->arch || !n->arch || streq(r->arch, n->arch);
+    return !r->arch || !*r->arch || !n->arch || streq(r->arch, n->arch);
 }
 
 static bool fits_resource(const sched_request *r, const sched_node *n, api_resource res)
@@ -175,9 +175,10 @@ static bool has_failed(const sched_request *r)
     return r->n_failed > 0;
 }
 
+/* An empty architecture is none, as an empty zone is (and as the memo keys them). */
 static bool has_arch(const sched_request *r)
 {
-    return r->arch;
+    return r->arch && *r->arch;
 }
 
 static bool has_anti_affinity(const sched_request *r)

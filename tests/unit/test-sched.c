@@ -359,5 +359,27 @@ static void memo_changes_no_pick(void)
         json_decref(objs[i]);
 }
 
-CHECK_MAIN(CASE(filters_on_table_cases), CASE(scores_prefer_the_right_nodes),
+/* An empty architecture is none for the filter as for the memo: a request with arch "" picks
+ * the same node whether or not the memo holds verdicts of one without an architecture. */
+static void memo_empty_arch(void)
+{
+    json_t *o = node_obj("{\"metadata\":{\"name\":\"n0\"},\"status\":{\"allocatable\":"
+                         "{\"vcpus\":8,\"memoryMiB\":8192,\"diskGiB\":100},\"nodeInfo\":"
+                         "{\"architecture\":\"x86_64\"}}}");
+    sched_node nodes[1] = {mk_node(o, true)};
+    sched_memo memo = {0};
+    sched_options without = {0}, with = {.memo = &memo};
+    unsigned s1 = 1, s2 = 1;
+    sched_verdict v;
+    sched_request plain = {.need = {{1, 512, 1}}}, empty = {.need = {{1, 512, 1}}, .arch = ""};
+    CHECK_INT(sched_select(&plain, nodes, 1, &with, &s2, &v), ==, 0);
+    int a = sched_select(&empty, nodes, 1, &without, &s1, &v);
+    int b = sched_select(&empty, nodes, 1, &with, &s2, &v);
+    CHECK_INT(a, ==, 0);
+    CHECK_INT(a, ==, b);
+    sched_memo_done(&memo);
+    json_decref(o);
+}
+
+CHECK_MAIN(CASE(memo_empty_arch), CASE(filters_on_table_cases), CASE(scores_prefer_the_right_nodes),
            CASE(select_explains_rejections), CASE(memo_changes_no_pick))
