@@ -84,6 +84,16 @@ static bool is_bound(const json_t *inst)
            !streq(phase, "Failed");
 }
 
+/* Whether inst holds a claim in its node's ledger: bound, including Failed there (an agent that
+ * fails an instance for good keeps it on its node; only Unbind or the final delete release the
+ * claim). Counting only is_bound ones made the scheduler see room the ledger refused, and pick
+ * that node again after every refused Bind. */
+static bool holds_claim(const json_t *inst)
+{
+    const char *phase = str_at(inst, "status.phase");
+    return str_at(inst, "spec.nodeName") && phase && !streq(phase, "Pending");
+}
+
 static bool needs_scheduling(const json_t *inst)
 {
     const char *phase = str_at(inst, "status.phase");
@@ -207,7 +217,7 @@ static void instance_updated(informer *inf, const char *key, json_t *old, json_t
 {
     scheduler *s = ud;
     account(s, key);
-    if (is_bound(old) && !is_bound(obj)) {
+    if (holds_claim(old) && !holds_claim(obj)) {
         /* given back (Unbind): capacity freed, and the node that gave it back is noted */
         size_t n = json_array_size(api_json_lookup(obj, "status.attempts"));
         const char *node =
@@ -229,7 +239,7 @@ static void instance_deleted(informer *inf, const char *key, json_t *obj, void *
     json_object_del(s->parked, key);
     json_object_del(s->reported, key);
     json_object_del(s->deferred, key);
-    if (is_bound(obj))
+    if (holds_claim(obj))
         unpark_all(s);
 }
 
@@ -376,11 +386,11 @@ static int flavor_resources(scheduler *s, const char *name, api_resources *ret)
     return 0;
 }
 
-/* What inst counts (a bound instance whose flavor is known: its claim, image and server
+/* What inst counts (an instance holding a claim, whose flavor is known: its claim, image and server
  * group), into *ret with the group's key in gbuf; false when it counts nothing. */
 static bool claim_of(scheduler *s, const json_t *inst, sched_claim *ret, char *gbuf, size_t size)
 {
-    if (!inst || !is_bound(inst))
+    if (!inst || !holds_claim(inst))
         return false;
     const json_t *spec = json_object_get(inst, "spec");
     const char *node = json_string_value(json_object_get(spec, "nodeName"));

@@ -60,7 +60,8 @@ static sched_thread *sched_start(const scheduler_options *o)
     return t;
 }
 
-static void sched_stop(sched_thread *t)
+/* Stops the scheduler; returns its last stats. */
+static scheduler_stats sched_stop(sched_thread *t)
 {
     ev_async_send(t->loop, &t->stop);
     pthread_join(t->thread, NULL);
@@ -69,10 +70,11 @@ static void sched_stop(sched_thread *t)
         "  scheduler: bound %zu, conflicts %zu, unschedulable %zu, failed %zu, rescheduled %zu\n",
         t->stats.bound, t->stats.conflicts, t->stats.unschedulable, t->stats.failed,
         t->stats.rescheduled);
-    size_t repairs = t->stats.cache_repairs;
+    scheduler_stats stats = t->stats;
     ev_loop_destroy(t->loop);
     free(t);
-    CHECK_INT(repairs, ==, 0);
+    CHECK_INT(stats.cache_repairs, ==, 0);
+    return stats;
 }
 
 /* ---- heartbeats: a thread renews the leases of the nodes listed alive */
@@ -297,6 +299,43 @@ static void fits_and_does_not_fit(void)
     CHECK_STR(str_at(o3, "spec.nodeName"), "fit-big");
     json_decref(o3);
     sched_stop(t);
+}
+
+/* An instance its agent failed for good stays on its node and keeps its claim in the ledger until
+ * it is deleted: the scheduler counts it, so an instance that only fits by that claim waits with
+ * the reason instead of being sent to Bind (and refused) over and over. */
+static void failed_instance_keeps_its_claim(void)
+{
+    setup();
+    add_node("keep-1", "az9", 2, 1024); /* room for 2 small */
+    scheduler_options o = {.retry_interval = USEC_PER_SEC};
+    sched_thread *t = sched_start(&o);
+    add_instance("keep", "a", "small", ",\"availabilityZone\":\"az9\"");
+    json_t *x = wait_phase("keep", "a", "Scheduled", 15);
+    CHECK(x != NULL);
+    CHECK_STR(str_at(x, "spec.nodeName"), "keep-1");
+    json_decref(x);
+    /* as the agent does when it gives up on an instance (a bad image, say) */
+    Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
+    req.kind = "Instance";
+    req.namespace_ = "keep";
+    req.name = "a";
+    req.status_json = "{\"phase\":\"Failed\"}";
+    Stratus__V1__ObjectResponse *rep = NULL;
+    rpc_status st;
+    CHECK_OK(rpc_client_update_status(fx->client, &req, 10 * USEC_PER_SEC, &rep, &st));
+    rpc_message_free(rep);
+    add_instance("keep", "b", "small", ",\"availabilityZone\":\"az9\"");
+    x = wait_phase("keep", "b", "Scheduled", 15);
+    CHECK(x != NULL);
+    json_decref(x);
+    add_instance("keep", "c", "small", ",\"availabilityZone\":\"az9\"");
+    CHECK(wait_message("keep", "c", "insufficient", 15));
+    x = get_instance("keep", "c");
+    CHECK_STR(str_at(x, "status.phase"), "Pending");
+    json_decref(x);
+    /* and no Bind was refused on the way: the scheduler never picked the full node */
+    CHECK_INT(sched_stop(t).conflicts, ==, 0);
 }
 
 static void zones_and_forced_nodes(void)
@@ -751,7 +790,7 @@ static void three_schedulers_never_overcommit(void)
     ev_loop_destroy(loop);
 }
 
-CHECK_MAIN(CASE(fits_and_does_not_fit), CASE(zones_and_forced_nodes),
-           CASE(instances_follow_their_volumes), CASE(anti_affinity_five_over_three),
-           CASE(unbind_reschedules_then_fails), CASE(lost_node_instances_move),
-           CASE(three_schedulers_never_overcommit), CASE(teardown))
+CHECK_MAIN(CASE(fits_and_does_not_fit), CASE(failed_instance_keeps_its_claim),
+           CASE(zones_and_forced_nodes), CASE(instances_follow_their_volumes),
+           CASE(anti_affinity_five_over_three), CASE(unbind_reschedules_then_fails),
+           CASE(lost_node_instances_move), CASE(three_schedulers_never_overcommit), CASE(teardown))
