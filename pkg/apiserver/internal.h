@@ -132,14 +132,32 @@ recent *recent_new(size_t max_bytes);
 recent *recent_free(recent *r);
 /* value NULL: deleted at rev. A revision older than the one known is ignored. */
 void recent_put(recent *r, const char *key, const char *value, size_t len, int64_t rev);
+/* The same, with the value parsed (may be NULL): for an object key what object_from_kv makes of
+ * it (metadata.resourceVersion = rev), for a ledger the document. Takes a new reference: from now
+ * on parsed is shared with other threads and nobody may change it, nor anything it holds. At the
+ * revision already known, only adds the parsed form (the value is the same). */
+void recent_put_parsed(recent *r, const char *key, const char *value, size_t len, int64_t rev,
+                       json_t *parsed);
 /* 0 with a malloc'd, NUL-terminated copy and its revision; -ENOENT when not known or deleted;
  * -EFBIG when it exists but was too big to keep (a quarter of the bound). */
 int recent_get(recent *r, const char *key, char **ret_value, size_t *ret_len, int64_t *ret_rev);
+/* The same, and when ret_parsed is not NULL, a new reference to the value parsed if it is held
+ * (else NULL): shared, never to be changed; copy what you change. */
+int recent_get_parsed(recent *r, const char *key, char **ret_value, size_t *ret_len,
+                      int64_t *ret_rev, json_t **ret_parsed);
+/* Gives the value held for key at exactly revision rev its parsed form (as recent_put_parsed),
+ * when it lacks one; does nothing otherwise (what is noted as the newest value is unchanged). */
+void recent_attach(recent *r, const char *key, int64_t rev, json_t *parsed);
+/* A new reference to key's value parsed when it is held for exactly revision rev; else NULL.
+ * Shared, never to be changed. */
+json_t *recent_parsed_at(recent *r, const char *key, int64_t rev);
 /* Forgets everything: after a gap in what fed it (the watch lost history). */
 void recent_clear(recent *r);
 typedef struct recent_counts {
     size_t keys, bytes;
     uint64_t hits, misses;
+    size_t parsed, parsed_bytes; /* values held parsed too, and what they are counted as */
+    uint64_t parsed_hits;
 } recent_counts;
 void recent_stats(recent *r, recent_counts *ret);
 /* "instances \"default/web\"" for messages. */

@@ -1,5 +1,6 @@
 /* Unit tests for the apiserver's recent values (pkg/apiserver/recent.c): newer revisions win,
- * deletions are remembered, the byte bound evicts the least recently used. */
+ * deletions are remembered, the byte bound evicts the least recently used, a parsed value is
+ * only ever handed out for exactly the revision it was parsed from. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,126 @@ static void bounded_by_bytes_lru(void)
     recent_free(r);
 }
 
+/* What recent_get_parsed hands out: the parsed value when it is held, else NULL. */
+static json_t *get_parsed(recent *r, const char *key, int64_t *rev)
+{
+    char *v = NULL;
+    size_t len;
+    json_t *p = NULL;
+    int e = recent_get_parsed(r, key, &v, &len, rev, &p);
+    free(v);
+    return e == 0 ? p : NULL;
+}
+
+static void parsed_goes_with_its_revision(void)
+{
+    recent *r = recent_new(1 << 20);
+    json_t *p10 = json_pack("{s:i}", "a", 1);
+    recent_put_parsed(r, "/k", "{\"a\":1}", 7, 10, p10);
+    CHECK_INT(p10->refcount, ==, 2); /* shared: the caller's and the recent values' */
+    int64_t rev = 0;
+    json_t *got = get_parsed(r, "/k", &rev);
+    CHECK(got == p10);
+    CHECK_INT(rev, ==, 10);
+    json_decref(got);
+    got = recent_parsed_at(r, "/k", 10);
+    CHECK(got == p10);
+    json_decref(got);
+    CHECK(recent_parsed_at(r, "/k", 9) == NULL); /* only exactly that revision */
+    CHECK(recent_parsed_at(r, "/k", 11) == NULL);
+    CHECK(recent_parsed_at(r, "/nope", 10) == NULL);
+
+    /* Written by someone else at a newer revision (the watch brings only the text): the old
+     * parse must not answer for it. */
+    recent_put(r, "/k", "{\"a\":2}", 7, 11);
+    CHECK_INT(p10->refcount, ==, 1);
+    CHECK(recent_parsed_at(r, "/k", 10) == NULL);
+    CHECK(recent_parsed_at(r, "/k", 11) == NULL);
+    CHECK(get_parsed(r, "/k", &rev) == NULL);
+    CHECK_INT(rev, ==, 11);
+    /* An older parse arriving late is ignored with its value. */
+    recent_put_parsed(r, "/k", "{\"a\":1}", 7, 10, p10);
+    CHECK_INT(p10->refcount, ==, 1);
+    CHECK(get_parsed(r, "/k", &rev) == NULL);
+
+    /* The same revision again (the worker's note after the watch's, or the other way round)
+     * gives the value its parse; a second parse of it is not taken. */
+    json_t *p11 = json_pack("{s:i}", "a", 2), *other = json_pack("{s:i}", "a", 2);
+    recent_put_parsed(r, "/k", "{\"a\":2}", 7, 11, p11);
+    recent_put_parsed(r, "/k", "{\"a\":2}", 7, 11, other);
+    CHECK_INT(other->refcount, ==, 1);
+    got = recent_parsed_at(r, "/k", 11);
+    CHECK(got == p11);
+    json_decref(got);
+    /* recent_attach only adds to the value held at that very revision. */
+    recent_attach(r, "/k", 10, other);
+    recent_attach(r, "/j", 11, other);
+    CHECK_INT(other->refcount, ==, 1);
+    recent_put(r, "/j", "{\"a\":2}", 7, 11);
+    recent_attach(r, "/j", 11, other);
+    got = recent_parsed_at(r, "/j", 11);
+    CHECK(got == other);
+    json_decref(got);
+
+    /* A deletion drops it. */
+    recent_put(r, "/k", NULL, 0, 12);
+    CHECK_INT(p11->refcount, ==, 1);
+    CHECK(recent_parsed_at(r, "/k", 11) == NULL);
+    recent_attach(r, "/k", 12, p11); /* nothing to attach to */
+    CHECK_INT(p11->refcount, ==, 1);
+
+    recent_counts c;
+    recent_stats(r, &c);
+    CHECK_INT(c.parsed, ==, 1); /* /j */
+    recent_clear(r);
+    CHECK_INT(other->refcount, ==, 1);
+    recent_stats(r, &c);
+    CHECK_INT(c.parsed, ==, 0);
+    CHECK_INT(c.parsed_bytes, ==, 0);
+    json_decref(p10);
+    json_decref(p11);
+    json_decref(other);
+    recent_free(r);
+}
+
+static void parsed_values_have_a_bound_of_their_own(void)
+{
+    const size_t bound = 64 << 10;
+    recent *r = recent_new(bound);
+    char key[32], value[1000];
+    memset(value, 'x', sizeof(value) - 1);
+    value[sizeof(value) - 1] = 0;
+    json_t *p = json_object(); /* stands for every parse: only counted, never looked into */
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "/p/%d", i);
+        recent_put_parsed(r, key, value, strlen(value), i + 1, p);
+    }
+    recent_counts c;
+    recent_stats(r, &c);
+    CHECK(c.parsed_bytes <= 4 * bound);
+    CHECK(c.parsed > 5 && c.parsed < 40); /* ~12 KiB counted each */
+    CHECK_INT(c.keys, >=, 40);            /* the text stays when its parse goes */
+    CHECK_INT(p->refcount, ==, 1 + c.parsed);
+    int64_t rev;
+    CHECK(get_parsed(r, "/p/0", &rev) == NULL); /* the oldest parse went */
+    char *v = NULL;
+    CHECK_OK(get(r, "/p/0", &v, &rev));
+    free(v);
+    json_t *got = get_parsed(r, "/p/39", &rev);
+    CHECK(got == p);
+    json_decref(got);
+    /* too big to keep: no parse either */
+    char *big = malloc(bound);
+    memset(big, 'y', bound - 1);
+    big[bound - 1] = 0;
+    recent_put_parsed(r, "/big", big, strlen(big), 100, p);
+    CHECK(recent_parsed_at(r, "/big", 100) == NULL);
+    free(big);
+    recent_free(r);
+    CHECK_INT(p->refcount, ==, 1);
+    json_decref(p);
+}
+
 static void many_keys_grow_the_table(void)
 {
     recent *r = recent_new(64 << 20);
@@ -132,4 +253,6 @@ static void many_keys_grow_the_table(void)
     recent_free(r);
 }
 
-CHECK_MAIN(CASE(newer_revisions_win), CASE(bounded_by_bytes_lru), CASE(many_keys_grow_the_table))
+CHECK_MAIN(CASE(newer_revisions_win), CASE(bounded_by_bytes_lru),
+           CASE(parsed_goes_with_its_revision), CASE(parsed_values_have_a_bound_of_their_own),
+           CASE(many_keys_grow_the_table))
