@@ -280,9 +280,8 @@ static int apply_create(worker *w, rpc_call *call, const api_kind_info *k, const
         return apierr_store(e, err, key);
     if (!r->succeeded) /* created meanwhile, an IP ledger moved, or a reference went away */
         return apply_lost(w, k, key, 0, obj, r, e);
-    recent_note(w, key, text, r->revision);
+    recent_note_object(w, key, text, obj, r->revision); /* obj is only read from here on */
     recent_note_writes(w, writes, r->revision);
-    api_object_set_resource_version(obj, r->revision);
     reply_apply(call, STRATUS__V1__APPLY_RESPONSE__RESULT__CREATED, obj);
     return 1;
 }
@@ -341,8 +340,7 @@ static int apply_update(worker *w, rpc_call *call, const api_kind_info *k, const
         return apierr_store(e, err, key);
     if (!r->succeeded)
         return apply_lost(w, k, key, rev, obj, r, e);
-    recent_note(w, key, text, r->revision);
-    api_object_set_resource_version(obj, r->revision);
+    recent_note_object(w, key, text, obj, r->revision); /* obj is only read from here on */
     reply_apply(call, STRATUS__V1__APPLY_RESPONSE__RESULT__CONFIGURED, obj);
     return 1;
 }

@@ -45,9 +45,21 @@
 
 int ledger_parse(const char *key, const store_kv *kv, const char *member, ledger *ret, apierr *e)
 {
+    return ledger_parse_shared(key, kv, NULL, member, ret, e);
+}
+
+int ledger_parse_shared(const char *key, const store_kv *kv, const json_t *parsed,
+                        const char *member, ledger *ret, apierr *e)
+{
     json_t *doc;
     int64_t rev = 0;
-    if (!kv) {
+    if (kv && parsed && json_is_object(json_object_get(parsed, member))) {
+        /* Entries are only ever added or removed, never changed in place: copies of the document
+         * and of its map are enough to leave the shared one as it is. */
+        doc = json_copy((json_t *)parsed);
+        json_object_set_new(doc, member, json_copy(json_object_get(parsed, member)));
+        rev = kv->mod_revision;
+    } else if (!kv) {
         doc = json_object();
         json_object_set_new(doc, member, json_object());
     } else {
@@ -79,8 +91,9 @@ int ledger_load_guess(worker *w, const char *key, const char *member, ledger *re
 {
     store_kv *kv;
     _cleanup_(store_result_freep) store_result *owner = NULL;
-    int guessed = ledger_read(w, key, &kv, &owner, e);
-    if (guessed < 0 || ledger_parse(key, kv, member, ret, e) < 0)
+    _cleanup_(json_decrefp) json_t *parsed = NULL;
+    int guessed = ledger_read(w, key, &kv, &owner, &parsed, e);
+    if (guessed < 0 || ledger_parse_shared(key, kv, parsed, member, ret, e) < 0)
         return -1;
     ret->guessed = guessed;
     return 0;
@@ -106,8 +119,10 @@ void ledger_commit(store_txn *t, const ledger *l, json_t *writes)
     }
     _cleanup_free_ char *text = api_json_canonical(l->doc);
     store_txn_put(t, STORE_ON_SUCCESS, l->key, text, strlen(text), 0, 0);
+    /* The document goes with its text: once the transaction succeeded it is what the next
+     * request starts from without parsing (l->doc is never changed after its commit). */
     if (writes)
-        json_array_append_new(writes, json_pack("[s,s]", l->key, text));
+        json_array_append_new(writes, json_pack("[s,s,O]", l->key, text, l->doc));
 }
 
 void ledger_clear(ledger *l)
@@ -298,6 +313,9 @@ typedef struct bind_unit {
     const store_kv *node_kv;                          /* as read; NULL: no such node */
     const store_kv *alloc_kv;                         /* NULL: no ledger yet */
     const store_kv *inst_kv[APISERVER_TXN_INSTANCES]; /* NULL: no such instance */
+    /* The same parsed, when the recent values held them so (shared: never changed); NULL: parse
+     * the kv. */
+    json_t *node_parsed, *alloc_parsed, *inst_parsed[APISERVER_TXN_INSTANCES];
     bool guessed;      /* some of the above came from the recent values */
     bool node_guessed; /* the node did: its revision is compared in the write */
     capacity cap;
@@ -336,8 +354,14 @@ typedef enum decision {
 
 static void round_clear(bind_round *r)
 {
-    for (size_t u = 0; u < r->n_units; u++)
-        ledger_clear(&r->units[u].alloc);
+    for (size_t u = 0; u < r->n_units; u++) {
+        bind_unit *unit = &r->units[u];
+        ledger_clear(&unit->alloc);
+        json_decref(unit->node_parsed);
+        json_decref(unit->alloc_parsed);
+        for (size_t j = 0; j < unit->n; j++)
+            json_decref(unit->inst_parsed[j]);
+    }
     free(r->units);
     for (size_t i = 0; i < r->n_groups; i++) {
         free(r->groups[i].ref);
@@ -437,31 +461,58 @@ static int claimed_on(worker *w, const char *node, const char *uid, bool *ret, a
     return 0;
 }
 
-static void instance_mark_bound(json_t *obj, const char *node)
+/* Replaces parent's member key, when it is an object or an array, with a shallow copy of it and
+ * returns the copy (else the member, or NULL): what is changed in it is then parent's own. */
+static json_t *member_own(json_t *parent, const char *key)
 {
-    json_t *spec = json_object_get(obj, "spec");
+    json_t *v = json_object_get(parent, key);
+    if (!json_is_object(v) && !json_is_array(v))
+        return v;
+    json_t *copy = json_copy(v);
+    json_object_set_new(parent, key, copy);
+    return copy;
+}
+
+/* The instance obj bound to node, as a new object. obj may be shared (the recent values' parse):
+ * it is left unchanged, the result holds copies of what changes (the top level, spec, status,
+ * its conditions and the condition changed, metadata and its finalizers) and shares the rest.
+ * For a 600-byte instance that took 1.2 µs, copying it whole 2.2 µs, parsing it 9.3 µs.
+ * metadata is always the result's own (recent_note_object sets its resourceVersion). */
+static json_t *instance_bound(const json_t *obj, const char *node)
+{
+    json_t *b = json_copy((json_t *)obj);
+    json_t *spec = member_own(b, "spec");
     json_object_set_new(spec, "nodeName", json_string(node));
-    json_t *st = json_object_get(obj, "status");
+    json_t *st = member_own(b, "status");
     if (!json_is_object(st)) {
         st = json_object();
-        json_object_set_new(obj, "status", st);
+        json_object_set_new(b, "status", st);
     }
     json_object_set_new(st, "phase", json_string("Scheduled"));
     json_object_set_new(st, "nodeName", json_string(node));
+    json_t *conds = member_own(st, "conditions");
+    for (size_t i = 0; i < json_array_size(conds); i++) {
+        json_t *c = json_array_get(conds, i);
+        const char *type = json_string_value(json_object_get(c, "type"));
+        if (json_is_object(c) && type && streq(type, "Scheduled"))
+            json_array_set_new(conds, i, json_copy(c));
+    }
     _cleanup_free_ char *msg = xasprintf("bound to node \"%s\"", node);
-    object_set_condition(obj, "Scheduled", "True", "Bound", msg);
-    json_t *md = json_object_get(obj, "metadata");
-    json_t *fin = json_object_get(md, "finalizers");
+    object_set_condition(b, "Scheduled", "True", "Bound", msg);
+    json_t *md = member_own(b, "metadata");
+    json_t *fin = member_own(md, "finalizers");
     if (!json_is_array(fin)) {
         fin = json_array();
         json_object_set_new(md, "finalizers", fin);
     }
     if (!json_strv_contains(fin, APISERVER_FINALIZER))
         json_array_append_new(fin, json_string(APISERVER_FINALIZER));
+    return b;
 }
 
-/* Decides binding i of unit u with the instance as read, into transaction tx of the round. */
-static decision bind_decide(bind_round *r, bind_unit *u, size_t tx, size_t i, json_t *obj,
+/* Decides binding i of unit u with the instance as read (only read: it may be shared), into
+ * transaction tx of the round. */
+static decision bind_decide(bind_round *r, bind_unit *u, size_t tx, size_t i, const json_t *obj,
                             int64_t rev, const char *what)
 {
     bind_call *c = r->c;
@@ -504,7 +555,7 @@ static decision bind_decide(bind_round *r, bind_unit *u, size_t tx, size_t i, js
                    (long long)rev, (long long)c->want_rev[i]);
         return DECIDED;
     }
-    json_t *fin = api_json_lookup(obj, "metadata.finalizers");
+    const json_t *fin = api_json_lookup(obj, "metadata.finalizers");
     if (!json_strv_contains(fin, APISERVER_FINALIZER) &&
         json_array_size(fin) >= API_FINALIZERS_MAX) {
         result_set(c, i, RPC_CODE_FAILED_PRECONDITION,
@@ -570,11 +621,12 @@ static decision bind_decide(bind_round *r, bind_unit *u, size_t tx, size_t i, js
             t->compares++;
         }
     }
-    instance_mark_bound(obj, u->node);
-    _cleanup_free_ char *text = object_to_store(obj);
+    json_t *bound = instance_bound(obj, u->node);
+    _cleanup_free_ char *text = object_to_store(bound);
     store_txn_compare(t->t, c->keys[i], STORE_CMP_MOD, STORE_CMP_EQUAL, rev);
     store_txn_put(t->t, STORE_ON_SUCCESS, c->keys[i], text, strlen(text), 0, 0);
-    json_array_append_new(t->writes, json_pack("[s,s]", c->keys[i], text));
+    /* With the object: the watch cache and the next request take it instead of parsing text. */
+    json_array_append_new(t->writes, json_pack("[s,s,o]", c->keys[i], text, bound));
     t->compares++;
     t->bytes += strlen(text);
     t->bound[t->n_bound++] = i;
@@ -617,6 +669,7 @@ static void round_select(bind_round *r)
 typedef struct read_slot {
     char *key;
     const store_kv **into;
+    json_t **parsed_into; /* the value parsed, when the recent values hold it so */
     bind_unit *u;
     bool node; /* the unit's Node */
 } read_slot;
@@ -649,11 +702,14 @@ static int round_read(bind_round *r)
         if (api_key_build(api_kind_get(API_KIND_NODE), NULL, u->node, &slots[n].key) < 0)
             slots[n].key = xstrdup("/stratus/v1/invalid"); /* binding_prepare checked the name */
         slots[n].into = &u->node_kv;
+        slots[n].parsed_into = &u->node_parsed;
         slots[n].u = u;
         slots[n++].node = true;
-        slots[n++] = (read_slot){xasprintf(ALLOCATIONS_PREFIX "%s", u->node), &u->alloc_kv, u};
+        slots[n++] = (read_slot){xasprintf(ALLOCATIONS_PREFIX "%s", u->node), &u->alloc_kv,
+                                 &u->alloc_parsed, u};
         for (size_t j = 0; j < u->n; j++)
-            slots[n++] = (read_slot){xstrdup(c->keys[u->idx[j]]), &u->inst_kv[j], u};
+            slots[n++] =
+                (read_slot){xstrdup(c->keys[u->idx[j]]), &u->inst_kv[j], &u->inst_parsed[j], u};
     }
 
     /* Guesses first; what they lack is read. */
@@ -663,8 +719,9 @@ static int round_read(bind_round *r)
     size_t n_miss = 0;
     for (size_t k = 0; k < n; k++) {
         store_kv *kv = &guesses->kvs[guesses->n_kvs];
-        if (unit_may_guess(r, slots[k].u) && recent_get(c->w->srv->recent, slots[k].key, &kv->value,
-                                                        &kv->value_len, &kv->mod_revision) == 0) {
+        if (unit_may_guess(r, slots[k].u) &&
+            recent_get_parsed(c->w->srv->recent, slots[k].key, &kv->value, &kv->value_len,
+                              &kv->mod_revision, slots[k].parsed_into) == 0) {
             kv->key = xstrdup(slots[k].key);
             kv->key_len = strlen(kv->key);
             guesses->n_kvs++;
@@ -743,11 +800,15 @@ static void unit_decide(bind_round *r, bind_unit *u)
         unit_fail(r, u, &e);
         return;
     }
-    json_t *node = object_from_kv(u->node_kv);
-    api_node_capacity_of(node, &u->cap);
-    json_decref(node);
+    if (!u->node_parsed) {
+        /* Only read from now on: the next unit of this node, in this call or another, takes it
+         * when the recent values still hold the node at this revision. */
+        u->node_parsed = object_from_kv(u->node_kv);
+        recent_attach(c->w->srv->recent, u->node_kv->key, u->node_kv->mod_revision, u->node_parsed);
+    }
+    api_node_capacity_of(u->node_parsed, &u->cap);
     _cleanup_free_ char *key = xasprintf(ALLOCATIONS_PREFIX "%s", u->node);
-    if (ledger_parse(key, u->alloc_kv, "instances", &u->alloc, &e) < 0) {
+    if (ledger_parse_shared(key, u->alloc_kv, u->alloc_parsed, "instances", &u->alloc, &e) < 0) {
         unit_fail(r, u, &e);
         return;
     }
@@ -773,7 +834,8 @@ static void unit_decide(bind_round *r, bind_unit *u)
             c->pending[i] = false;
             continue;
         }
-        json_t *obj = object_from_kv(u->inst_kv[j]);
+        json_t *obj =
+            u->inst_parsed[j] ? json_incref(u->inst_parsed[j]) : object_from_kv(u->inst_kv[j]);
         if (!obj) {
             result_set(c, i, RPC_CODE_DATA_LOSS, "%s: the stored object is not JSON", what);
             c->pending[i] = false;
@@ -1105,9 +1167,9 @@ static int unbind_once(worker *w, rpc_call *call, const Stratus__V1__UnbindReque
                 guess_refused(w); /* the instance or a ledger moved: read them again */
                 r = 0;
             } else {
-                json_array_append_new(writes, json_pack("[s,s]", key, text));
+                /* recent_note_writes sets obj's resourceVersion; only read from here on. */
+                json_array_append_new(writes, json_pack("[s,s,O]", key, text, obj));
                 recent_note_writes(w, writes, res->revision);
-                api_object_set_resource_version(obj, res->revision);
                 _cleanup_free_ char *out = api_json_canonical(obj);
                 Stratus__V1__ObjectResponse rep = STRATUS__V1__OBJECT_RESPONSE__INIT;
                 rep.object_json = out;

@@ -100,8 +100,7 @@ static int delete_once(worker *w, rpc_call *call, const api_kind_info *k, const 
             } else if (err < 0)
                 apierr_store(e, err, what);
             else {
-                recent_note(w, key, text, res->revision);
-                api_object_set_resource_version(obj, res->revision);
+                recent_note_object(w, key, text, obj, res->revision); /* only read from here */
                 reply_object(call, obj);
                 ret = 1;
             }

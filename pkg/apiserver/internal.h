@@ -111,8 +111,10 @@ int read_for_apply(worker *w, const char *key, json_t **ret, int64_t *ret_rev, b
                    apierr *e);
 /* The same for a ledger (its compare in the write's transaction guards the guess): 1 when
  * guessed, 0 when read from etcd (*ret NULL: the key does not exist), or -1 with e filled.
- * *ret_owner holds *ret; free it with store_result_free. */
-int ledger_read(worker *w, const char *key, store_kv **ret, store_result **ret_owner, apierr *e);
+ * *ret_owner holds *ret; free it with store_result_free. *ret_parsed: the guessed value parsed
+ * when the recent values hold it (shared: ledger_parse_shared copies it), else NULL. */
+int ledger_read(worker *w, const char *key, store_kv **ret, store_result **ret_owner,
+                json_t **ret_parsed, apierr *e);
 /* No more guesses in this request (a guess must be confirmed, or proved stale). */
 static inline void guess_refused(worker *w)
 {
@@ -120,8 +122,14 @@ static inline void guess_refused(worker *w)
 }
 /* After a write: what etcd now holds at key (value NULL: deleted), for the next guess. */
 void recent_note(worker *w, const char *key, const char *value, int64_t rev);
-/* The same for every [key, text or null] of `writes` (collected by ledger_commit and the
- * callers of the *_release / ipam_allocate functions), made by one transaction at rev. */
+/* The same for an object written as text (object_to_store(obj)): sets obj's
+ * metadata.resourceVersion to rev and shares obj as the value parsed. obj's top level and
+ * metadata must be the caller's own; after this, nobody may change obj or anything it holds. */
+void recent_note_object(worker *w, const char *key, const char *text, json_t *obj, int64_t rev);
+/* The same for every [key, text or null] or [key, text, parsed] of `writes` (collected by
+ * ledger_commit and the callers of the *_release / ipam_allocate functions), made by one
+ * transaction at rev: a parsed object (one with metadata) as recent_note_object, a ledger's
+ * document as it is. What is shared is never changed after. */
 void recent_note_writes(worker *w, const json_t *writes, int64_t rev);
 /* After a compare-and-swap lost: the current value a guarded write read back (r->kvs), or, when
  * it did not, no more guesses in this request. */
@@ -219,6 +227,10 @@ int ledger_load(worker *w, const char *key, const char *member, ledger *ret, api
 int ledger_load_guess(worker *w, const char *key, const char *member, ledger *ret, apierr *e);
 /* The same from a key-value already read (NULL: the key does not exist). */
 int ledger_parse(const char *key, const store_kv *kv, const char *member, ledger *ret, apierr *e);
+/* The same, taking kv's value parsed instead when `parsed` is not NULL (the recent values' shared
+ * document, left unchanged: the ledger gets copies of the document and its map). */
+int ledger_parse_shared(const char *key, const store_kv *kv, const json_t *parsed,
+                        const char *member, ledger *ret, apierr *e);
 /* When changed: adds to t the compare on the revision it was read at, and a put of the document
  * (a delete when the map is empty), noted in `writes` (when not NULL) as [key, text] or
  * [key, null] for recent_note_writes once the transaction succeeded. Unchanged: only the compare,

@@ -175,8 +175,12 @@ static int read_guess(worker *w, const char *key, bool absent_unless_known, json
 {
     store_kv kv = {.key = (char *)key};
     if (w->guess_ok) {
-        int r = recent_get(w->srv->recent, key, &kv.value, &kv.value_len, &kv.mod_revision);
-        json_t *o = r == 0 ? object_from_kv(&kv) : NULL;
+        json_t *parsed = NULL;
+        int r = recent_get_parsed(w->srv->recent, key, &kv.value, &kv.value_len, &kv.mod_revision,
+                                  &parsed);
+        /* The caller changes what it gets: a copy of the shared parse (cheaper than parsing). */
+        json_t *o = parsed ? json_deep_copy(parsed) : r == 0 ? object_from_kv(&kv) : NULL;
+        json_decref(parsed);
         free(kv.value);
         if (o || (absent_unless_known && r == -ENOENT)) {
             *ret = o;
@@ -201,16 +205,18 @@ int read_for_apply(worker *w, const char *key, json_t **ret, int64_t *ret_rev, b
     return read_guess(w, key, true, ret, ret_rev, ret_guessed, e);
 }
 
-int ledger_read(worker *w, const char *key, store_kv **ret, store_result **ret_owner, apierr *e)
+int ledger_read(worker *w, const char *key, store_kv **ret, store_result **ret_owner,
+                json_t **ret_parsed, apierr *e)
 {
     *ret = NULL;
     *ret_owner = NULL;
+    *ret_parsed = NULL;
     if (w->guess_ok) {
         store_result *r = xnew(store_result, 1);
         r->kvs = xnew(store_kv, 1);
         r->n_kvs = 1;
-        if (recent_get(w->srv->recent, key, &r->kvs[0].value, &r->kvs[0].value_len,
-                       &r->kvs[0].mod_revision) == 0) {
+        if (recent_get_parsed(w->srv->recent, key, &r->kvs[0].value, &r->kvs[0].value_len,
+                              &r->kvs[0].mod_revision, ret_parsed) == 0) {
             r->kvs[0].key = xstrdup(key);
             r->kvs[0].key_len = strlen(key);
             *ret = &r->kvs[0];
@@ -235,13 +241,27 @@ void recent_note(worker *w, const char *key, const char *value, int64_t rev)
     recent_put(w->srv->recent, key, value, value ? strlen(value) : 0, rev);
 }
 
+void recent_note_object(worker *w, const char *key, const char *text, json_t *obj, int64_t rev)
+{
+    api_object_set_resource_version(obj, rev);
+    recent_put_parsed(w->srv->recent, key, text, strlen(text), rev, obj);
+}
+
 void recent_note_writes(worker *w, const json_t *writes, int64_t rev)
 {
     size_t i;
     json_t *kt;
-    json_array_foreach (writes, i, kt)
-        recent_note(w, json_string_value(json_array_get(kt, 0)),
-                    json_string_value(json_array_get(kt, 1)), rev);
+    json_array_foreach (writes, i, kt) {
+        const char *key = json_string_value(json_array_get(kt, 0));
+        const char *text = json_string_value(json_array_get(kt, 1));
+        json_t *parsed = json_array_get(kt, 2);
+        if (text && json_is_object(json_object_get(parsed, "metadata")))
+            recent_note_object(w, key, text, parsed, rev);
+        else if (text && json_is_object(parsed))
+            recent_put_parsed(w->srv->recent, key, text, strlen(text), rev, parsed);
+        else
+            recent_note(w, key, text, rev);
+    }
 }
 
 void recent_note_stale(worker *w, const char *key, const store_result *r)

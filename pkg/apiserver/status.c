@@ -95,15 +95,13 @@ void handle_update_status(worker *w, rpc_call *call, const ProtobufCMessage *req
             err = sx_update(w, key, text, rev, &res);
             if (err == 0) {
                 new_rev = res->revision;
-                recent_note(w, key, text, new_rev);
+                recent_note_object(w, key, text, obj, new_rev); /* only read from here on */
             } else if (err == -ESTALE || err == -ENOENT)
                 recent_note_stale(w, key, res);
             else
                 apierr_store(&e, err, what);
         }
         if (err == 0) {
-            if (new_rev)
-                api_object_set_resource_version(obj, new_rev);
             _cleanup_free_ char *text = api_json_canonical(obj);
             Stratus__V1__ObjectResponse rep = STRATUS__V1__OBJECT_RESPONSE__INIT;
             rep.object_json = text;
