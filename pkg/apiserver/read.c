@@ -144,7 +144,10 @@ void handle_list(worker *w, rpc_call *call, const ProtobufCMessage *request)
         size_t i;
         for (i = 0; i < r->n_kvs && n_items < limit && bytes < LIST_PAGE_BYTES; i++) {
             last = r->kvs[i].key;
-            json_t *obj = object_from_kv(&r->kvs[i]);
+            /* Only read: the recent values' parse of exactly this revision will do. */
+            json_t *obj = recent_parsed_at(w->srv->recent, r->kvs[i].key, r->kvs[i].mod_revision);
+            if (!obj)
+                obj = object_from_kv(&r->kvs[i]);
             if (!obj)
                 continue;
             if (api_label_selector_matches(ls, api_object_labels(obj)) &&

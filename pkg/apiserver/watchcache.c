@@ -341,6 +341,31 @@ static json_t *previous_state(watchcache *wc, const char *key, const store_kv *p
     return object_from_kv(prev_kv);
 }
 
+/* The object a put made: the recent values' parse of exactly this key and revision when they hold
+ * it (what a worker wrote, or parsed, at that revision; shared and never changed), else parsed
+ * from the event. Either way resourceVersion is rev. A value written by anyone else is at a
+ * revision the recent values have no parse of, so it is parsed from its bytes. */
+static json_t *new_state(watchcache *wc, const store_kv *kv)
+{
+    json_t *o = recent_parsed_at(wc->srv->recent, kv->key, kv->mod_revision);
+    return o ? o : object_from_kv(kv);
+}
+
+/* The last state of a deleted object, with resourceVersion the deletion's revision: a copy of the
+ * previous state's top level and metadata (that state may be shared). */
+static json_t *deleted_state(watchcache *wc, const char *key, const store_kv *prev_kv, int64_t rev)
+{
+    _cleanup_(json_decrefp) json_t *prev = previous_state(wc, key, prev_kv);
+    if (!prev)
+        return NULL;
+    json_t *o = json_copy(prev);
+    json_t *md = json_object_get(prev, "metadata");
+    if (json_is_object(md))
+        json_object_set_new(o, "metadata", json_copy(md));
+    api_object_set_resource_version(o, rev);
+    return o;
+}
+
 static void on_etcd_events(store_watch *sw, const store_event *events, size_t n, int64_t revision,
                            int error, void *userdata)
 {
@@ -357,13 +382,16 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
         int64_t rev = e->kv.mod_revision;
         if (rev > wc->head)
             wc->head = rev;
-        if (strncmp(e->kv.key, EVENTS_PREFIX, sizeof(EVENTS_PREFIX) - 1) != 0)
-            recent_put(wc->srv->recent, e->kv.key,
-                       e->type == STORE_EVENT_DELETE ? NULL : e->kv.value, e->kv.value_len, rev);
+        bool noted = strncmp(e->kv.key, EVENTS_PREFIX, sizeof(EVENTS_PREFIX) - 1) != 0;
         char *ns = NULL;
         const api_kind_info *k = key_kind(e->kv.key, &ns);
-        if (!k)
+        if (!k) {
+            if (noted) /* a ledger or a lease: the workers parse what they take of it */
+                recent_put(wc->srv->recent, e->kv.key,
+                           e->type == STORE_EVENT_DELETE ? NULL : e->kv.value, e->kv.value_len,
+                           rev);
             continue;
+        }
         wc_event ev = {.rev = rev,
                        .k = k,
                        .key = xstrdup(e->kv.key),
@@ -379,17 +407,21 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
             return;
         }
         if (ev.deleted) {
-            ev.obj = object_from_kv(e->prev_kv);
+            ev.obj = deleted_state(wc, e->kv.key, e->prev_kv, rev);
         } else {
-            ev.obj = object_from_kv(&e->kv);
+            ev.obj = new_state(wc, &e->kv);
             if (modified)
                 ev.prev = previous_state(wc, e->kv.key, e->prev_kv);
         }
+        /* From here on the objects are shared (the ring, its map of newest states, the recent
+         * values) and never changed. */
+        if (noted)
+            recent_put_parsed(wc->srv->recent, e->kv.key, ev.deleted ? NULL : e->kv.value,
+                              e->kv.value_len, rev, ev.deleted ? NULL : ev.obj);
         if (!ev.obj) {
             event_clear(&ev); /* not a JSON object (etcd is not trusted): nothing to send */
             continue;
         }
-        api_object_set_resource_version(ev.obj, rev);
         ring_push(wc, &ev);
     }
 }
