@@ -1169,6 +1169,243 @@ static void node_vcpus_behind_its_back(const char *node, int vcpus)
     CHECK_OK(store_wait(direct, &y, NULL));
 }
 
+/* ---- what the apiserver parses once (docs/apiserver.md, "What is parsed when") */
+
+/* Adds the label behind=<n> to what etcd holds of an instance, straight through pkg/store, as
+ * indented JSON: not the canonical text the apiserver writes, so nothing may serve it as if it
+ * were. Returns the new revision. */
+static int64_t instance_label_behind_its_back(const char *ns, const char *name, int n)
+{
+    _cleanup_free_ char *key = fmt("/stratus/v1/instances/%s/%s", ns, name);
+    json_t *o = etcd_json(key);
+    CHECK(o != NULL);
+    json_t *md = json_object_get(o, "metadata");
+    json_t *labels = json_object_get(md, "labels");
+    if (!labels)
+        json_object_set_new(md, "labels", labels = json_object());
+    json_object_set_new(labels, "behind", json_sprintf("%d", n));
+    _cleanup_free_ char *text = json_dumps(o, JSON_INDENT(1));
+    json_decref(o);
+    store_sync y = STORE_SYNC_INIT;
+    CHECK_OK(store_put(direct, key, text, strlen(text), 0, 0, store_sync_done, &y));
+    store_result *r = NULL;
+    CHECK_OK(store_wait(direct, &y, &r));
+    int64_t rev = r->revision;
+    store_result_free(r);
+    return rev;
+}
+
+static rpc_watch *watch_instances(const char *ns, const char *rv)
+{
+    Stratus__V1__WatchRequest req = STRATUS__V1__WATCH_REQUEST__INIT;
+    req.kind = "Instance";
+    req.namespace_ = (char *)ns;
+    req.resource_version = (char *)(rv ? rv : "");
+    rpc_watch *w = NULL;
+    CHECK_OK(rpc_client_watch(fx->client, &req, &w));
+    return w;
+}
+
+/* The next event of w (bookmarks skipped) as its object, checked to be canonical JSON whose
+ * resourceVersion is the event's; NULL after a while. */
+static json_t *next_object(rpc_watch *w, int *ret_type)
+{
+    usec_t end = now_monotonic() + TIMEOUT;
+    while (now_monotonic() < end) {
+        Stratus__V1__WatchEvent *ev = NULL;
+        rpc_status st;
+        if (rpc_watch_next(w, end - now_monotonic(), &ev, &st) < 0)
+            return NULL;
+        if (ev->type == STRATUS__V1__WATCH_EVENT__TYPE__BOOKMARK) {
+            rpc_message_free(ev);
+            continue;
+        }
+        json_t *o = json_loads(ev->object_json, 0, NULL);
+        CHECK(o != NULL);
+        _cleanup_free_ char *canonical = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+        CHECK_STR(ev->object_json, canonical);
+        CHECK_STR(str_at(o, "metadata.resourceVersion"), ev->resource_version);
+        *ret_type = ev->type;
+        rpc_message_free(ev);
+        return o;
+    }
+    return NULL;
+}
+
+/* The apiserver holds what it wrote and parsed, by key and revision. A value written by anyone
+ * else comes at another revision and must be served as written: in Bind's decision and write,
+ * in the watch, in List. Each round writes behind its back and binds at once, before or after
+ * the watch told it (both happen over 20 rounds). */
+static void what_is_written_behind_its_back_is_served_as_written(void)
+{
+    setup();
+    const char *ns = "behind";
+    flavor_create("behind-1", 1, 64, 1, 0, 0);
+    node_create("behind-n", 64, 65536, 1000, NULL);
+    rpc_watch *w = watch_instances(ns, NULL);
+    enum { N = 20 };
+    for (int i = 0; i < N; i++) {
+        _cleanup_free_ char *name = fmt("b-%d", i);
+        _cleanup_free_ char *uid = instance_create(ns, name, "behind-1", NULL);
+        int64_t rev = instance_label_behind_its_back(ns, name, i);
+        char msg[1024];
+        CHECK_INT(bind1(ns, name, uid, "behind-n", msg, sizeof(msg)), ==, 0);
+        _cleanup_free_ char *key = fmt("/stratus/v1/instances/%s/%s", ns, name);
+        json_t *o = etcd_json(key);
+        _cleanup_free_ char *want = fmt("%d", i);
+        CHECK_STR(str_at(o, "metadata.labels.behind"), want);
+        CHECK_STR(str_at(o, "spec.nodeName"), "behind-n");
+        json_decref(o);
+
+        int type;
+        json_t *added = next_object(w, &type);
+        CHECK(added && type == STRATUS__V1__WATCH_EVENT__TYPE__ADDED);
+        CHECK(api_json_lookup(added, "metadata.labels.behind") == NULL);
+        json_t *behind = next_object(w, &type);
+        CHECK(behind && type == STRATUS__V1__WATCH_EVENT__TYPE__MODIFIED);
+        CHECK_STR(str_at(behind, "metadata.labels.behind"), want);
+        CHECK(api_json_lookup(behind, "spec.nodeName") == NULL);
+        int64_t got_rev = 0;
+        CHECK_OK(api_object_resource_version(behind, &got_rev));
+        CHECK_INT(got_rev, ==, rev);
+        json_t *bound = next_object(w, &type);
+        CHECK(bound && type == STRATUS__V1__WATCH_EVENT__TYPE__MODIFIED);
+        CHECK_STR(str_at(bound, "metadata.labels.behind"), want);
+        CHECK_STR(str_at(bound, "spec.nodeName"), "behind-n");
+        json_decref(added);
+        json_decref(behind);
+        json_decref(bound);
+    }
+    rpc_watch_free(w);
+
+    Stratus__V1__ListRequest req = STRATUS__V1__LIST_REQUEST__INIT;
+    req.kind = "Instance";
+    req.namespace_ = (char *)ns;
+    Stratus__V1__ListResponse *rep = NULL;
+    rpc_status st;
+    CHECK_OK(rpc_client_list(fx->client, &req, TIMEOUT, &rep, &st));
+    CHECK_INT(rep->n_items_json, ==, N);
+    for (size_t i = 0; i < rep->n_items_json; i++) {
+        json_t *o = json_loads(rep->items_json[i], 0, NULL);
+        CHECK(str_at(o, "metadata.labels.behind") != NULL);
+        CHECK_STR(str_at(o, "spec.nodeName"), "behind-n");
+        json_decref(o);
+    }
+    rpc_message_free(rep);
+}
+
+/* The same for a ledger, which the watch cache does not parse (it only notes the text): Bind holds
+ * the ledger document it wrote, parsed; another writer fills the node behind its back. Once the
+ * watch has brought that text, a parse of the older revision must not decide: its compare would
+ * hold (the revision is the new one) and the node would be overcommitted. Before the watch has
+ * brought it, the guess loses its compare. Either way: refused. */
+static void a_ledger_written_behind_its_back_is_read_as_written(void)
+{
+    setup();
+    const char *ns = "ledger-behind";
+    flavor_create("lb-1", 1, 64, 1, 0, 0);
+    node_create("lb-n", 4, 65536, 1000, NULL);
+    _cleanup_free_ char *key = fmt("/stratus/v1/allocations/%s", "lb-n");
+    for (int i = 0; i < 10; i++) {
+        _cleanup_free_ char *first = fmt("first-%d", i), *second = fmt("second-%d", i);
+        _cleanup_free_ char *a = instance_create(ns, first, "lb-1", NULL);
+        _cleanup_free_ char *b = instance_create(ns, second, "lb-1", NULL);
+        char msg[1024];
+        CHECK_INT(bind1(ns, first, a, "lb-n", msg, sizeof(msg)), ==, 0);
+        /* Another apiserver's claim of what is left, in canonical JSON as it would write it. */
+        json_t *doc = etcd_json(key);
+        json_t *claim =
+            json_pack("{s:s,s:s,s:i,s:i,s:i}", "namespace", ns, "name", "elsewhere", "vcpus",
+                      4 - (int)json_object_size(json_object_get(doc, "instances")), "memoryMiB", 64,
+                      "diskGiB", 1);
+        _cleanup_free_ char *fake = fmt("fake-%d", i);
+        json_object_set_new(json_object_get(doc, "instances"), fake, claim);
+        _cleanup_free_ char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(doc);
+        store_sync y = STORE_SYNC_INIT;
+        CHECK_OK(store_put(direct, key, text, strlen(text), 0, 0, store_sync_done, &y));
+        CHECK_OK(store_wait(direct, &y, NULL));
+        if (i % 2)
+            usleep(50000); /* every other round, the watch has brought it */
+        CHECK_INT(bind1(ns, second, b, "lb-n", msg, sizeof(msg)), ==, RPC_CODE_RESOURCE_EXHAUSTED);
+        CHECK(strstr(msg, "insufficient vcpus") != NULL);
+        /* Free the node for the next round: drop every claim. */
+        y = STORE_SYNC_INIT;
+        CHECK_OK(store_delete(direct, key, 0, store_sync_done, &y));
+        CHECK_OK(store_wait(direct, &y, NULL));
+        usleep(20000);
+    }
+}
+
+/* Bind starts from the apiserver's own parse of what Apply and UpdateStatus wrote just before
+ * (the newest revision); what it changes it changes in copies, so the states the watch cache
+ * shares with it (each event of the instance, replayed later) stay as they were written. */
+static void bind_sees_what_apply_and_status_changed(void)
+{
+    setup();
+    const char *ns = "parsed";
+    flavor_create("parsed-1", 1, 64, 1, 0, 0);
+    node_create("parsed-n", 64, 65536, 1000, NULL);
+    for (int i = 0; i < 10; i++) {
+        _cleanup_free_ char *name = fmt("p-%d", i);
+        _cleanup_free_ char *j = instance_json(ns, name, "parsed-1", NULL);
+        json_t *created = NULL;
+        rpc_status st;
+        CHECK_OK(apply(j, &created, &st));
+        _cleanup_free_ char *uid = xstrdup(api_object_uid(created));
+        _cleanup_free_ char *rv0 = xstrdup(str_at(created, "metadata.resourceVersion"));
+        json_decref(created);
+        _cleanup_free_ char *labelled =
+            fmt("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":"
+                "\"%s\",\"namespace\":\"%s\",\"labels\":{\"tier\":\"t%d\"}},\"spec\":{\"flavor\":"
+                "\"parsed-1\",\"image\":\"img\"}}",
+                name, ns, i);
+        apply_ok(labelled);
+        Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
+        req.kind = "Instance";
+        req.namespace_ = (char *)ns;
+        req.name = name;
+        req.status_json = "{\"phase\":\"Pending\",\"observedGeneration\":7}";
+        Stratus__V1__ObjectResponse *srep = NULL;
+        CHECK_OK(rpc_client_update_status(fx->client, &req, TIMEOUT, &srep, &st));
+        rpc_message_free(srep);
+        char msg[1024];
+        CHECK_INT(bind1(ns, name, uid, "parsed-n", msg, sizeof(msg)), ==, 0);
+
+        _cleanup_free_ char *key = fmt("/stratus/v1/instances/%s/%s", ns, name);
+        json_t *o = etcd_json(key);
+        _cleanup_free_ char *tier = fmt("t%d", i);
+        CHECK_STR(str_at(o, "metadata.labels.tier"), tier);
+        CHECK_INT(json_integer_value(api_json_lookup(o, "status.observedGeneration")), ==, 7);
+        CHECK_STR(str_at(o, "status.phase"), "Scheduled");
+        CHECK_STR(str_at(o, "spec.nodeName"), "parsed-n");
+        CHECK_STR(str_at(condition(o, "Scheduled"), "status"), "True");
+        CHECK_STR(json_string_value(json_array_get(api_json_lookup(o, "metadata.finalizers"), 0)),
+                  FINALIZER);
+        json_decref(o);
+
+        /* Replayed from the ring after the creation: the labels applied, the status replaced
+         * (no conditions left), then bound — each as it was written. */
+        rpc_watch *w = watch_instances(ns, rv0);
+        int type;
+        for (int k = 0; k < 3; k++) {
+            json_t *ev = next_object(w, &type);
+            CHECK(ev != NULL);
+            CHECK_STR(str_at(ev, "metadata.name"), name);
+            CHECK_STR(str_at(ev, "metadata.labels.tier"), tier);
+            CHECK_STR(str_at(ev, "status.phase"), k < 2 ? "Pending" : "Scheduled");
+            CHECK((k == 2) == (api_json_lookup(ev, "spec.nodeName") != NULL));
+            CHECK((k == 2) == (api_json_lookup(ev, "metadata.finalizers") != NULL));
+            const char *sched = str_at(condition(ev, "Scheduled"), "status");
+            CHECK_STR(sched ? sched : "none", k == 0 ? "False" : k == 1 ? "none" : "True");
+            CHECK_INT(json_integer_value(api_json_lookup(ev, "status.observedGeneration")), ==,
+                      k == 0 ? 0 : 7);
+            json_decref(ev);
+        }
+        rpc_watch_free(w);
+    }
+}
+
 /* Bind may start from what the apiserver saw of a Node last (its recent values); the capacity it
  * decides on must be the one in etcd when it writes. Each round shrinks the node behind the
  * apiserver's back and binds at once, before the watch may have told it: always refused. */
@@ -1202,4 +1439,7 @@ CHECK_MAIN(CASE(bind_fits_and_says_why_not), CASE(bind_is_idempotent),
            CASE(anti_affinity_holds_under_races), CASE(ip_addresses_are_unique_under_races),
            CASE(fixed_ips_are_checked), CASE(final_delete_releases_everything),
            CASE(leases_grant_renew_and_regrant),
-           CASE(bind_decides_on_the_capacity_it_writes_against))
+           CASE(bind_decides_on_the_capacity_it_writes_against),
+           CASE(what_is_written_behind_its_back_is_served_as_written),
+           CASE(a_ledger_written_behind_its_back_is_read_as_written),
+           CASE(bind_sees_what_apply_and_status_changed))
