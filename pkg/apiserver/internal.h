@@ -95,6 +95,12 @@ int sx_delete(worker *w, const char *key, int64_t mod_revision, store_result **r
 json_t *object_from_kv(const store_kv *kv);
 /* The text stored in etcd: canonical JSON without metadata.resourceVersion. malloc'd. */
 char *object_to_store(const json_t *obj);
+/* From text = object_to_store(obj), the canonical JSON of obj with metadata.resourceVersion rev,
+ * without dumping obj again (resourceVersion spliced into metadata where the sort puts it).
+ * malloc'd; NULL when text is not shaped as expected (no metadata object, a key with an escape):
+ * dump the object then. Only for text the apiserver made itself: other text need not be
+ * canonical. */
+char *object_text_with_resource_version(const char *text, size_t len, int64_t rev);
 /* Reads the object at key: 0 and *ret (with *ret_rev its mod_revision), or -ENOENT. */
 int object_read(worker *w, const char *key, json_t **ret, int64_t *ret_rev, apierr *e);
 
@@ -146,6 +152,10 @@ void recent_put(recent *r, const char *key, const char *value, size_t len, int64
  * revision already known, only adds the parsed form (the value is the same). */
 void recent_put_parsed(recent *r, const char *key, const char *value, size_t len, int64_t rev,
                        json_t *parsed);
+/* The same for an object the apiserver wrote: value is exactly object_to_store(obj), which lets
+ * the watch cache make the event's text from it (object_text_with_resource_version). */
+void recent_put_written(recent *r, const char *key, const char *value, size_t len, int64_t rev,
+                        json_t *obj);
 /* 0 with a malloc'd, NUL-terminated copy and its revision; -ENOENT when not known or deleted;
  * -EFBIG when it exists but was too big to keep (a quarter of the bound). */
 int recent_get(recent *r, const char *key, char **ret_value, size_t *ret_len, int64_t *ret_rev);
@@ -157,8 +167,8 @@ int recent_get_parsed(recent *r, const char *key, char **ret_value, size_t *ret_
  * when it lacks one; does nothing otherwise (what is noted as the newest value is unchanged). */
 void recent_attach(recent *r, const char *key, int64_t rev, json_t *parsed);
 /* A new reference to key's value parsed when it is held for exactly revision rev; else NULL.
- * Shared, never to be changed. */
-json_t *recent_parsed_at(recent *r, const char *key, int64_t rev);
+ * Shared, never to be changed. *ret_written (may be NULL): it came with recent_put_written. */
+json_t *recent_parsed_at(recent *r, const char *key, int64_t rev, bool *ret_written);
 /* Forgets everything: after a gap in what fed it (the watch lost history). */
 void recent_clear(recent *r);
 typedef struct recent_counts {

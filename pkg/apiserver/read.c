@@ -145,7 +145,8 @@ void handle_list(worker *w, rpc_call *call, const ProtobufCMessage *request)
         for (i = 0; i < r->n_kvs && n_items < limit && bytes < LIST_PAGE_BYTES; i++) {
             last = r->kvs[i].key;
             /* Only read: the recent values' parse of exactly this revision will do. */
-            json_t *obj = recent_parsed_at(w->srv->recent, r->kvs[i].key, r->kvs[i].mod_revision);
+            json_t *obj =
+                recent_parsed_at(w->srv->recent, r->kvs[i].key, r->kvs[i].mod_revision, NULL);
             if (!obj)
                 obj = object_from_kv(&r->kvs[i]);
             if (!obj)

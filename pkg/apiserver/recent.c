@@ -38,6 +38,7 @@ typedef struct entry {
     bool big;
     size_t bytes;                /* what it counts against the bound */
     json_t *parsed;              /* value parsed, shared and never changed; NULL: none */
+    bool written;                /* value is object_to_store(parsed): the apiserver wrote it */
     struct entry *pprev, *pnext; /* LRU list of the entries with parsed */
     char key[];
 } entry;
@@ -168,11 +169,12 @@ static void parsed_drop(recent *r, entry *e)
 }
 
 /* Gives e (holding a value at its revision) that value parsed: takes a new reference. */
-static void parsed_attach(recent *r, entry *e, json_t *parsed)
+static void parsed_attach(recent *r, entry *e, json_t *parsed, bool written)
 {
     if (!parsed || e->parsed || !e->value || parsed_cost(e) > r->max_parsed_bytes / 4)
         return;
     e->parsed = json_incref(parsed);
+    e->written = written;
     r->parsed_bytes += parsed_cost(e);
     r->n_parsed++;
     parsed_push(r, e);
@@ -211,8 +213,23 @@ void recent_put(recent *r, const char *key, const char *value, size_t len, int64
     recent_put_parsed(r, key, value, len, rev, NULL);
 }
 
+static void put(recent *r, const char *key, const char *value, size_t len, int64_t rev,
+                json_t *parsed, bool written);
+
 void recent_put_parsed(recent *r, const char *key, const char *value, size_t len, int64_t rev,
                        json_t *parsed)
+{
+    put(r, key, value, len, rev, parsed, false);
+}
+
+void recent_put_written(recent *r, const char *key, const char *value, size_t len, int64_t rev,
+                        json_t *obj)
+{
+    put(r, key, value, len, rev, obj, true);
+}
+
+static void put(recent *r, const char *key, const char *value, size_t len, int64_t rev,
+                json_t *parsed, bool written)
 {
     if (!r || !key || rev <= 0)
         return;
@@ -235,7 +252,7 @@ void recent_put_parsed(recent *r, const char *key, const char *value, size_t len
         /* What is known is as new or newer. The same revision is the same value (etcd writes a
          * key once per revision): it may still lack its parsed form. */
         if (e->rev == rev)
-            parsed_attach(r, e, parsed);
+            parsed_attach(r, e, parsed, written);
         pthread_mutex_unlock(&r->lock);
         free(copy);
         return;
@@ -265,7 +282,7 @@ void recent_put_parsed(recent *r, const char *key, const char *value, size_t len
     lru_push(r, e);
     while (r->bytes > r->max_bytes && r->tail && r->tail != e)
         drop(r, r->tail);
-    parsed_attach(r, e, parsed);
+    parsed_attach(r, e, parsed, written);
     if (r->n > r->n_buckets)
         grow(r);
     pthread_mutex_unlock(&r->lock);
@@ -318,12 +335,14 @@ void recent_attach(recent *r, const char *key, int64_t rev, json_t *parsed)
     pthread_mutex_lock(&r->lock);
     entry *e = *slot(r, key, h);
     if (e && e->rev == rev)
-        parsed_attach(r, e, parsed);
+        parsed_attach(r, e, parsed, false);
     pthread_mutex_unlock(&r->lock);
 }
 
-json_t *recent_parsed_at(recent *r, const char *key, int64_t rev)
+json_t *recent_parsed_at(recent *r, const char *key, int64_t rev, bool *ret_written)
 {
+    if (ret_written)
+        *ret_written = false;
     if (!r || !key)
         return NULL;
     uint64_t h = hash_key(key);
@@ -333,6 +352,8 @@ json_t *recent_parsed_at(recent *r, const char *key, int64_t rev)
     if (e && e->rev == rev && e->parsed) {
         r->parsed_hits++;
         o = json_incref(e->parsed);
+        if (ret_written)
+            *ret_written = e->written;
     }
     pthread_mutex_unlock(&r->lock);
     return o;

@@ -141,6 +141,116 @@ char *object_to_store(const json_t *obj)
     return s;
 }
 
+/* Canonical text is compact: a value starts right where the one before ends. These return the
+ * position after the string, or the value, at p; NULL when the text ends first. */
+static const char *skip_string(const char *p, const char *end)
+{
+    for (p++; p < end; p++) {
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
+    }
+    return NULL;
+}
+
+static const char *skip_value(const char *p, const char *end)
+{
+    if (p >= end)
+        return NULL;
+    if (*p == '"')
+        return skip_string(p, end);
+    if (*p != '{' && *p != '[') {
+        while (p < end && *p != ',' && *p != '}' && *p != ']')
+            p++;
+        return p;
+    }
+    int depth = 0;
+    while (p < end) {
+        if (*p == '"') {
+            if (!(p = skip_string(p, end)))
+                return NULL;
+            continue;
+        }
+        if (*p == '{' || *p == '[')
+            depth++;
+        else if ((*p == '}' || *p == ']') && --depth == 0)
+            return p + 1;
+        p++;
+    }
+    return NULL;
+}
+
+char *object_text_with_resource_version(const char *text, size_t len, int64_t rev)
+{
+    static const char rv_key[] = "resourceVersion";
+    const char *p = text, *end = text + len;
+    if (p >= end || *p++ != '{')
+        return NULL;
+    /* The top level's members up to "metadata". */
+    for (;;) {
+        if (p >= end || *p != '"')
+            return NULL;
+        const char *key = p + 1, *after = skip_string(p, end);
+        if (!after || after >= end || *after != ':')
+            return NULL;
+        p = after + 1;
+        if (after - key - 1 == 8 && memcmp(key, "metadata", 8) == 0)
+            break;
+        if (!(p = skip_value(p, end)) || p >= end || *p != ',')
+            return NULL;
+        p++;
+    }
+    if (p >= end || *p++ != '{')
+        return NULL;
+    /* Its members, sorted by their bytes (jansson's JSON_SORT_KEYS compares them as memcmp, the
+     * shorter first on a tie): resourceVersion goes before the first greater key, or last. A key
+     * with an escape would compare as its escaped text: left to the dump, as is a text that holds
+     * a resourceVersion already. */
+    const char *at = NULL;
+    bool empty = p < end && *p == '}';
+    while (!at && !empty) {
+        if (p >= end || *p != '"')
+            return NULL;
+        const char *key = p + 1, *after = skip_string(p, end);
+        if (!after || after >= end || *after != ':')
+            return NULL;
+        size_t klen = (size_t)(after - key - 1);
+        if (memchr(key, '\\', klen))
+            return NULL;
+        int cmp = memcmp(key, rv_key, MIN(klen, sizeof(rv_key) - 1));
+        if (cmp == 0 && klen == sizeof(rv_key) - 1)
+            return NULL;
+        if (cmp > 0 || (cmp == 0 && klen > sizeof(rv_key) - 1)) {
+            at = p;
+            break;
+        }
+        if (!(p = skip_value(after + 1, end)) || p >= end)
+            return NULL;
+        if (*p == '}')
+            break;
+        if (*p++ != ',')
+            return NULL;
+    }
+    char member[64];
+    if (at)
+        snprintf(member, sizeof(member), "\"%s\":\"%lld\",", rv_key, (long long)rev);
+    else {
+        if (p >= end || *p != '}')
+            return NULL;
+        at = p;
+        snprintf(member, sizeof(member), "%s\"%s\":\"%lld\"", empty ? "" : ",", rv_key,
+                 (long long)rev);
+    }
+    size_t head = (size_t)(at - text), mlen = strlen(member);
+    char *out = xmalloc(len + mlen + 1);
+    memcpy(out, text, head);
+    memcpy(out + head, member, mlen);
+    memcpy(out + head + mlen, at, len - head);
+    out[len + mlen] = 0;
+    return out;
+}
+
 void object_describe(const api_kind_info *k, const char *ns, const char *name, char *out,
                      size_t size)
 {
@@ -244,7 +354,7 @@ void recent_note(worker *w, const char *key, const char *value, int64_t rev)
 void recent_note_object(worker *w, const char *key, const char *text, json_t *obj, int64_t rev)
 {
     api_object_set_resource_version(obj, rev);
-    recent_put_parsed(w->srv->recent, key, text, strlen(text), rev, obj);
+    recent_put_written(w->srv->recent, key, text, strlen(text), rev, obj);
 }
 
 void recent_note_writes(worker *w, const json_t *writes, int64_t rev)

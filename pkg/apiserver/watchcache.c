@@ -42,6 +42,7 @@ typedef struct wc_event {
     char *ns;     /* "" for cluster-scoped kinds */
     json_t *obj;  /* new state, or the last state of a deleted object (resourceVersion = rev) */
     json_t *prev; /* the state before a modification; NULL for a creation or deletion */
+    char *text;   /* obj's canonical JSON when made without a dump; NULL: dump obj */
     bool deleted;
     rpc_encoded *enc[_WC_TYPE_MAX];
 } wc_event;
@@ -98,6 +99,7 @@ static void event_clear(wc_event *ev)
 {
     free(ev->key);
     free(ev->ns);
+    free(ev->text);
     json_decref(ev->obj);
     json_decref(ev->prev);
     for (int i = 0; i < _WC_TYPE_MAX; i++)
@@ -135,12 +137,13 @@ static bool matches(const watcher *w, const json_t *obj)
 static int send_event(wc_event *ev, int type, watcher *w)
 {
     if (!ev->enc[type]) {
-        _cleanup_free_ char *text = api_json_canonical(ev->obj);
+        _cleanup_free_ char *dumped = ev->text ? NULL : api_json_canonical(ev->obj);
+        const char *text = ev->text ? ev->text : dumped;
         char rv[24];
         snprintf(rv, sizeof(rv), "%lld", (long long)ev->rev);
         Stratus__V1__WatchEvent msg = STRATUS__V1__WATCH_EVENT__INIT;
         msg.type = wc_proto_type[type];
-        msg.object_json = text;
+        msg.object_json = (char *)text;
         msg.resource_version = rv;
         if (rpc_encode(&msg.base, &ev->enc[type]) < 0)
             return -ENOMEM;
@@ -344,10 +347,16 @@ static json_t *previous_state(watchcache *wc, const char *key, const store_kv *p
 /* The object a put made: the recent values' parse of exactly this key and revision when they hold
  * it (what a worker wrote, or parsed, at that revision; shared and never changed), else parsed
  * from the event. Either way resourceVersion is rev. A value written by anyone else is at a
- * revision the recent values have no parse of, so it is parsed from its bytes. */
-static json_t *new_state(watchcache *wc, const store_kv *kv)
+ * revision the recent values have no parse of, so it is parsed from its bytes. When a worker
+ * wrote it, the value is the object's canonical text but for resourceVersion: *ret_text is the
+ * event's text, made from it without a dump (else NULL). */
+static json_t *new_state(watchcache *wc, const store_kv *kv, char **ret_text)
 {
-    json_t *o = recent_parsed_at(wc->srv->recent, kv->key, kv->mod_revision);
+    bool written;
+    json_t *o = recent_parsed_at(wc->srv->recent, kv->key, kv->mod_revision, &written);
+    *ret_text = o && written
+                    ? object_text_with_resource_version(kv->value, kv->value_len, kv->mod_revision)
+                    : NULL;
     return o ? o : object_from_kv(kv);
 }
 
@@ -409,7 +418,7 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
         if (ev.deleted) {
             ev.obj = deleted_state(wc, e->kv.key, e->prev_kv, rev);
         } else {
-            ev.obj = new_state(wc, &e->kv);
+            ev.obj = new_state(wc, &e->kv, &ev.text);
             if (modified)
                 ev.prev = previous_state(wc, e->kv.key, e->prev_kv);
         }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/object.h"
 #include "check.h"
 #include "internal.h"
 
@@ -130,19 +131,19 @@ static void parsed_goes_with_its_revision(void)
     CHECK(got == p10);
     CHECK_INT(rev, ==, 10);
     json_decref(got);
-    got = recent_parsed_at(r, "/k", 10);
+    got = recent_parsed_at(r, "/k", 10, NULL);
     CHECK(got == p10);
     json_decref(got);
-    CHECK(recent_parsed_at(r, "/k", 9) == NULL); /* only exactly that revision */
-    CHECK(recent_parsed_at(r, "/k", 11) == NULL);
-    CHECK(recent_parsed_at(r, "/nope", 10) == NULL);
+    CHECK(recent_parsed_at(r, "/k", 9, NULL) == NULL); /* only exactly that revision */
+    CHECK(recent_parsed_at(r, "/k", 11, NULL) == NULL);
+    CHECK(recent_parsed_at(r, "/nope", 10, NULL) == NULL);
 
     /* Written by someone else at a newer revision (the watch brings only the text): the old
      * parse must not answer for it. */
     recent_put(r, "/k", "{\"a\":2}", 7, 11);
     CHECK_INT(p10->refcount, ==, 1);
-    CHECK(recent_parsed_at(r, "/k", 10) == NULL);
-    CHECK(recent_parsed_at(r, "/k", 11) == NULL);
+    CHECK(recent_parsed_at(r, "/k", 10, NULL) == NULL);
+    CHECK(recent_parsed_at(r, "/k", 11, NULL) == NULL);
     CHECK(get_parsed(r, "/k", &rev) == NULL);
     CHECK_INT(rev, ==, 11);
     /* An older parse arriving late is ignored with its value. */
@@ -156,7 +157,7 @@ static void parsed_goes_with_its_revision(void)
     recent_put_parsed(r, "/k", "{\"a\":2}", 7, 11, p11);
     recent_put_parsed(r, "/k", "{\"a\":2}", 7, 11, other);
     CHECK_INT(other->refcount, ==, 1);
-    got = recent_parsed_at(r, "/k", 11);
+    got = recent_parsed_at(r, "/k", 11, NULL);
     CHECK(got == p11);
     json_decref(got);
     /* recent_attach only adds to the value held at that very revision. */
@@ -165,14 +166,14 @@ static void parsed_goes_with_its_revision(void)
     CHECK_INT(other->refcount, ==, 1);
     recent_put(r, "/j", "{\"a\":2}", 7, 11);
     recent_attach(r, "/j", 11, other);
-    got = recent_parsed_at(r, "/j", 11);
+    got = recent_parsed_at(r, "/j", 11, NULL);
     CHECK(got == other);
     json_decref(got);
 
     /* A deletion drops it. */
     recent_put(r, "/k", NULL, 0, 12);
     CHECK_INT(p11->refcount, ==, 1);
-    CHECK(recent_parsed_at(r, "/k", 11) == NULL);
+    CHECK(recent_parsed_at(r, "/k", 11, NULL) == NULL);
     recent_attach(r, "/k", 12, p11); /* nothing to attach to */
     CHECK_INT(p11->refcount, ==, 1);
 
@@ -221,11 +222,139 @@ static void parsed_values_have_a_bound_of_their_own(void)
     memset(big, 'y', bound - 1);
     big[bound - 1] = 0;
     recent_put_parsed(r, "/big", big, strlen(big), 100, p);
-    CHECK(recent_parsed_at(r, "/big", 100) == NULL);
+    CHECK(recent_parsed_at(r, "/big", 100, NULL) == NULL);
     free(big);
     recent_free(r);
     CHECK_INT(p->refcount, ==, 1);
     json_decref(p);
+}
+
+static void written_values_say_so(void)
+{
+    recent *r = recent_new(1 << 20);
+    json_t *o = json_pack("{s:{s:s}}", "metadata", "name", "a");
+    bool written = true;
+    recent_put_parsed(r, "/parsed", "{}", 2, 5, o);
+    json_t *got = recent_parsed_at(r, "/parsed", 5, &written);
+    CHECK(got == o && !written);
+    json_decref(got);
+    recent_put_written(r, "/written", "{}", 2, 5, o);
+    got = recent_parsed_at(r, "/written", 5, &written);
+    CHECK(got == o && written);
+    json_decref(got);
+    recent_put(r, "/written", "{}", 2, 6); /* someone else's, later */
+    written = true;
+    CHECK(recent_parsed_at(r, "/written", 6, &written) == NULL);
+    CHECK(!written);
+    recent_free(r);
+    json_decref(o);
+}
+
+/* A random JSON value a few levels deep, with keys and strings that look like what the splice
+ * looks for ("resourceVersion", "metadata", quotes, escapes, braces). */
+static json_t *random_value(unsigned *seed, int depth);
+
+static const char *random_key(unsigned *seed)
+{
+    static const char *const keys[] = {"a",
+                                       "annotations",
+                                       "creationTimestamp",
+                                       "finalizers",
+                                       "generation",
+                                       "labels",
+                                       "metadata",
+                                       "name",
+                                       "namespace",
+                                       "resourceVersio",
+                                       "resourceVersionX",
+                                       "resourceVersiom",
+                                       "resourceVersioo",
+                                       "uid",
+                                       "z",
+                                       "r\"q",
+                                       "back\\slash",
+                                       "{brace}",
+                                       "[",
+                                       "é",
+                                       "",
+                                       "resourceVersion\n"};
+    return keys[rand_r(seed) % ELEMENTSOF(keys)];
+}
+
+static json_t *random_value(unsigned *seed, int depth)
+{
+    switch (rand_r(seed) % (depth > 2 ? 4 : 7)) {
+    case 0:
+        return json_string(random_key(seed));
+    case 1:
+        return json_integer(rand_r(seed) % 1000 - 500);
+    case 2:
+        return rand_r(seed) % 2 ? json_true() : json_null();
+    case 3:
+        return json_real((rand_r(seed) % 1000) / 8.0);
+    case 4:
+    case 5: {
+        json_t *o = json_object();
+        for (int n = rand_r(seed) % 5; n > 0; n--)
+            json_object_set_new(o, random_key(seed), random_value(seed, depth + 1));
+        return o;
+    }
+    default: {
+        json_t *a = json_array();
+        for (int n = rand_r(seed) % 4; n > 0; n--)
+            json_array_append_new(a, random_value(seed, depth + 1));
+        return a;
+    }
+    }
+}
+
+/* The event's text made from the stored text is byte for byte the dump it replaces, or NULL. */
+static void resource_version_spliced_as_dumped(void)
+{
+    unsigned seed = 1;
+    int spliced = 0;
+    for (int i = 0; i < 20000; i++) {
+        json_t *obj = json_object();
+        for (int n = rand_r(&seed) % 5; n > 0; n--)
+            json_object_set_new(obj, random_key(&seed), random_value(&seed, 1));
+        if (rand_r(&seed) % 4) {
+            json_t *md = json_object();
+            for (int n = rand_r(&seed) % 8; n > 0; n--)
+                json_object_set_new(md, random_key(&seed), random_value(&seed, 1));
+            json_object_set_new(obj, "metadata", md);
+        }
+        int64_t rev = rand_r(&seed) % 3 ? rand_r(&seed) : 1;
+        char *stored = object_to_store(obj);
+        char *text = object_text_with_resource_version(stored, strlen(stored), rev);
+        json_t *md = json_object_get(obj, "metadata");
+        if (json_is_object(md)) {
+            api_object_set_resource_version(obj, rev);
+            char *dumped = api_json_canonical(obj);
+            if (text) {
+                CHECK_STR(text, dumped);
+                spliced++;
+            } else {
+                /* Left to the dump only for a key with an escape in metadata. */
+                const char *k;
+                json_t *v;
+                bool escaped = false;
+                json_object_foreach (md, k, v)
+                    escaped |= strpbrk(k, "\"\\\n") != NULL;
+                CHECK(escaped);
+            }
+            free(dumped);
+        } else
+            CHECK(text == NULL);
+        /* A text cut short is never spliced into something. */
+        size_t cut = strlen(stored) / 2;
+        char *half = object_text_with_resource_version(stored, cut, rev);
+        CHECK(half == NULL || strlen(half) < strlen(stored) + 40);
+        free(half);
+        free(text);
+        free(stored);
+        json_decref(obj);
+    }
+    CHECK(spliced > 8000); /* of 15,000 with metadata; the rest have a key with an escape */
 }
 
 static void many_keys_grow_the_table(void)
@@ -255,4 +384,5 @@ static void many_keys_grow_the_table(void)
 
 CHECK_MAIN(CASE(newer_revisions_win), CASE(bounded_by_bytes_lru),
            CASE(parsed_goes_with_its_revision), CASE(parsed_values_have_a_bound_of_their_own),
+           CASE(written_values_say_so), CASE(resource_version_spliced_as_dumped),
            CASE(many_keys_grow_the_table))
