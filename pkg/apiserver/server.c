@@ -146,9 +146,10 @@ char *object_to_store(const json_t *obj)
 static const char *skip_string(const char *p, const char *end)
 {
     for (p++; p < end; p++) {
-        if (*p == '\\')
-            p++;
-        else if (*p == '"')
+        if (*p == '\\') {
+            if (++p == end) /* the escaped character */
+                break;
+        } else if (*p == '"')
             return p + 1;
     }
     return NULL;

@@ -273,6 +273,7 @@ static const char *random_key(unsigned *seed)
                                        "z",
                                        "r\"q",
                                        "back\\slash",
+                                       "tail\\",
                                        "{brace}",
                                        "[",
                                        "é",
