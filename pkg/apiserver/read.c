@@ -144,16 +144,24 @@ void handle_list(worker *w, rpc_call *call, const ProtobufCMessage *request)
         size_t i;
         for (i = 0; i < r->n_kvs && n_items < limit && bytes < LIST_PAGE_BYTES; i++) {
             last = r->kvs[i].key;
-            /* Only read: the recent values' parse of exactly this revision will do. */
+            /* Only read: the recent values' parse of exactly this revision will do. When a
+             * worker wrote that revision, the value is the object's canonical text but for
+             * resourceVersion, so the item is that text with it put in, without a dump (as the
+             * watch cache does). */
+            bool written = false;
             json_t *obj =
-                recent_parsed_at(w->srv->recent, r->kvs[i].key, r->kvs[i].mod_revision, NULL);
+                recent_parsed_at(w->srv->recent, r->kvs[i].key, r->kvs[i].mod_revision, &written);
             if (!obj)
                 obj = object_from_kv(&r->kvs[i]);
             if (!obj)
                 continue;
             if (api_label_selector_matches(ls, api_object_labels(obj)) &&
                 api_field_selector_matches(fs, obj)) {
-                items[n_items] = api_json_canonical(obj);
+                char *text = written ? object_text_with_resource_version(r->kvs[i].value,
+                                                                         r->kvs[i].value_len,
+                                                                         r->kvs[i].mod_revision)
+                                     : NULL;
+                items[n_items] = text ? text : api_json_canonical(obj);
                 bytes += strlen(items[n_items]);
                 n_items++;
             }

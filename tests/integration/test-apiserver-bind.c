@@ -1404,6 +1404,26 @@ static void bind_sees_what_apply_and_status_changed(void)
         }
         rpc_watch_free(w);
     }
+    /* Listed as they are now: each item is the canonical text of the object Get reads (List
+     * makes it from the text the apiserver wrote, resourceVersion put in, without a dump). */
+    Stratus__V1__ListRequest lr = STRATUS__V1__LIST_REQUEST__INIT;
+    lr.kind = "instances";
+    lr.namespace_ = (char *)ns;
+    Stratus__V1__ListResponse *lrep = NULL;
+    rpc_status st;
+    CHECK_OK(rpc_client_list(fx->client, &lr, TIMEOUT, &lrep, &st));
+    CHECK_INT(lrep->n_items_json, ==, 10);
+    for (size_t i = 0; i < lrep->n_items_json; i++) {
+        json_t *item = json_loads(lrep->items_json[i], 0, NULL);
+        CHECK(item != NULL);
+        json_t *got = NULL;
+        CHECK_OK(fx_get(fx, "instance", ns, api_object_name(item), &got, &st));
+        _cleanup_free_ char *want = api_json_canonical(got);
+        CHECK_STR(lrep->items_json[i], want);
+        json_decref(got);
+        json_decref(item);
+    }
+    rpc_message_free(lrep);
 }
 
 /* Bind may start from what the apiserver saw of a Node last (its recent values); the capacity it
