@@ -227,32 +227,106 @@ static usec_t backoff_for(const informer *inf, unsigned failures)
     return MIN(d, inf->backoff_max);
 }
 
+/* ---- listing: a fetcher thread asks for page n+1 while the reader parses page n
+ *
+ * One page at a time, the server sat idle while the client parsed each page and the client while
+ * the server read and encoded the next: a scheduler's cold start listed 10,000 instances in
+ * ~300 ms, a third of it parsing. The pages still go one request after the other (each needs
+ * the previous one's continue token); at most PAGES_AHEAD replies wait to be parsed. */
+#define PAGES_AHEAD 2
+
+typedef struct pager {
+    informer *inf;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    Stratus__V1__ListResponse *ready[PAGES_AHEAD];
+    size_t first, n;
+    int err;   /* the fetcher's last call: < 0 ends the list */
+    bool done; /* the fetcher has handed over its last page (or err) */
+    bool stop; /* the reader wants no more */
+} pager;
+
+static void *pager_main(void *arg)
+{
+    pager *pg = arg;
+    informer *inf = pg->inf;
+    _cleanup_free_ char *cont = NULL;
+    for (;;) {
+        int r = -ECANCELED;
+        Stratus__V1__ListResponse *resp = NULL;
+        if (!reader_stopping(inf)) {
+            Stratus__V1__ListRequest req = STRATUS__V1__LIST_REQUEST__INIT;
+            req.kind = inf->kind;
+            req.namespace_ = inf->namespace_;
+            req.all_namespaces = inf->all_namespaces;
+            req.label_selector = inf->label_selector;
+            req.field_selector = inf->field_selector;
+            req.limit = inf->page_size;
+            req.continue_token = cont ? cont : "";
+            r = rpc_client_list(inf->client, &req, inf->list_timeout, &resp, NULL);
+        }
+        cont = mfree(cont);
+        if (r == 0 && resp->continue_token[0] != '\0')
+            cont = xstrdup(resp->continue_token);
+        pthread_mutex_lock(&pg->lock);
+        while (pg->n == PAGES_AHEAD && !pg->stop)
+            pthread_cond_wait(&pg->cond, &pg->lock);
+        bool stop = pg->stop;
+        if (stop)
+            rpc_message_free(resp);
+        else if (r < 0)
+            pg->err = r;
+        else
+            pg->ready[(pg->first + pg->n++) % PAGES_AHEAD] = resp;
+        if (stop || r < 0 || !cont)
+            pg->done = true;
+        pthread_cond_broadcast(&pg->cond);
+        pthread_mutex_unlock(&pg->lock);
+        if (stop || r < 0 || !cont)
+            return NULL;
+    }
+}
+
+/* The next page in order; NULL at the end, with *ret_err the fetcher's error (0: none). */
+static Stratus__V1__ListResponse *pager_next(pager *pg, int *ret_err)
+{
+    pthread_mutex_lock(&pg->lock);
+    while (pg->n == 0 && !pg->done)
+        pthread_cond_wait(&pg->cond, &pg->lock);
+    Stratus__V1__ListResponse *resp = NULL;
+    if (pg->n > 0) {
+        resp = pg->ready[pg->first];
+        pg->first = (pg->first + 1) % PAGES_AHEAD;
+        pg->n--;
+        pthread_cond_broadcast(&pg->cond);
+    }
+    *ret_err = pg->err;
+    pthread_mutex_unlock(&pg->lock);
+    return resp;
+}
+
 /* Lists every page. Returns 0 with the objects (a JSON array) and the list's revision; the
  * rpc status as a -errno; -EBADMSG for a reply without a usable revision or an empty page that
- * asks for more; -E2BIG past max_items; -ECANCELED when stopping. */
+ * asks for more; -E2BIG past max_items; -ECANCELED when stopping; -EAGAIN when no thread could
+ * be started. */
 static int list_all(informer *inf, json_t **ret_items, int64_t *ret_rv)
 {
+    pager pg = {.inf = inf};
+    pthread_mutex_init(&pg.lock, NULL);
+    pthread_cond_init(&pg.cond, NULL);
+    pthread_t fetcher;
+    if (pthread_create(&fetcher, NULL, pager_main, &pg) != 0) {
+        pthread_cond_destroy(&pg.cond);
+        pthread_mutex_destroy(&pg.lock);
+        return -EAGAIN;
+    }
     json_t *items = json_array();
-    _cleanup_free_ char *cont = NULL;
     int64_t rv = -1;
     uint64_t bad = 0;
     int r = 0;
     for (;;) {
-        if (reader_stopping(inf)) {
-            r = -ECANCELED;
-            break;
-        }
-        Stratus__V1__ListRequest req = STRATUS__V1__LIST_REQUEST__INIT;
-        req.kind = inf->kind;
-        req.namespace_ = inf->namespace_;
-        req.all_namespaces = inf->all_namespaces;
-        req.label_selector = inf->label_selector;
-        req.field_selector = inf->field_selector;
-        req.limit = inf->page_size;
-        req.continue_token = cont ? cont : "";
-        Stratus__V1__ListResponse *resp = NULL;
-        r = rpc_client_list(inf->client, &req, inf->list_timeout, &resp, NULL);
-        if (r < 0)
+        Stratus__V1__ListResponse *resp = pager_next(&pg, &r);
+        if (!resp)
             break;
         /* every page is consistent at the first page's revision */
         if (rv < 0 && parse_int64(resp->resource_version, &rv) < 0)
@@ -269,13 +343,22 @@ static int list_all(informer *inf, json_t **ret_items, int64_t *ret_rv)
             } else
                 json_array_append_new(items, obj);
         }
-        cont = mfree(cont);
-        if (r == 0 && resp->continue_token[0] != '\0')
-            cont = xstrdup(resp->continue_token);
         rpc_message_free(resp);
-        if (r < 0 || !cont)
+        if (r < 0)
             break;
     }
+    /* the fetcher stops at its next hand-over; what it had waiting is freed here */
+    pthread_mutex_lock(&pg.lock);
+    pg.stop = true;
+    pthread_cond_broadcast(&pg.cond);
+    pthread_mutex_unlock(&pg.lock);
+    pthread_join(fetcher, NULL);
+    for (; pg.n > 0; pg.n--, pg.first = (pg.first + 1) % PAGES_AHEAD)
+        rpc_message_free(pg.ready[pg.first]);
+    pthread_cond_destroy(&pg.cond);
+    pthread_mutex_destroy(&pg.lock);
+    if (r == 0 && reader_stopping(inf))
+        r = -ECANCELED;
     if (bad > 0)
         reader_count(inf, &inf->reader_bad_objects, bad);
     if (r < 0) {

@@ -45,6 +45,7 @@ static struct {
     int list_calls, watch_calls;
     int64_t watch_rvs[WATCHERS_MAX]; /* resource_version of each Watch, in order */
     int fail_lists;                  /* answer this many Lists with UNAVAILABLE */
+    int fail_list_at;                /* answer the List call of this number so, once (0: none) */
     bool bad_item;                   /* add an object without a name to the first page */
     char list_label[64], list_field[64], watch_label[64], watch_field[64];
     int64_t list_limit;
@@ -192,6 +193,7 @@ static void fake_reset(void)
     F.compacted = 0;
     F.list_calls = F.watch_calls = 0;
     F.fail_lists = 0;
+    F.fail_list_at = 0;
     F.bad_item = false;
     pthread_mutex_unlock(&F.lock);
 }
@@ -235,8 +237,11 @@ static void on_list(rpc_call *call, const ProtobufCMessage *request, void *userd
     snprintf(F.list_field, sizeof(F.list_field), "%s", r->field_selector);
     F.list_limit = r->limit;
     F.list_all_ns = r->all_namespaces;
-    if (F.fail_lists > 0) {
-        F.fail_lists--;
+    if (F.fail_lists > 0 || F.list_calls == F.fail_list_at) {
+        if (F.list_calls == F.fail_list_at)
+            F.fail_list_at = 0;
+        else
+            F.fail_lists--;
         pthread_mutex_unlock(&F.lock);
         rpc_call_reply(call, RPC_CODE_UNAVAILABLE, "etcd is unavailable", NULL);
         return;
@@ -758,6 +763,33 @@ static void list_failures_are_retried(void)
     harness_free(h);
 }
 
+/* A page that fails in the middle of a list (the next one already asked for) starts the list
+ * over: nothing of the broken one reaches the cache twice or is lost. */
+static void list_failure_mid_pages_starts_over(void)
+{
+    fake_start();
+    const char *keys[] = {"ns/a", "ns/b", "ns/c", "ns/d", "ns/e", "ns/f", "ns/g"};
+    for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+        fake_put(keys[i], (int)i);
+    pthread_mutex_lock(&F.lock);
+    F.fail_list_at = 2; /* the second page of the first list */
+    pthread_mutex_unlock(&F.lock);
+    informer_options o = default_opts;
+    o.page_size = 2;
+    harness *h = harness_new(&o);
+    harness_start_synced(h);
+    CHECK_INT(fake_get_int(&F.list_calls), ==, 2 + 4); /* 2 of the broken list, 4 pages of 2 */
+    CHECK_INT(h->n_lines, ==, ELEMENTSOF(keys));
+    for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+        CHECK(strncmp(h->lines[i], fmt("add %s ", keys[i]), strlen(keys[i]) + 5) == 0);
+    informer_stats s;
+    informer_stats_read(h->inf, &s);
+    CHECK_INT(s.errors, ==, 1);
+    CHECK_INT(s.lists, ==, 1);
+    CHECK_INT(s.items, ==, ELEMENTSOF(keys));
+    harness_free(h);
+}
+
 static json_t *with_node(json_t *obj, const char *node, int64_t rv)
 {
     json_t *copy = json_deep_copy(obj);
@@ -919,4 +951,5 @@ CHECK_MAIN(CASE(initial_list_is_paged), CASE(watch_events_reach_cache_and_handle
            CASE(relist_on_out_of_range), CASE(relist_on_error_event),
            CASE(resume_after_stream_ends), CASE(resume_mid_revision_gets_the_rest),
            CASE(resume_from_compacted_version_relists), CASE(list_failures_are_retried),
-           CASE(assume_until_the_watch_catches_up), CASE(lifecycle_and_helpers))
+           CASE(list_failure_mid_pages_starts_over), CASE(assume_until_the_watch_catches_up),
+           CASE(lifecycle_and_helpers))
