@@ -19,7 +19,7 @@
 
 static apiserver_fixture *fx;
 
-static int n_nodes = 1000, n_instances = 10000;
+static int n_nodes = 1000, n_instances = 10000, batch = 500;
 
 static void die(const char *what, const rpc_status *st)
 {
@@ -159,8 +159,8 @@ static double place_all(const char *ns, int count, scheduler_stats *ret_stats)
     double cpu_self = bench_proc_cpu(0), cpu_etcd = bench_proc_cpu(etcd_fixture_pid(fx->etcd));
     usec_t t0 = now_monotonic();
     for (int i = 0; i < count; i++) {
-        t[i].o =
-            (scheduler_options){.server = fx->target, .seed = (unsigned)(i + 1), .batch_size = 500};
+        t[i].o = (scheduler_options){
+            .server = fx->target, .seed = (unsigned)(i + 1), .batch_size = (size_t)batch};
         t[i].loop = ev_loop_new(EVFLAG_AUTO);
         ev_async_init(&t[i].stop, stop_cb);
         ev_async_start(t[i].loop, &t[i].stop);
@@ -316,11 +316,15 @@ int main(int argc, char **argv)
             n_nodes = atoi(argv[i + 1]);
         else if (i + 1 < argc && strcmp(argv[i], "--instances") == 0)
             n_instances = atoi(argv[i + 1]);
+        else if (i + 1 < argc && strcmp(argv[i], "--batch") == 0)
+            batch = atoi(argv[i + 1]);
         else
             bad = true; /* --help, a typo, or a flag without its value */
     }
-    if (bad || n_nodes <= 0 || n_instances <= 0 || n_nodes > 9999 || n_instances > 99999) {
-        fprintf(stderr, "usage: scheduler-bench [--nodes 1..9999] [--instances 1..99999]\n");
+    if (bad || n_nodes <= 0 || n_instances <= 0 || n_nodes > 9999 || n_instances > 99999 ||
+        batch <= 0 || batch > 10000) {
+        fprintf(stderr, "usage: scheduler-bench [--nodes 1..9999] [--instances 1..99999] "
+                        "[--batch 1..10000]\n");
         return 2;
     }
     apiserver_options ao = {.workers = 16};
@@ -339,7 +343,8 @@ int main(int argc, char **argv)
             "\"format\":\"qcow2\"}}}",
             NULL, NULL, &st) < 0)
         die("setup", &st);
-    printf("# scheduler-bench: %d nodes, %d instances per run\n", n_nodes, n_instances);
+    printf("# scheduler-bench: %d nodes, %d instances per run, batches of %d\n", n_nodes,
+           n_instances, batch);
     double s = run_parallel(n_nodes, NULL, 8);
     printf("setup_nodes: %.1f s\n", s);
 
