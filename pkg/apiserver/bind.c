@@ -626,7 +626,7 @@ static decision bind_decide(bind_round *r, bind_unit *u, size_t tx, size_t i, co
     store_txn_compare(t->t, c->keys[i], STORE_CMP_MOD, STORE_CMP_EQUAL, rev);
     store_txn_put(t->t, STORE_ON_SUCCESS, c->keys[i], text, strlen(text), 0, 0);
     /* With the object: the watch cache and the next request take it instead of parsing text. */
-    json_array_append_new(t->writes, json_pack("[s,s,o]", c->keys[i], text, bound));
+    json_array_append_new(t->writes, json_pack("[s,s,o,b]", c->keys[i], text, bound, 1));
     t->compares++;
     t->bytes += strlen(text);
     t->bound[t->n_bound++] = i;
@@ -1168,7 +1168,7 @@ static int unbind_once(worker *w, rpc_call *call, const Stratus__V1__UnbindReque
                 r = 0;
             } else {
                 /* recent_note_writes sets obj's resourceVersion; only read from here on. */
-                json_array_append_new(writes, json_pack("[s,s,O]", key, text, obj));
+                json_array_append_new(writes, json_pack("[s,s,O,b]", key, text, obj, 1));
                 recent_note_writes(w, writes, res->revision);
                 _cleanup_free_ char *out = api_json_canonical(obj);
                 Stratus__V1__ObjectResponse rep = STRATUS__V1__OBJECT_RESPONSE__INIT;

@@ -132,10 +132,12 @@ void recent_note(worker *w, const char *key, const char *value, int64_t rev);
  * metadata.resourceVersion to rev and shares obj as the value parsed. obj's top level and
  * metadata must be the caller's own; after this, nobody may change obj or anything it holds. */
 void recent_note_object(worker *w, const char *key, const char *text, json_t *obj, int64_t rev);
-/* The same for every [key, text or null] or [key, text, parsed] of `writes` (collected by
- * ledger_commit and the callers of the *_release / ipam_allocate functions), made by one
- * transaction at rev: a parsed object (one with metadata) as recent_note_object, a ledger's
- * document as it is. What is shared is never changed after. */
+/* The same for every [key, text or null], [key, text, parsed] or [key, text, obj, true] of
+ * `writes` (collected by ledger_commit and the callers of the *_release / ipam_allocate
+ * functions, and by Bind and Unbind for instances), made by one transaction at rev: an API object
+ * (marked by the fourth member, true) as recent_note_object, a ledger's document as it is. Not
+ * told apart by their content: a ledger someone wrote with a "metadata" member is still a
+ * ledger. What is shared is never changed after. */
 void recent_note_writes(worker *w, const json_t *writes, int64_t rev);
 /* After a compare-and-swap lost: the current value a guarded write read back (r->kvs), or, when
  * it did not, no more guesses in this request. */

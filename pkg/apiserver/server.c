@@ -366,7 +366,7 @@ void recent_note_writes(worker *w, const json_t *writes, int64_t rev)
         const char *key = json_string_value(json_array_get(kt, 0));
         const char *text = json_string_value(json_array_get(kt, 1));
         json_t *parsed = json_array_get(kt, 2);
-        if (text && json_is_object(json_object_get(parsed, "metadata")))
+        if (text && json_is_object(parsed) && json_is_true(json_array_get(kt, 3)))
             recent_note_object(w, key, text, parsed, rev);
         else if (text && json_is_object(parsed))
             recent_put_parsed(w->srv->recent, key, text, strlen(text), rev, parsed);

@@ -1337,6 +1337,37 @@ static void a_ledger_written_behind_its_back_is_read_as_written(void)
     }
 }
 
+/* A ledger whose document holds a "metadata" object (written by anyone: etcdctl, a repair) is a
+ * ledger, not an API object: the parse kept for what Bind wrote is that text, so the next Bind,
+ * starting from it, writes no resourceVersion into the ledger (it did when objects were told from
+ * ledgers by their having metadata). */
+static void a_ledger_with_metadata_stays_as_written(void)
+{
+    setup();
+    const char *ns = "ledger-md";
+    flavor_create("lm-1", 1, 64, 1, 0, 0);
+    node_create("lm-n", 8, 65536, 1000, NULL);
+    _cleanup_free_ char *key = fmt("/stratus/v1/allocations/%s", "lm-n");
+    _cleanup_free_ char *a = instance_create(ns, "a", "lm-1", NULL);
+    _cleanup_free_ char *b = instance_create(ns, "b", "lm-1", NULL);
+    const char *text = "{\"instances\":{},\"metadata\":{\"note\":\"repaired by hand\"}}";
+    store_sync y = STORE_SYNC_INIT;
+    CHECK_OK(store_put(direct, key, text, strlen(text), 0, 0, store_sync_done, &y));
+    CHECK_OK(store_wait(direct, &y, NULL));
+    usleep(100000);
+    char msg[1024];
+    CHECK_INT(bind1(ns, "a", a, "lm-n", msg, sizeof(msg)), ==, 0);
+    json_t *doc = etcd_json(key);
+    CHECK(api_json_lookup(doc, "metadata.resourceVersion") == NULL);
+    json_decref(doc);
+    CHECK_INT(bind1(ns, "b", b, "lm-n", msg, sizeof(msg)), ==, 0);
+    doc = etcd_json(key);
+    /* What etcd holds: the first Bind's text plus b's claim, nothing else. */
+    CHECK(str_at(doc, "metadata.resourceVersion") == NULL);
+    CHECK_STR(str_at(doc, "metadata.note"), "repaired by hand");
+    json_decref(doc);
+}
+
 /* Bind starts from the apiserver's own parse of what Apply and UpdateStatus wrote just before
  * (the newest revision); what it changes it changes in copies, so the states the watch cache
  * shares with it (each event of the instance, replayed later) stay as they were written. */
@@ -1462,4 +1493,5 @@ CHECK_MAIN(CASE(bind_fits_and_says_why_not), CASE(bind_is_idempotent),
            CASE(bind_decides_on_the_capacity_it_writes_against),
            CASE(what_is_written_behind_its_back_is_served_as_written),
            CASE(a_ledger_written_behind_its_back_is_read_as_written),
+           CASE(a_ledger_with_metadata_stays_as_written),
            CASE(bind_sees_what_apply_and_status_changed))
