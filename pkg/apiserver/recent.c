@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/list.h"
 #include "internal.h"
 
 typedef struct entry {
@@ -107,25 +108,12 @@ static entry **slot(recent *r, const char *key, uint64_t h)
 
 static void lru_unlink(recent *r, entry *e)
 {
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        r->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        r->tail = e->prev;
-    e->prev = e->next = NULL;
+    LIST_REMOVE_TAIL(prev, next, r->head, r->tail, e);
 }
 
 static void lru_push(recent *r, entry *e)
 {
-    e->next = r->head;
-    if (r->head)
-        r->head->prev = e;
-    r->head = e;
-    if (!r->tail)
-        r->tail = e;
+    LIST_PREPEND_TAIL(prev, next, r->head, r->tail, e);
 }
 
 static size_t parsed_cost(const entry *e)
@@ -135,25 +123,12 @@ static size_t parsed_cost(const entry *e)
 
 static void parsed_unlink(recent *r, entry *e)
 {
-    if (e->pprev)
-        e->pprev->pnext = e->pnext;
-    else
-        r->phead = e->pnext;
-    if (e->pnext)
-        e->pnext->pprev = e->pprev;
-    else
-        r->ptail = e->pprev;
-    e->pprev = e->pnext = NULL;
+    LIST_REMOVE_TAIL(pprev, pnext, r->phead, r->ptail, e);
 }
 
 static void parsed_push(recent *r, entry *e)
 {
-    e->pnext = r->phead;
-    if (r->phead)
-        r->phead->pprev = e;
-    r->phead = e;
-    if (!r->ptail)
-        r->ptail = e;
+    LIST_PREPEND_TAIL(pprev, pnext, r->phead, r->ptail, e);
 }
 
 /* Forgets e's parsed value (its text stays). */
