@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "base/macro.h"
 #include "base/timeutil.h"
 
 struct etcd_fixture {
@@ -32,18 +33,99 @@ struct etcd_fixture {
 #define FIXTURES_MAX 8
 static etcd_fixture *fixtures[FIXTURES_MAX];
 
-int test_free_port(void)
+/* Binds a loopback socket to port (0: any); returns the port bound, or -1. */
+static int bind_port(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+    int r = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+                    getsockname(fd, (struct sockaddr *)&a, &len) == 0
+                ? ntohs(a.sin_port)
+                : -1;
+    if (fd >= 0)
+        close(fd);
+    return r;
+}
+
+/* A free port below the kernel's ephemeral range, where ports bound to 0 (gRPC servers of other
+ * tests) and outgoing connections never land: a fixture's port stays free for it while its etcd
+ * is stopped for a restart. Picked at random, so fixtures of tests run side by side seldom meet. */
+int test_free_port(void)
+{
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() ^ (unsigned)now_monotonic();
+    int lo = 10000, hi = 32768;
+    FILE *fp = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (fp) {
+        int first, last;
+        if (fscanf(fp, "%d %d", &first, &last) == 2 && first > lo + 1000)
+            hi = first;
+        fclose(fp);
+    }
+    for (int tries = 0; tries < 200; tries++) {
+        int port = bind_port(lo + (int)(rand_r(&seed) % (unsigned)(hi - lo)));
+        if (port > 0)
+            return port;
+    }
+    int port = bind_port(0);
+    if (port < 0) {
         perror("test_free_port");
         abort();
     }
-    close(fd);
-    return ntohs(a.sin_port);
+    return port;
+}
+
+/* Whether process pid has a TCP socket listening on port (IPv4), from /proc/net/tcp and its
+ * descriptors. A free port can be taken by another listener between the moment it was picked
+ * (or an etcd was stopped for a restart) and the moment our etcd binds it: that etcd then
+ * exits, and a connect would reach the other listener — another test's etcd, which stops
+ * later and takes every following case with it. Only the owner of the socket counts. */
+static bool pid_listens_on(pid_t pid, int port)
+{
+    FILE *fp = fopen("/proc/net/tcp", "r");
+    if (!fp)
+        return false;
+    char line[512];
+    unsigned long inodes[8];
+    size_t n = 0;
+    while (fgets(line, sizeof(line), fp) && n < ELEMENTSOF(inodes)) {
+        unsigned lport, state;
+        unsigned long inode;
+        /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport, &state,
+                   &inode) == 3 &&
+            (int)lport == port && state == 0x0A /* LISTEN */)
+            inodes[n++] = inode;
+    }
+    fclose(fp);
+    if (n == 0)
+        return false;
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return false;
+    bool found = false;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        char path[320], target[64];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        ssize_t len = readlink(path, target, sizeof(target) - 1);
+        if (len <= 0)
+            continue;
+        target[len] = 0;
+        for (size_t i = 0; i < n && !found; i++) {
+            char want[40];
+            snprintf(want, sizeof(want), "socket:[%lu]", inodes[i]);
+            found = strcmp(target, want) == 0;
+        }
+    }
+    closedir(d);
+    return found;
 }
 
 static bool port_answers(int port)
@@ -103,10 +185,11 @@ static void fixture_spawn(etcd_fixture *f)
     while (now_monotonic() < deadline) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
-            fprintf(stderr, "etcd exited during start-up; see %s\n", log_path);
+            fprintf(stderr, "etcd exited during start-up (port %d or %d taken?); see %s\n",
+                    f->client_port, f->peer_port, log_path);
             abort();
         }
-        if (port_answers(f->client_port))
+        if (pid_listens_on(pid, f->client_port) && port_answers(f->client_port))
             return;
         usleep(20000);
     }
