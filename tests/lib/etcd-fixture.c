@@ -339,10 +339,31 @@ const char *etcd_fixture_endpoint(const etcd_fixture *f)
     return f->endpoint;
 }
 
+/* Says on stderr that the member ended before it was asked to, how, and the end of its log: a
+ * member gone in the middle of a test otherwise shows only as every later request failing. */
+static void report_early_end(const etcd_fixture *f, int status)
+{
+    if (WIFSIGNALED(status))
+        fprintf(stderr, "etcd fixture: etcd (pid %ld) had already ended, by signal %d\n",
+                (long)f->pid, WTERMSIG(status));
+    else
+        fprintf(stderr, "etcd fixture: etcd (pid %ld) had already exited with status %d\n",
+                (long)f->pid, WEXITSTATUS(status));
+    char *cmd = xasprintf("tail -n 15 '%s/etcd.log' >&2", f->dir);
+    (void)!system(cmd);
+    free(cmd);
+}
+
 void etcd_fixture_pause(etcd_fixture *f)
 {
     if (f->pid <= 0)
         return;
+    int status;
+    if (waitpid(f->pid, &status, WNOHANG) == f->pid) {
+        report_early_end(f, status);
+        f->pid = 0;
+        return;
+    }
     kill(f->pid, SIGTERM);
     for (int i = 0; i < 500; i++) {
         if (waitpid(f->pid, NULL, WNOHANG) == f->pid) {
