@@ -440,13 +440,6 @@ static void cell_holder(const json_t *obj, const cli_print_opts *o, char *out, s
     put(out, size, str_at(obj, "spec.holder"), NONE);
 }
 
-static void cell_renewed(const json_t *obj, const cli_print_opts *o, char *out, size_t size)
-{
-    const char *t = str_at(obj, "spec.renewTime");
-    char age[CLI_AGE_MAX];
-    put(out, size, t ? cli_age_since(t, o->now, age) : NULL, NONE);
-}
-
 static void cell_lease_duration(const json_t *obj, const cli_print_opts *o, char *out, size_t size)
 {
     json_t *v = api_json_lookup(obj, "spec.leaseDurationSeconds");
@@ -521,7 +514,6 @@ static const column columns[] = {
 
     {K(LEASE), "NAME", false, cell_name},
     {K(LEASE), "HOLDER", false, cell_holder},
-    {K(LEASE), "RENEWED", false, cell_renewed},
     {K(LEASE), "DURATION", false, cell_lease_duration},
     {K(LEASE), "AGE", false, cell_age},
 
