@@ -91,7 +91,14 @@ static bool is_bound(const json_t *inst)
 static bool holds_claim(const json_t *inst)
 {
     const char *phase = str_at(inst, "status.phase");
-    return str_at(inst, "spec.nodeName") && phase && !streq(phase, "Pending");
+    if (!str_at(inst, "spec.nodeName") || !phase || streq(phase, "Pending"))
+        return false;
+    /* Failed or Deleting without ever being bound (a forced node the scheduler gave up on, or
+     * deleted while Pending) never had a claim: Bind sets status.nodeName, Unbind clears it. An
+     * assumption (phase Scheduled) has no status.nodeName and counts. */
+    if (streq(phase, "Failed") || streq(phase, "Deleting"))
+        return str_at(inst, "status.nodeName") != NULL;
+    return true;
 }
 
 static bool needs_scheduling(const json_t *inst)
@@ -229,6 +236,11 @@ static void instance_updated(informer *inf, const char *key, json_t *old, json_t
         unpark_all(s);
     }
     json_object_del(s->parked, key);
+    /* Deferred means "Pending and left to another": once placed (by anyone) it is not. A stale
+     * entry made a rescheduled instance look stuck at once (every scheduler took it over) and was
+     * requeued at every change of the schedulers' set. */
+    if (!needs_scheduling(obj))
+        json_object_del(s->deferred, key);
     instance_queue(s, key, obj);
 }
 
@@ -995,6 +1007,7 @@ static size_t schedule_batch(scheduler *s)
         taken++;
         json_t *inst = informer_get(s->inf[INF_INSTANCES], key);
         if (!inst || !needs_scheduling(inst)) {
+            json_object_del(s->deferred, key); /* placed by another, or gone */
             workqueue_forget(s->q, key);
             workqueue_done(s->q, key);
             json_decref(inst);

@@ -314,13 +314,18 @@ static void failed_instance_keeps_its_claim(void)
     json_t *x = wait_phase("keep", "a", "Scheduled", 15);
     CHECK(x != NULL);
     CHECK_STR(str_at(x, "spec.nodeName"), "keep-1");
+    /* as the agent does when it gives up on an instance (a bad image, say): its status as it
+     * was (status.nodeName, the conditions), phase Failed */
+    json_t *failed = json_deep_copy(json_object_get(x, "status"));
     json_decref(x);
-    /* as the agent does when it gives up on an instance (a bad image, say) */
+    json_object_set_new(failed, "phase", json_string("Failed"));
+    _cleanup_free_ char *failed_text = json_dumps(failed, JSON_COMPACT);
+    json_decref(failed);
     Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
     req.kind = "Instance";
     req.namespace_ = "keep";
     req.name = "a";
-    req.status_json = "{\"phase\":\"Failed\"}";
+    req.status_json = failed_text;
     Stratus__V1__ObjectResponse *rep = NULL;
     rpc_status st;
     CHECK_OK(rpc_client_update_status(fx->client, &req, 10 * USEC_PER_SEC, &rep, &st));
