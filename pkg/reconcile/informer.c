@@ -252,6 +252,18 @@ static void *pager_main(void *arg)
     informer *inf = pg->inf;
     _cleanup_free_ char *cont = NULL;
     for (;;) {
+        /* room for the reply first, so that a reader that gave up is not kept waiting for a
+         * call nobody wants (up to list_timeout), and at most PAGES_AHEAD replies wait */
+        pthread_mutex_lock(&pg->lock);
+        while (pg->n == PAGES_AHEAD && !pg->stop)
+            pthread_cond_wait(&pg->cond, &pg->lock);
+        if (pg->stop) {
+            pg->done = true;
+            pthread_cond_broadcast(&pg->cond);
+            pthread_mutex_unlock(&pg->lock);
+            return NULL;
+        }
+        pthread_mutex_unlock(&pg->lock);
         int r = -ECANCELED;
         Stratus__V1__ListResponse *resp = NULL;
         if (!reader_stopping(inf)) {
@@ -268,9 +280,7 @@ static void *pager_main(void *arg)
         cont = mfree(cont);
         if (r == 0 && resp->continue_token[0] != '\0')
             cont = xstrdup(resp->continue_token);
-        pthread_mutex_lock(&pg->lock);
-        while (pg->n == PAGES_AHEAD && !pg->stop)
-            pthread_cond_wait(&pg->cond, &pg->lock);
+        pthread_mutex_lock(&pg->lock); /* only this thread adds: the room is still there */
         bool stop = pg->stop;
         if (stop)
             rpc_message_free(resp);
