@@ -590,7 +590,7 @@ static void nested_cb(store_watch *w, const store_event *ev, size_t n, int64_t r
     log_events(w, ev, n, rev, error, &nw->log);
     if (nw->calls++ > 0 || n == 0)
         return;
-    kill(etcd_fixture_pid(etcd), SIGKILL); /* this very watch's stream ends */
+    etcd_fixture_kill(etcd, SIGKILL); /* this very watch's stream ends */
     usleep(200 * 1000);
     store_sync y = STORE_SYNC_INIT;
     CHECK_OK(store_get(nw->s, "/t/nested/a", store_sync_done, &y));
@@ -988,7 +988,7 @@ static void etcd_killed_mid_request_fails_fast(void)
              * answered, some are on the wire, and the rest go to a dead member. */
             run_for(0.005);
             t0 = now_monotonic();
-            kill(etcd_fixture_pid(etcd), SIGKILL); /* no graceful end of in-flight requests */
+            etcd_fixture_kill(etcd, SIGKILL); /* no graceful end of in-flight requests */
             etcd_fixture_pause(etcd);
         }
     }

@@ -23,6 +23,7 @@
 
 struct etcd_fixture {
     pid_t pid;
+    bool killed; /* the member was sent a signal on purpose (etcd_fixture_kill) */
     int client_port, peer_port;
     char *dir;
     bool tls;
@@ -58,15 +59,15 @@ int test_free_port(void)
     static unsigned seed;
     if (!seed)
         seed = (unsigned)getpid() ^ (unsigned)now_monotonic();
-    int lo = 10000, hi = 32768;
+    int lo = 10000, hi = 32768; /* Linux's default ephemeral range starts at 32768 */
     FILE *fp = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
     if (fp) {
         int first, last;
-        if (fscanf(fp, "%d %d", &first, &last) == 2 && first > lo + 1000)
-            hi = first;
+        if (fscanf(fp, "%d %d", &first, &last) == 2)
+            hi = first > lo + 1000 ? first : lo; /* no room below it: any free port */
         fclose(fp);
     }
-    for (int tries = 0; tries < 200; tries++) {
+    for (int tries = 0; hi > lo && tries < 200; tries++) {
         int port = bind_port(lo + (int)(rand_r(&seed) % (unsigned)(hi - lo)));
         if (port > 0)
             return port;
@@ -180,6 +181,7 @@ static void fixture_spawn(etcd_fixture *f)
         _exit(127);
     }
     f->pid = pid;
+    f->killed = false;
 
     usec_t deadline = now_monotonic() + 20 * USEC_PER_SEC;
     while (now_monotonic() < deadline) {
@@ -360,7 +362,8 @@ void etcd_fixture_pause(etcd_fixture *f)
         return;
     int status;
     if (waitpid(f->pid, &status, WNOHANG) == f->pid) {
-        report_early_end(f, status);
+        if (!f->killed)
+            report_early_end(f, status);
         f->pid = 0;
         return;
     }
@@ -375,6 +378,14 @@ void etcd_fixture_pause(etcd_fixture *f)
     kill(f->pid, SIGKILL);
     waitpid(f->pid, NULL, 0);
     f->pid = 0;
+}
+
+void etcd_fixture_kill(etcd_fixture *f, int sig)
+{
+    if (f->pid <= 0)
+        return;
+    f->killed = true;
+    kill(f->pid, sig);
 }
 
 void etcd_fixture_resume(etcd_fixture *f)

@@ -20,6 +20,9 @@ const char *etcd_fixture_endpoint(const etcd_fixture *f);
 int etcd_fixture_pid(const etcd_fixture *f);
 /* Stops etcd (SIGTERM, then SIGKILL) but keeps its data; start again with etcd_fixture_resume. */
 void etcd_fixture_pause(etcd_fixture *f);
+/* Sends sig to the member, which is then expected to end: stopping it later does not report it
+ * as ended early. */
+void etcd_fixture_kill(etcd_fixture *f, int sig);
 /* Starts etcd again on the same ports and data. */
 void etcd_fixture_resume(etcd_fixture *f);
 /* Stops etcd and removes its data. Accepts NULL. */
