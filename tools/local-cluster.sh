@@ -41,7 +41,22 @@ wait_port() { # port what pidfile
 
 # Running, not merely existing: a killed process stays a zombie until someone reaps it.
 pid_alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
-alive() { [ -f "$1" ] && pid_alive "$(cat "$1")"; }
+# When a process started (field 22 of /proc/PID/stat, after the "(comm)" that may hold spaces).
+proc_start() {
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    echo "${20}"
+}
+# The process a pid file names, still that one: a pid is reused once the process is gone (a busy
+# host wraps 32768 pids in a minute or two), and stopping a stale pid killed whatever had it
+# now — once, another test's etcd.
+alive() {
+    [ -f "$1" ] && pid_alive "$(cat "$1")" &&
+        { [ ! -f "$1.start" ] || [ "$(proc_start "$(cat "$1")")" = "$(cat "$1.start")" ]; }
+}
 
 start() { # name pidfile logfile command...
     local name=$1 pidfile=$2 log=$3
@@ -51,21 +66,22 @@ start() { # name pidfile logfile command...
     fi
     setsid "$@" >>"$log" 2>&1 </dev/null &
     echo $! >"$pidfile"
+    proc_start $! >"$pidfile.start" || rm -f "$pidfile.start"
 }
 
 stop_pid() { # pidfile
     local pidfile=$1 pid
     [ -f "$pidfile" ] || return 0
     pid=$(cat "$pidfile")
-    if pid_alive "$pid"; then
+    if alive "$pidfile"; then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 1 100); do
-            pid_alive "$pid" || break
+            alive "$pidfile" || break
             sleep 0.05
         done
-        kill -KILL "$pid" 2>/dev/null || true
+        alive "$pidfile" && kill -KILL "$pid" 2>/dev/null
     fi
-    rm -f "$pidfile"
+    rm -f "$pidfile" "$pidfile.start"
 }
 
 cmd_up() {
