@@ -24,16 +24,8 @@ failed=0
 
 ctl() { "$build/bin/stratusctl" "$@"; }
 
-# Remembers a helper's pid so the teardown (or the watchdog) stops it.
-# When a process started (field 22 of /proc/PID/stat, after the "(comm)" that may hold spaces).
-proc_start() {
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    s=${s##*) }
-    # shellcheck disable=SC2086
-    set -- $s
-    echo "${20}"
-}
+# shellcheck source=tools/proc.sh
+. "$top/tools/proc.sh"
 
 # Remembers a helper's pid (and when it started) so the teardown (or the watchdog) stops it.
 e2e_track() {
@@ -41,20 +33,8 @@ e2e_track() {
     disown "$1" 2>/dev/null # no "Killed" notice from bash when the teardown stops it
 }
 
-# SIGKILLs each tracked helper that is still the process it was: a helper that ended earlier may
-# have its pid reused meanwhile (a busy host wraps 32768 pids in a minute or two), and killing
-# the pid alone took another test's etcd down.
-e2e_kill_tracked() { # file
-    local p s
-    [ -f "$1" ] || return 0
-    while read -r p s; do
-        [ -n "$s" ] && [ "$(proc_start "$p")" = "$s" ] && kill -KILL "$p" 2>/dev/null
-    done <"$1"
-    return 0
-}
-
 e2e_stop_tracked() {
-    e2e_kill_tracked "$tmp/pids"
+    proc_kill_listed "$tmp/pids"
     rm -f "$tmp/pids"
 }
 
@@ -82,13 +62,10 @@ trap 'exit 143' TERM
     setsid bash -c '
         echo $$ >"$2/watchdog.pid"
         while kill -0 "$1" 2>/dev/null; do sleep 1; done
-        [ -f "$2/pids" ] && while read -r p s; do
-            [ -n "$s" ] && [ "$(sed "s/.*) //" "/proc/$p/stat" 2>/dev/null | cut -d" " -f20)" = "$s" ] &&
-                kill -KILL "$p" 2>/dev/null
-        done <"$2/pids"
+        . "$4" && proc_kill_listed "$2/pids"
         "$3" down >/dev/null 2>&1
         [ -f "$2/teardown.sh" ] && bash "$2/teardown.sh" >/dev/null 2>&1
-        rm -rf "$2"' e2e-watchdog $$ "$tmp" "$cluster" </dev/null >/dev/null 2>&1 &
+        rm -rf "$2"' e2e-watchdog $$ "$tmp" "$cluster" "$top/tools/proc.sh" </dev/null >/dev/null 2>&1 &
 )
 for _ in $(seq 1 50); do
     [ -s "$tmp/watchdog.pid" ] && break

@@ -41,18 +41,9 @@ wait_port() { # port what pidfile
 
 # Running, not merely existing: a killed process stays a zombie until someone reaps it.
 pid_alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
-# When a process started (field 22 of /proc/PID/stat, after the "(comm)" that may hold spaces).
-proc_start() {
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    s=${s##*) }
-    # shellcheck disable=SC2086
-    set -- $s
-    echo "${20}"
-}
-# The process a pid file names, still that one: a pid is reused once the process is gone (a busy
-# host wraps 32768 pids in a minute or two), and stopping a stale pid killed whatever had it
-# now — once, another test's etcd.
+# shellcheck source=tools/proc.sh
+. "$top/tools/proc.sh"
+# The process a pid file names, still that one (the start time beside it: tools/proc.sh).
 alive() {
     [ -f "$1" ] && pid_alive "$(cat "$1")" &&
         { [ ! -f "$1.start" ] || [ "$(proc_start "$(cat "$1")")" = "$(cat "$1.start")" ]; }
