@@ -60,7 +60,12 @@ static int get(store *s, const char *k, store_result **ret)
 static int64_t put_rev(store *s, const char *k, const char *v)
 {
     _cleanup_(store_result_freep) store_result *r = NULL;
-    CHECK_OK(put(s, k, v, 0, &r));
+    int e = put(s, k, v, 0, &r);
+    if (e < 0) {
+        fprintf(stderr, "  put %s: %s\n", k, r && r->message ? r->message : store_strerror(e));
+        etcd_fixture_describe(etcd);
+    }
+    CHECK_OK(e);
     return r->revision;
 }
 

@@ -356,6 +356,55 @@ static void report_early_end(const etcd_fixture *f, int status)
     free(cmd);
 }
 
+/* The pids holding a socket listening on port: writes up to max of them into pids. */
+static size_t port_listeners(int port, pid_t *pids, size_t max)
+{
+    size_t n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d && n < max && (de = readdir(d))) {
+        pid_t pid = (pid_t)atol(de->d_name);
+        if (pid > 0 && pid_listens_on(pid, port))
+            pids[n++] = pid;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+void etcd_fixture_describe(const etcd_fixture *f)
+{
+    char path[64], state[64] = "gone";
+    snprintf(path, sizeof(path), "/proc/%ld/status", (long)f->pid);
+    FILE *fp = f->pid > 0 ? fopen(path, "r") : NULL;
+    char line[128];
+    while (fp && fgets(line, sizeof(line), fp))
+        if (strncmp(line, "State:", 6) == 0) {
+            snprintf(state, sizeof(state), "%s", line + 6 + strspn(line + 6, " \t"));
+            state[strcspn(state, "\n")] = 0;
+        }
+    if (fp)
+        fclose(fp);
+    pid_t holders[4];
+    size_t n = port_listeners(f->client_port, holders, ELEMENTSOF(holders));
+    fprintf(stderr, "etcd fixture: member pid %ld is %s; client port %d listened on by",
+            (long)f->pid, state, f->client_port);
+    for (size_t i = 0; i < n; i++) {
+        char comm[64] = "?";
+        snprintf(path, sizeof(path), "/proc/%ld/comm", (long)holders[i]);
+        FILE *c = fopen(path, "r");
+        if (c && fgets(comm, sizeof(comm), c))
+            comm[strcspn(comm, "\n")] = 0;
+        if (c)
+            fclose(c);
+        fprintf(stderr, " %ld (%s)", (long)holders[i], comm);
+    }
+    fprintf(stderr, "%s; the end of its log:\n", n ? "" : " nobody");
+    char *cmd = xasprintf("tail -n 15 '%s/etcd.log' >&2", f->dir);
+    (void)!system(cmd);
+    free(cmd);
+}
+
 void etcd_fixture_pause(etcd_fixture *f)
 {
     if (f->pid <= 0)

@@ -18,6 +18,9 @@ const char *etcd_fixture_client_key(const etcd_fixture *f);
 const char *etcd_fixture_endpoint(const etcd_fixture *f);
 /* The etcd process, for benchmarks that account its CPU time or memory. */
 int etcd_fixture_pid(const etcd_fixture *f);
+/* Says on stderr how the member is (running, stopped, gone), who listens on its client port,
+ * and the end of its log: for a test whose requests to it fail. */
+void etcd_fixture_describe(const etcd_fixture *f);
 /* Stops etcd (SIGTERM, then SIGKILL) but keeps its data; start again with etcd_fixture_resume. */
 void etcd_fixture_pause(etcd_fixture *f);
 /* Sends sig to the member, which is then expected to end: stopping it later does not report it
