@@ -166,17 +166,37 @@ static void fixture_spawn(etcd_fixture *f)
             dup2(fd, STDOUT_FILENO);
             dup2(fd, STDERR_FILENO);
         }
+        const char *flags[][2] = {
+            {"--name", "default"},
+            {"--data-dir", data},
+            {"--listen-client-urls", client},
+            {"--advertise-client-urls", client},
+            {"--listen-peer-urls", peer},
+            {"--initial-advertise-peer-urls", peer},
+            {"--initial-cluster", cluster},
+            {"--log-level", "warn"},
+            /* the TLS member's */
+            {"--cert-file", f->server_cert},
+            {"--key-file", f->server_key},
+            {"--trusted-ca-file", f->ca},
+        };
+        const char *argv[48] = {"etcd"};
+        size_t n = 1;
+        size_t n_flags = f->tls ? ELEMENTSOF(flags) : 8;
+        for (size_t i = 0; i < n_flags; i++) {
+            argv[n++] = flags[i][0];
+            argv[n++] = flags[i][1];
+        }
         if (f->tls)
-            execlp("etcd", "etcd", "--name", "default", "--data-dir", data, "--listen-client-urls",
-                   client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
-                   "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
-                   "--log-level", "warn", "--cert-file", f->server_cert, "--key-file",
-                   f->server_key, "--trusted-ca-file", f->ca, "--client-cert-auth", (char *)NULL);
-        else
-            execlp("etcd", "etcd", "--name", "default", "--data-dir", data, "--listen-client-urls",
-                   client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
-                   "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
-                   "--log-level", "warn", (char *)NULL);
+            argv[n++] = "--client-cert-auth";
+        /* More flags for etcd, for looking into it (--enable-pprof) or trying its settings. */
+        char *extra =
+            getenv("STRATUS_TEST_ETCD_FLAGS") ? strdup(getenv("STRATUS_TEST_ETCD_FLAGS")) : NULL;
+        for (char *save = NULL, *t = extra ? strtok_r(extra, " ", &save) : NULL;
+             t && n < ELEMENTSOF(argv) - 1; t = strtok_r(NULL, " ", &save))
+            argv[n++] = t;
+        argv[n] = NULL;
+        execvp("etcd", (char *const *)argv);
         perror("exec etcd");
         _exit(127);
     }
