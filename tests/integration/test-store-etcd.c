@@ -21,6 +21,8 @@ static store *connect_store(const char *const *endpoints, size_t n, size_t max_r
 {
     if (!etcd)
         etcd = etcd_fixture_start();
+    /* A case that failed after stopping or killing the member leaves it down: not the next one. */
+    etcd_fixture_resume(etcd);
     if (!loop)
         loop = ev_loop_new(EVFLAG_AUTO);
     store_options o = {
@@ -67,6 +69,12 @@ static int64_t put_rev(store *s, const char *k, const char *v)
     }
     CHECK_OK(e);
     return r->revision;
+}
+
+static void ev_loop_destroyp(struct ev_loop **l)
+{
+    if (*l)
+        ev_loop_destroy(*l);
 }
 
 static void wake(struct ev_loop *l, ev_timer *t, int revents) {}
@@ -618,7 +626,17 @@ static void watch_callback_may_run_the_loop(void)
     _cleanup_free_ char *end = store_prefix_end("/t/nested/");
     _cleanup_(store_watch_freep) store_watch *w = NULL;
     CHECK_OK(store_watch_new(s, "/t/nested/", end, start, 0, nested_cb, &nw, &w));
-    put_rev(s, "/t/nested/a", "1");
+    {
+        /* Written on a loop of its own: on the watch's loop, the event could reach the callback
+         * (which kills etcd) before the put's reply, and the put would fail. */
+        _cleanup_(ev_loop_destroyp) struct ev_loop *own = ev_loop_new(EVFLAG_AUTO);
+        store_options o = {.n_endpoints = 1,
+                           .endpoints = {etcd_fixture_endpoint(etcd)},
+                           .request_timeout = 10 * USEC_PER_SEC};
+        _cleanup_(store_freep) store *writer = NULL;
+        CHECK_OK(store_new(own, &o, &writer));
+        put_rev(writer, "/t/nested/a", "1");
+    }
     CHECK(run_until(nested_called, &nw, 10));
     CHECK(nw.nested_get < 0); /* etcd was down */
     etcd_fixture_pause(etcd);

@@ -459,6 +459,12 @@ void etcd_fixture_kill(etcd_fixture *f, int sig)
 
 void etcd_fixture_resume(etcd_fixture *f)
 {
+    int status;
+    if (f->pid > 0 && waitpid(f->pid, &status, WNOHANG) == f->pid) {
+        if (!f->killed)
+            report_early_end(f, status);
+        f->pid = 0;
+    }
     if (f->pid <= 0)
         fixture_spawn(f);
 }

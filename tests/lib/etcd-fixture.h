@@ -26,7 +26,8 @@ void etcd_fixture_pause(etcd_fixture *f);
 /* Sends sig to the member, which is then expected to end: stopping it later does not report it
  * as ended early. */
 void etcd_fixture_kill(etcd_fixture *f, int sig);
-/* Starts etcd again on the same ports and data. */
+/* Starts etcd again on the same ports and data, unless it runs (a member that ended, killed or
+ * not, is started again). */
 void etcd_fixture_resume(etcd_fixture *f);
 /* Stops etcd and removes its data. Accepts NULL. */
 void etcd_fixture_stop(etcd_fixture *f);
