@@ -3,9 +3,14 @@
  *
  * Each etcd event on an object key becomes an entry in a ring of the most recent events (the
  * object's new state, or its last state for a delete, and its previous state), encoded at most
- * once per event type however many watchers get it. `base` is the revision after which every
- * event is in the ring (or still to come): a watcher asking for a resourceVersion >= base gets
- * the ring's later events replayed, then live ones; an older one is told to relist
+ * once per event type however many watchers get it. The etcd watch does not ask for previous
+ * values (prev_kv): etcd 3.4 reads each one through a copy of its whole write buffer, which was
+ * half of etcd's CPU under a stream of writes. A change's previous state is the newest state the
+ * cache saw of the key — checked against etcd's version counter — and only when it has none
+ * (the key's last change is older than the ring or the cache) is it read from etcd, at the
+ * revision before the change, for all such events of a response at once. `base` is the revision
+ * after which every event is in the ring (or still to come): a watcher asking for a resourceVersion
+ * >= base gets the ring's later events replayed, then live ones; an older one is told to relist
  * (OUT_OF_RANGE), as is everyone if the cache's own etcd watch ever loses history.
  *
  * Selectors are applied per watcher, Kubernetes style: an object that starts matching arrives as
@@ -21,6 +26,7 @@
 
 #include "api/selector.h"
 #include "base/alloc.h"
+#include "base/log.h"
 #include "internal.h"
 #include "stratus/v1/stratus.pb-c.h"
 
@@ -43,6 +49,7 @@ typedef struct wc_event {
     json_t *obj;  /* new state, or the last state of a deleted object (resourceVersion = rev) */
     json_t *prev; /* the state before a modification; NULL for a creation or deletion */
     char *text;   /* obj's canonical JSON when made without a dump; NULL: dump obj */
+    int64_t create_rev, version; /* etcd's, of the new state */
     bool deleted;
     rpc_encoded *enc[_WC_TYPE_MAX];
 } wc_event;
@@ -90,9 +97,14 @@ struct watchcache {
     int64_t base, head;
     watcher *active;
     char *prefix_end;
-    /* key → the newest object the ring holds for it (a reference to ring state): a change's
-     * previous state is nearly always that object, which then need not be parsed again. */
+    /* key → [object, create_revision, version]: the newest state the cache saw of the key, an
+     * object of the ring (a reference to ring state), or null when that value was not a JSON
+     * object. A change's previous state is that object when etcd's counters say so. */
     json_t *latest;
+    /* Reads the previous states the cache does not hold, on a loop of their own: the watch's
+     * loop would deliver the next events meanwhile, out of order. */
+    struct ev_loop *fetch_loop;
+    store *fetch_st;
 };
 
 static void event_clear(wc_event *ev)
@@ -282,6 +294,19 @@ static const api_kind_info *key_kind(const char *key, char **ret_ns)
     return k;
 }
 
+static json_t *latest_object(watchcache *wc, const char *key)
+{
+    return json_array_get(json_object_get(wc->latest, key), 0);
+}
+
+/* obj NULL: the key's newest value is not a JSON object. */
+static void latest_set(watchcache *wc, const char *key, json_t *obj, int64_t create_rev,
+                       int64_t version)
+{
+    json_object_set_new(wc->latest, key,
+                        json_pack("[O?,I,I]", obj, (json_int_t)create_rev, (json_int_t)version));
+}
+
 static void ring_push(watchcache *wc, wc_event *ev)
 {
     if (wc->count == wc->cap) {
@@ -300,7 +325,7 @@ static void ring_push(watchcache *wc, wc_event *ev)
         }
         wc_event *old = &wc->ring[wc->first];
         wc->base = old->rev; /* events after it stay complete */
-        if (!old->deleted && json_object_get(wc->latest, old->key) == old->obj)
+        if (!old->deleted && latest_object(wc, old->key) == old->obj)
             json_object_del(wc->latest, old->key);
         event_clear(old);
         wc->first = (wc->first + 1) % wc->cap;
@@ -311,7 +336,7 @@ static void ring_push(watchcache *wc, wc_event *ev)
     if (ev->deleted)
         json_object_del(wc->latest, ev->key);
     else
-        json_object_set(wc->latest, ev->key, ev->obj);
+        latest_set(wc, ev->key, ev->obj, ev->create_rev, ev->version);
     wc->ring[at] = *ev;
     wc->count++;
     fan_out(wc, &wc->ring[at], wc->first_seq + wc->count - 1);
@@ -333,15 +358,28 @@ static void lose_history(watchcache *wc, store_watch *sw)
     ev_timer_start(wc->loop, &wc->rewatch_timer);
 }
 
-/* The object as it was before a change: the ring's newest state of the key when it is that
- * revision (shared, never changed once in the ring), else parsed from etcd's prev_kv. */
-static json_t *previous_state(watchcache *wc, const char *key, const store_kv *prev_kv)
+/* Whether the cache knows the state before event e (a change or a delete of an object): the
+ * newest state it saw of the key, when etcd's counters say it is the one right before (a delete
+ * has none; the cache sees every event of its watch in order, so its newest is the one). */
+static bool previous_known(watchcache *wc, const store_event *e)
 {
-    json_t *o = json_object_get(wc->latest, key);
-    int64_t rv;
-    if (o && api_object_resource_version(o, &rv) == 0 && rv == prev_kv->mod_revision)
-        return json_incref(o);
-    return object_from_kv(prev_kv);
+    json_t *l = json_object_get(wc->latest, e->kv.key);
+    if (!l)
+        return false;
+    if (e->type == STORE_EVENT_DELETE)
+        return true;
+    return json_integer_value(json_array_get(l, 1)) == e->kv.create_revision &&
+           json_integer_value(json_array_get(l, 2)) == e->kv.version - 1;
+}
+
+/* The object as it was before event e: what the cache holds (shared, never changed once in the
+ * ring), else what was read from etcd (fetched: the key at the revision before). NULL when that
+ * value was not a JSON object. */
+static json_t *previous_state(watchcache *wc, const store_event *e, const store_kv *fetched)
+{
+    if (!fetched)
+        return json_incref(latest_object(wc, e->kv.key));
+    return object_from_kv(fetched);
 }
 
 /* The object a put made: the recent values' parse of exactly this key and revision when they hold
@@ -362,9 +400,10 @@ static json_t *new_state(watchcache *wc, const store_kv *kv, char **ret_text)
 
 /* The last state of a deleted object, with resourceVersion the deletion's revision: a copy of the
  * previous state's top level and metadata (that state may be shared). */
-static json_t *deleted_state(watchcache *wc, const char *key, const store_kv *prev_kv, int64_t rev)
+static json_t *deleted_state(watchcache *wc, const store_event *e, const store_kv *fetched,
+                             int64_t rev)
 {
-    _cleanup_(json_decrefp) json_t *prev = previous_state(wc, key, prev_kv);
+    _cleanup_(json_decrefp) json_t *prev = previous_state(wc, e, fetched);
     if (!prev)
         return NULL;
     json_t *o = json_copy(prev);
@@ -373,6 +412,65 @@ static json_t *deleted_state(watchcache *wc, const char *key, const store_kv *pr
         json_object_set_new(o, "metadata", json_copy(md));
     api_object_set_resource_version(o, rev);
     return o;
+}
+
+#define FETCH_IN_FLIGHT 128
+
+/* Reads from etcd, at the revision before, the previous state of each event of this response
+ * that needs one (a change or a delete of an object) the cache does not know: ret[i] is the
+ * result holding it, or NULL where none was needed. Blocks the cache's thread for the round
+ * trips, which only the first change of a key the cache has not seen since its start (or since
+ * the key left the ring) costs. Returns < 0 when one cannot be read: compacted meanwhile
+ * (-ERANGE), or etcd unreachable — history lost either way. */
+static int fetch_previous(watchcache *wc, const store_event *events, size_t n,
+                          const api_kind_info *const *kinds, store_result **ret)
+{
+    _cleanup_(json_decrefp) json_t *seen = json_object(); /* object keys earlier in the response */
+    size_t *want = xnew(size_t, n), n_want = 0;
+    for (size_t i = 0; i < n; i++) {
+        const store_event *e = &events[i];
+        ret[i] = NULL;
+        if (!kinds[i])
+            continue;
+        bool change = e->type == STORE_EVENT_DELETE || e->kv.create_revision != e->kv.mod_revision;
+        if (change && !json_object_get(seen, e->kv.key) && !previous_known(wc, e))
+            want[n_want++] = i;
+        json_object_set_new(seen, e->kv.key, json_true());
+    }
+    if (n_want == 0) {
+        free(want);
+        return 0;
+    }
+    int err = 0;
+    store_sync *syncs = xnew(store_sync, MIN(n_want, (size_t)FETCH_IN_FLIGHT));
+    for (size_t from = 0; from < n_want && err == 0; from += FETCH_IN_FLIGHT) {
+        size_t m = MIN(n_want - from, (size_t)FETCH_IN_FLIGHT), sent = 0;
+        for (; sent < m; sent++) {
+            const store_event *e = &events[want[from + sent]];
+            store_range_opts o = {.key = e->kv.key, .limit = 1, .revision = e->kv.mod_revision - 1};
+            syncs[sent] = STORE_SYNC_INIT;
+            if ((err = store_range(wc->fetch_st, &o, store_sync_done, &syncs[sent])) < 0)
+                break;
+        }
+        for (size_t j = 0; j < sent; j++) {
+            size_t i = want[from + j];
+            int e = store_wait(wc->fetch_st, &syncs[j], &ret[i]);
+            if (e >= 0 && ret[i]->n_kvs != 1)
+                e = -ENOENT; /* etcd reported a change of a key it did not have */
+            if (e < 0 && err == 0) {
+                err = e;
+                log_warning("watch cache: reading the state of %s before revision %lld: %s",
+                            events[i].kv.key, (long long)events[i].kv.mod_revision,
+                            store_strerror(e));
+            }
+        }
+    }
+    free(syncs);
+    free(want);
+    if (err < 0)
+        for (size_t i = 0; i < n; i++)
+            ret[i] = (store_result_free(ret[i]), NULL);
+    return err;
 }
 
 static void on_etcd_events(store_watch *sw, const store_event *events, size_t n, int64_t revision,
@@ -386,14 +484,19 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
     }
     if (n == 0 && revision > wc->head)
         wc->head = revision;
-    for (size_t i = 0; i < n; i++) {
+    const api_kind_info **kinds = xnew(const api_kind_info *, n);
+    char **nss = xnew(char *, n);
+    store_result **fetched = xnew(store_result *, n);
+    for (size_t i = 0; i < n; i++)
+        kinds[i] = key_kind(events[i].kv.key, &nss[i]);
+    bool lost = fetch_previous(wc, events, n, kinds, fetched) < 0;
+    for (size_t i = 0; i < n && !lost; i++) {
         const store_event *e = &events[i];
         int64_t rev = e->kv.mod_revision;
         if (rev > wc->head)
             wc->head = rev;
         bool noted = strncmp(e->kv.key, EVENTS_PREFIX, sizeof(EVENTS_PREFIX) - 1) != 0;
-        char *ns = NULL;
-        const api_kind_info *k = key_kind(e->kv.key, &ns);
+        const api_kind_info *k = kinds[i];
         if (!k) {
             if (noted) /* a ledger or a lease: the workers parse what they take of it */
                 recent_put(wc->srv->recent, e->kv.key,
@@ -404,23 +507,17 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
         wc_event ev = {.rev = rev,
                        .k = k,
                        .key = xstrdup(e->kv.key),
-                       .ns = ns,
+                       .ns = TAKE_PTR(nss[i]),
+                       .create_rev = e->kv.create_revision,
+                       .version = e->kv.version,
                        .deleted = e->type == STORE_EVENT_DELETE};
-        bool modified = !ev.deleted && e->kv.create_revision != e->kv.mod_revision;
-        if ((ev.deleted || modified) && !e->prev_kv) {
-            /* etcd leaves out the previous value when it was compacted meanwhile (the cache's
-             * watch lagged behind the compaction): without it a delete cannot be sent, nor a
-             * change told apart from a creation for selectors. As lost history. */
-            event_clear(&ev);
-            lose_history(wc, sw);
-            return;
-        }
+        const store_kv *before = fetched[i] ? &fetched[i]->kvs[0] : NULL;
         if (ev.deleted) {
-            ev.obj = deleted_state(wc, e->kv.key, e->prev_kv, rev);
+            ev.obj = deleted_state(wc, e, before, rev);
         } else {
             ev.obj = new_state(wc, &e->kv, &ev.text);
-            if (modified)
-                ev.prev = previous_state(wc, e->kv.key, e->prev_kv);
+            if (e->kv.create_revision != rev)
+                ev.prev = previous_state(wc, e, before);
         }
         /* From here on the objects are shared (the ring, its map of newest states, the recent
          * values) and never changed. */
@@ -428,11 +525,26 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
             recent_put_parsed(wc->srv->recent, e->kv.key, ev.deleted ? NULL : e->kv.value,
                               e->kv.value_len, rev, ev.deleted ? NULL : ev.obj);
         if (!ev.obj) {
-            event_clear(&ev); /* not a JSON object (etcd is not trusted): nothing to send */
+            /* not a JSON object (etcd is not trusted): nothing to send, but the next change of
+             * the key must not take an older state for its previous one */
+            if (ev.deleted)
+                json_object_del(wc->latest, ev.key);
+            else
+                latest_set(wc, ev.key, NULL, ev.create_rev, ev.version);
+            event_clear(&ev);
             continue;
         }
         ring_push(wc, &ev);
     }
+    for (size_t i = 0; i < n; i++) {
+        store_result_free(fetched[i]);
+        free(nss[i]);
+    }
+    free(fetched);
+    free(nss);
+    free(kinds);
+    if (lost)
+        lose_history(wc, sw);
 }
 
 static void start_watch(watchcache *wc, int64_t from)
@@ -440,9 +552,8 @@ static void start_watch(watchcache *wc, int64_t from)
     wc->base = from - 1;
     if (wc->head < wc->base)
         wc->head = wc->base;
-    if (store_watch_new(wc->st, API_KEY_PREFIX, wc->prefix_end, from,
-                        STORE_WATCH_PREV_KV | STORE_WATCH_PROGRESS, on_etcd_events, wc,
-                        &wc->watch) < 0) {
+    if (store_watch_new(wc->st, API_KEY_PREFIX, wc->prefix_end, from, STORE_WATCH_PROGRESS,
+                        on_etcd_events, wc, &wc->watch) < 0) {
         wc->watch = NULL;
         ev_timer_set(&wc->rewatch_timer, 1.0, 0.0);
         ev_timer_start(wc->loop, &wc->rewatch_timer);
@@ -622,13 +733,18 @@ int watchcache_new(apiserver *srv, watchcache **ret)
     wc->prefix_end = store_prefix_end(API_KEY_PREFIX);
     wc->loop = ev_loop_new(EVFLAG_AUTO);
     pthread_mutex_init(&wc->lock, NULL);
+    wc->fetch_loop = ev_loop_new(EVFLAG_AUTO);
     int e = store_new(wc->loop, &srv->opts.etcd, &wc->st);
+    if (e >= 0)
+        e = store_new(wc->fetch_loop, &srv->opts.etcd, &wc->fetch_st);
     int64_t rev = 0;
     if (e >= 0)
         e = current_revision(wc, &rev);
     if (e < 0) {
         store_free(wc->st);
+        store_free(wc->fetch_st);
         ev_loop_destroy(wc->loop);
+        ev_loop_destroy(wc->fetch_loop);
         free(wc->prefix_end);
         free(wc->ring);
         json_decref(wc->latest);
@@ -664,7 +780,9 @@ watchcache *watchcache_free(watchcache *wc)
     pthread_join(wc->thread, NULL);
     store_watch_free(wc->watch);
     store_free(wc->st);
+    store_free(wc->fetch_st);
     ev_loop_destroy(wc->loop);
+    ev_loop_destroy(wc->fetch_loop);
     for (size_t i = 0; i < wc->count; i++)
         event_clear(&wc->ring[(wc->first + i) % wc->cap]);
     free(wc->ring);

@@ -617,6 +617,84 @@ static void watch_sees_changes_with_selectors(void)
     rpc_watch_free(w);
 }
 
+/* The cache's etcd watch carries no previous values: a change's previous state is the newest the
+ * cache saw of the key, else it is read from etcd at the revision before. Here the instances'
+ * last changes have left the ring (64 events) first, and selectors must still tell ADDED,
+ * MODIFIED and DELETED apart, a delete carrying the object's last state. A value in between that
+ * is not JSON counts as no object: the next state is ADDED, not MODIFIED from an older one. */
+static void watch_knows_states_it_no_longer_holds(void)
+{
+    setup();
+    base_objects();
+    rpc_status st;
+    CHECK_OK(fx_apply(fx, instance_json("p-a", "\"team\":\"blue\"", ""), NULL, NULL, &st));
+    CHECK_OK(fx_apply(fx, instance_json("p-b", "\"team\":\"blue\"", ""), NULL, NULL, &st));
+    CHECK_OK(fx_apply(fx, instance_json("p-c", "\"team\":\"red\"", ""), NULL, NULL, &st));
+    CHECK_OK(fx_apply(fx, instance_json("p-d", "\"team\":\"blue\"", ""), NULL, NULL, &st));
+    for (int i = 0; i < 70; i++) {
+        char n[16];
+        snprintf(n, sizeof(n), "evict-%d", i);
+        CHECK_OK(fx_apply(fx, flavor_json(n, 1), NULL, NULL, &st));
+    }
+    CHECK_OK(fx_apply(fx, instance_json("p-e", "\"team\":\"blue\"", ""), NULL, NULL, &st));
+    Stratus__V1__ListResponse *rep = NULL;
+    CHECK_OK(list("instances", "default", false, NULL, NULL, 0, NULL, &rep, &st));
+    rpc_watch *w = watch("instances", "default", "team=blue", NULL, rep->resource_version, false);
+    rpc_message_free(rep);
+    CHECK(w != NULL);
+
+    CHECK_OK(
+        fx_apply(fx, instance_json("p-a", "\"team\":\"blue\",\"x\":\"y\"", ""), NULL, NULL, &st));
+    CHECK_OK(fx_apply(fx, instance_json("p-b", "\"team\":\"red\"", ""), NULL, NULL, &st));
+    CHECK_OK(fx_apply(fx, instance_json("p-c", "\"team\":\"blue\"", ""), NULL, NULL, &st));
+    CHECK_OK(fx_delete(fx, "instance", "default", "p-d", NULL, &st));
+    struct ev_loop *loop = NULL;
+    store *direct = fx_etcd_store(fx, &loop);
+    const char *key = "/stratus/v1/instances/default/p-e";
+    const char *values[] = {
+        "not json",
+        "{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"labels\":{"
+        "\"team\":\"blue\"},\"name\":\"p-e\",\"namespace\":\"default\",\"uid\":"
+        "\"00000000-0000-4000-8000-00000000000e\"},\"spec\":{\"flavor\":\"tiny\",\"image\":"
+        "\"img\"}}"};
+    for (size_t i = 0; i < ELEMENTSOF(values); i++) {
+        store_sync y = STORE_SYNC_INIT;
+        CHECK_OK(store_put(direct, key, values[i], strlen(values[i]), 0, 0, store_sync_done, &y));
+        CHECK_OK(store_wait(direct, &y, NULL));
+    }
+    store_free(direct);
+    ev_loop_destroy(loop);
+
+    static const struct {
+        Stratus__V1__WatchEvent__Type type;
+        const char *name, *x;
+    } want[] = {
+        {STRATUS__V1__WATCH_EVENT__TYPE__MODIFIED, "p-a", "y"},
+        {STRATUS__V1__WATCH_EVENT__TYPE__DELETED, "p-b", NULL},
+        {STRATUS__V1__WATCH_EVENT__TYPE__ADDED, "p-c", NULL},
+        {STRATUS__V1__WATCH_EVENT__TYPE__DELETED, "p-d", NULL},
+        {STRATUS__V1__WATCH_EVENT__TYPE__ADDED, "p-e", NULL},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+        Stratus__V1__WatchEvent *ev = next_event(w, 10 * USEC_PER_SEC, &st);
+        CHECK(ev != NULL);
+        CHECK_INT(ev->type, ==, want[i].type);
+        json_t *o = json_loads(ev->object_json, 0, NULL);
+        CHECK_STR(api_object_name(o), want[i].name);
+        /* what the watcher is sent is the state that matched: blue, and p-a's new label */
+        CHECK_STR(json_string_value(api_json_lookup(o, "metadata.labels.team")),
+                  want[i].type == STRATUS__V1__WATCH_EVENT__TYPE__DELETED &&
+                          streq(want[i].name, "p-b")
+                      ? "red"
+                      : "blue");
+        if (want[i].x)
+            CHECK_STR(json_string_value(api_json_lookup(o, "metadata.labels.x")), want[i].x);
+        json_decref(o);
+        rpc_message_free(ev);
+    }
+    rpc_watch_free(w);
+}
+
 static void watch_resumes_and_expires(void)
 {
     setup();
@@ -1078,8 +1156,8 @@ CHECK_MAIN(CASE(apply_create_unchanged_configured),
            CASE(apply_ignores_status_and_dry_run_writes_nothing), CASE(list_selects_and_pages),
            CASE(concurrent_updates_lose_nothing), CASE(two_apiservers_lose_nothing),
            CASE(status_is_validated_and_preconditioned), CASE(delete_waits_for_finalizers),
-           CASE(watch_sees_changes_with_selectors), CASE(watch_resumes_and_expires),
-           CASE(watch_errors_are_clear), CASE(health_reports_etcd),
+           CASE(watch_sees_changes_with_selectors), CASE(watch_knows_states_it_no_longer_holds),
+           CASE(watch_resumes_and_expires), CASE(watch_errors_are_clear), CASE(health_reports_etcd),
            CASE(oversize_request_is_refused), CASE(watch_sees_every_object_of_a_transaction),
            CASE(lease_is_visible_and_expires), CASE(bookmarks_never_overtake_a_replay),
            CASE(big_objects_apply_as_updates), CASE(nothing_is_missed_while_the_cache_starts_over),
