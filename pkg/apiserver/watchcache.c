@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/selector.h"
 #include "base/alloc.h"
@@ -358,9 +359,9 @@ static void lose_history(watchcache *wc, store_watch *sw)
     ev_timer_start(wc->loop, &wc->rewatch_timer);
 }
 
-/* Whether the cache knows the state before event e (a change or a delete of an object): the
- * newest state it saw of the key, when etcd's counters say it is the one right before (a delete
- * has none; the cache sees every event of its watch in order, so its newest is the one). */
+/* Whether the newest state the cache saw of the key is the one right before event e (a change or
+ * a delete of an object): etcd's counters say so for a change; a delete has none, but the cache
+ * sees every event of its watch in order, so its newest state is the one. */
 static bool previous_known(watchcache *wc, const store_event *e)
 {
     json_t *l = json_object_get(wc->latest, e->kv.key);
@@ -372,14 +373,32 @@ static bool previous_known(watchcache *wc, const store_event *e)
            json_integer_value(json_array_get(l, 2)) == e->kv.version - 1;
 }
 
-/* The object as it was before event e: what the cache holds (shared, never changed once in the
- * ring), else what was read from etcd (fetched: the key at the revision before). NULL when that
- * value was not a JSON object. */
-static json_t *previous_state(watchcache *wc, const store_event *e, const store_kv *fetched)
+/* Where an event's previous state comes from, decided before any event of its response is
+ * pushed into the ring (a push may evict, and forget, the cache's state of another key). */
+typedef struct prev_source {
+    bool in_response;      /* an earlier event of the response made it */
+    json_t *known;         /* else the cache's state (a reference; NULL: not an object) */
+    store_result *fetched; /* else read from etcd: the key at the revision before */
+} prev_source;
+
+static void prev_source_clear(prev_source *p)
 {
-    if (!fetched)
-        return json_incref(latest_object(wc, e->kv.key));
-    return object_from_kv(fetched);
+    json_decref(p->known);
+    store_result_free(p->fetched);
+    *p = (prev_source){0};
+}
+
+/* The object as it was before event e, from its source: shared, never changed, or parsed.
+ * NULL when that value was not a JSON object. made: the states made by this response so far. */
+static json_t *previous_state(const prev_source *p, const json_t *made, const char *key)
+{
+    if (p->in_response) {
+        json_t *o = json_object_get(made, key);
+        return json_is_object(o) ? json_incref(o) : NULL;
+    }
+    if (p->fetched)
+        return object_from_kv(&p->fetched->kvs[0]);
+    return json_incref(p->known);
 }
 
 /* The object a put made: the recent values' parse of exactly this key and revision when they hold
@@ -399,11 +418,10 @@ static json_t *new_state(watchcache *wc, const store_kv *kv, char **ret_text)
 }
 
 /* The last state of a deleted object, with resourceVersion the deletion's revision: a copy of the
- * previous state's top level and metadata (that state may be shared). */
-static json_t *deleted_state(watchcache *wc, const store_event *e, const store_kv *fetched,
-                             int64_t rev)
+ * previous state's top level and metadata (that state may be shared; the reference is taken). */
+static json_t *deleted_state(json_t *taken_prev, int64_t rev)
 {
-    _cleanup_(json_decrefp) json_t *prev = previous_state(wc, e, fetched);
+    _cleanup_(json_decrefp) json_t *prev = taken_prev;
     if (!prev)
         return NULL;
     json_t *o = json_copy(prev);
@@ -415,61 +433,93 @@ static json_t *deleted_state(watchcache *wc, const store_event *e, const store_k
 }
 
 #define FETCH_IN_FLIGHT 128
+#define FETCH_TRIES     5
 
-/* Reads from etcd, at the revision before, the previous state of each event of this response
- * that needs one (a change or a delete of an object) the cache does not know: ret[i] is the
- * result holding it, or NULL where none was needed. Blocks the cache's thread for the round
- * trips, which only the first change of a key the cache has not seen since its start (or since
- * the key left the ring) costs. Returns < 0 when one cannot be read: compacted meanwhile
- * (-ERANGE), or etcd unreachable — history lost either way. */
-static int fetch_previous(watchcache *wc, const store_event *events, size_t n,
-                          const api_kind_info *const *kinds, store_result **ret)
+/* Reads from etcd the states at the revision before events[want[0..n)], into src[].fetched,
+ * FETCH_IN_FLIGHT at a time. A member that refuses or drops the request (a leader change, a
+ * restart) is tried again after 0.1, 0.2, 0.4, 0.8 s; any other failure (a timeout: the thread
+ * waited the whole request timeout already), or running out of tries, is returned. */
+static int fetch_states(watchcache *wc, const store_event *events, const size_t *want, size_t n,
+                        prev_source *src)
+{
+    store_sync *syncs = xnew(store_sync, MIN(n, (size_t)FETCH_IN_FLIGHT));
+    int err = 0;
+    for (size_t from = 0; from < n && err == 0; from += FETCH_IN_FLIGHT) {
+        size_t m = MIN(n - from, (size_t)FETCH_IN_FLIGHT);
+        for (int tries = 1; err == 0; tries++) {
+            size_t sent[FETCH_IN_FLIGHT], n_sent = 0;
+            for (size_t j = 0; j < m && err == 0; j++) {
+                const store_event *e = &events[want[from + j]];
+                if (src[want[from + j]].fetched)
+                    continue;
+                store_range_opts o = {
+                    .key = e->kv.key, .limit = 1, .revision = e->kv.mod_revision - 1};
+                syncs[n_sent] = STORE_SYNC_INIT;
+                err = store_range(wc->fetch_st, &o, store_sync_done, &syncs[n_sent]);
+                if (err >= 0)
+                    sent[n_sent++] = want[from + j];
+            }
+            bool again = false;
+            for (size_t j = 0; j < n_sent; j++) {
+                size_t i = sent[j];
+                store_result *r = NULL;
+                int e = store_wait(wc->fetch_st, &syncs[j], &r);
+                if (e >= 0 && r->n_kvs != 1)
+                    e = -ENOENT; /* etcd reported a change of a key it did not have */
+                if (e >= 0) {
+                    src[i].fetched = r;
+                    continue;
+                }
+                store_result_free(r);
+                /* Not after a timeout: the thread has waited long enough already. */
+                if ((e == -EHOSTDOWN || e == -ECONNRESET) && tries < FETCH_TRIES) {
+                    again = true;
+                    continue;
+                }
+                if (err == 0) {
+                    err = e;
+                    log_warning("watch cache: reading the state of %s before revision %lld: %s",
+                                events[i].kv.key, (long long)events[i].kv.mod_revision,
+                                store_strerror(e));
+                }
+            }
+            if (!again || err < 0)
+                break;
+            usleep(100000u << (tries - 1));
+        }
+    }
+    free(syncs);
+    return err;
+}
+
+/* Decides, for each event of a response that needs a previous state (a change or a delete of an
+ * object), where it comes from: an earlier event of the response, the cache's newest state of
+ * the key, or — when the cache holds none (the key's last change left the ring, or came before
+ * the cache started) — etcd at the revision before, read here for all such events at once. This
+ * blocks the cache's thread for the round trips. Returns < 0 when a state cannot be read
+ * (compacted meanwhile: -ERANGE; etcd gone): history is lost. */
+static int previous_sources(watchcache *wc, const store_event *events, size_t n,
+                            const api_kind_info *const *kinds, prev_source *src)
 {
     _cleanup_(json_decrefp) json_t *seen = json_object(); /* object keys earlier in the response */
     size_t *want = xnew(size_t, n), n_want = 0;
     for (size_t i = 0; i < n; i++) {
         const store_event *e = &events[i];
-        ret[i] = NULL;
         if (!kinds[i])
             continue;
         bool change = e->type == STORE_EVENT_DELETE || e->kv.create_revision != e->kv.mod_revision;
-        if (change && !json_object_get(seen, e->kv.key) && !previous_known(wc, e))
-            want[n_want++] = i;
+        if (change) {
+            if (json_object_get(seen, e->kv.key))
+                src[i].in_response = true;
+            else if (previous_known(wc, e))
+                src[i].known = json_incref(latest_object(wc, e->kv.key));
+            else
+                want[n_want++] = i;
+        }
         json_object_set_new(seen, e->kv.key, json_true());
     }
-    if (n_want == 0) {
-        free(want);
-        return 0;
-    }
-    int err = 0;
-    store_sync *syncs = xnew(store_sync, MIN(n_want, (size_t)FETCH_IN_FLIGHT));
-    for (size_t from = 0; from < n_want && err == 0; from += FETCH_IN_FLIGHT) {
-        size_t m = MIN(n_want - from, (size_t)FETCH_IN_FLIGHT), sent = 0;
-        for (; sent < m; sent++) {
-            const store_event *e = &events[want[from + sent]];
-            store_range_opts o = {.key = e->kv.key, .limit = 1, .revision = e->kv.mod_revision - 1};
-            syncs[sent] = STORE_SYNC_INIT;
-            if ((err = store_range(wc->fetch_st, &o, store_sync_done, &syncs[sent])) < 0)
-                break;
-        }
-        for (size_t j = 0; j < sent; j++) {
-            size_t i = want[from + j];
-            int e = store_wait(wc->fetch_st, &syncs[j], &ret[i]);
-            if (e >= 0 && ret[i]->n_kvs != 1)
-                e = -ENOENT; /* etcd reported a change of a key it did not have */
-            if (e < 0 && err == 0) {
-                err = e;
-                log_warning("watch cache: reading the state of %s before revision %lld: %s",
-                            events[i].kv.key, (long long)events[i].kv.mod_revision,
-                            store_strerror(e));
-            }
-        }
-    }
-    free(syncs);
+    int err = n_want ? fetch_states(wc, events, want, n_want, src) : 0;
     free(want);
-    if (err < 0)
-        for (size_t i = 0; i < n; i++)
-            ret[i] = (store_result_free(ret[i]), NULL);
     return err;
 }
 
@@ -486,10 +536,11 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
         wc->head = revision;
     const api_kind_info **kinds = xnew(const api_kind_info *, n);
     char **nss = xnew(char *, n);
-    store_result **fetched = xnew(store_result *, n);
+    prev_source *src = xnew(prev_source, n);
     for (size_t i = 0; i < n; i++)
         kinds[i] = key_kind(events[i].kv.key, &nss[i]);
-    bool lost = fetch_previous(wc, events, n, kinds, fetched) < 0;
+    bool lost = previous_sources(wc, events, n, kinds, src) < 0;
+    _cleanup_(json_decrefp) json_t *made = json_object(); /* key → this response's newest state */
     for (size_t i = 0; i < n && !lost; i++) {
         const store_event *e = &events[i];
         int64_t rev = e->kv.mod_revision;
@@ -511,14 +562,14 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
                        .create_rev = e->kv.create_revision,
                        .version = e->kv.version,
                        .deleted = e->type == STORE_EVENT_DELETE};
-        const store_kv *before = fetched[i] ? &fetched[i]->kvs[0] : NULL;
         if (ev.deleted) {
-            ev.obj = deleted_state(wc, e, before, rev);
+            ev.obj = deleted_state(previous_state(&src[i], made, ev.key), rev);
         } else {
             ev.obj = new_state(wc, &e->kv, &ev.text);
             if (e->kv.create_revision != rev)
-                ev.prev = previous_state(wc, e, before);
+                ev.prev = previous_state(&src[i], made, ev.key);
         }
+        json_object_set(made, ev.key, ev.obj && !ev.deleted ? ev.obj : json_null());
         /* From here on the objects are shared (the ring, its map of newest states, the recent
          * values) and never changed. */
         if (noted)
@@ -537,10 +588,10 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
         ring_push(wc, &ev);
     }
     for (size_t i = 0; i < n; i++) {
-        store_result_free(fetched[i]);
+        prev_source_clear(&src[i]);
         free(nss[i]);
     }
-    free(fetched);
+    free(src);
     free(nss);
     free(kinds);
     if (lost)

@@ -695,6 +695,59 @@ static void watch_knows_states_it_no_longer_holds(void)
     rpc_watch_free(w);
 }
 
+/* One etcd transaction's events come in one response, and pushing one into the full ring can
+ * evict the cache's only state of the key of a later one. Here a transaction puts ten flavors,
+ * then deletes an instance whose creation is among the ten oldest events of the ring: the delete
+ * must still reach the watcher, with the instance's last state. */
+static void delete_after_an_eviction_in_the_same_response(void)
+{
+    setup();
+    base_objects();
+    rpc_status st;
+    char n[32];
+    for (int i = 0; i < 64; i++) { /* the ring (64) is full of these */
+        snprintf(n, sizeof(n), "fill-%d", i);
+        CHECK_OK(fx_apply(fx, flavor_json(n, 1), NULL, NULL, &st));
+    }
+    CHECK_OK(fx_apply(fx, instance_json("early", "\"team\":\"blue\"", ""), NULL, NULL, &st));
+    for (int i = 0; i < 58; i++) { /* "early" is 6th oldest, or older */
+        snprintf(n, sizeof(n), "later-%d", i);
+        CHECK_OK(fx_apply(fx, flavor_json(n, 1), NULL, NULL, &st));
+    }
+    Stratus__V1__ListResponse *rep = NULL;
+    CHECK_OK(list("instances", "default", false, NULL, NULL, 0, NULL, &rep, &st));
+    rpc_watch *w = watch("instances", "default", NULL, NULL, rep->resource_version, false);
+    rpc_message_free(rep);
+    CHECK(w != NULL);
+
+    struct ev_loop *loop = NULL;
+    store *direct = fx_etcd_store(fx, &loop);
+    _cleanup_(store_txn_freep) store_txn *t = store_txn_new();
+    for (int i = 0; i < 10; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "/stratus/v1/flavors/txn-%d", i);
+        snprintf(n, sizeof(n), "txn-%d", i);
+        const char *v = flavor_json(n, 1);
+        store_txn_put(t, STORE_ON_SUCCESS, key, v, strlen(v), 0, 0);
+    }
+    store_txn_delete(t, STORE_ON_SUCCESS, "/stratus/v1/instances/default/early", NULL, 0);
+    store_sync y = STORE_SYNC_INIT;
+    CHECK_OK(store_txn_commit(direct, t, store_sync_done, &y));
+    CHECK_OK(store_wait(direct, &y, NULL));
+    store_free(direct);
+    ev_loop_destroy(loop);
+
+    Stratus__V1__WatchEvent *ev = next_event(w, 10 * USEC_PER_SEC, &st);
+    CHECK(ev != NULL);
+    CHECK_INT(ev->type, ==, STRATUS__V1__WATCH_EVENT__TYPE__DELETED);
+    json_t *o = json_loads(ev->object_json, 0, NULL);
+    CHECK_STR(api_object_name(o), "early");
+    CHECK_STR(json_string_value(api_json_lookup(o, "metadata.labels.team")), "blue");
+    json_decref(o);
+    rpc_message_free(ev);
+    rpc_watch_free(w);
+}
+
 static void watch_resumes_and_expires(void)
 {
     setup();
@@ -1157,7 +1210,8 @@ CHECK_MAIN(CASE(apply_create_unchanged_configured),
            CASE(concurrent_updates_lose_nothing), CASE(two_apiservers_lose_nothing),
            CASE(status_is_validated_and_preconditioned), CASE(delete_waits_for_finalizers),
            CASE(watch_sees_changes_with_selectors), CASE(watch_knows_states_it_no_longer_holds),
-           CASE(watch_resumes_and_expires), CASE(watch_errors_are_clear), CASE(health_reports_etcd),
+           CASE(delete_after_an_eviction_in_the_same_response), CASE(watch_resumes_and_expires),
+           CASE(watch_errors_are_clear), CASE(health_reports_etcd),
            CASE(oversize_request_is_refused), CASE(watch_sees_every_object_of_a_transaction),
            CASE(lease_is_visible_and_expires), CASE(bookmarks_never_overtake_a_replay),
            CASE(big_objects_apply_as_updates), CASE(nothing_is_missed_while_the_cache_starts_over),
