@@ -183,6 +183,8 @@ static int deliver(wc_event *ev, watcher *w)
     return type < 0 ? 0 : send_event(ev, type, w);
 }
 
+#define WATCH_BATCH_BYTES (256 * 1024) /* per message of several events, well under 4 MiB */
+
 #define CATCHUP_MARGIN 64 /* leave room in a stream's queue for what comes live meanwhile */
 
 static wc_event *ring_at(watchcache *wc, uint64_t seq)
@@ -896,6 +898,14 @@ void watchcache_submit(watchcache *wc, rpc_call *call, const ProtobufCMessage *r
                                 : "too many open watches on this apiserver",
                        NULL);
         return;
+    }
+    if (req->batch) {
+        /* A watcher that is behind (a burst of binds, a replay) gets what waits for it in one
+         * message rather than hundreds: gRPC's cost per message, on both ends, was a fifth of
+         * the apiserver's and the scheduler's CPU under scheduler-bench. */
+        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+            &stratus__v1__watch_event__descriptor, "events");
+        rpc_stream_coalesce(call, f->id, WATCH_BATCH_BYTES);
     }
     if (rpc_call_on_cancel(call, on_cancel, w) < 0)
         w->cancelled = true; /* already gone: the cache thread ends it */

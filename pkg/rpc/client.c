@@ -26,6 +26,10 @@ struct rpc_watch {
     char tag_start, tag_recv, tag_status; /* their addresses are the batches' tags */
     unsigned pending;                     /* batches not completed yet */
     bool recv_pending, status_done, ended;
+    /* A message of several events (WatchEvent.events) being handed out one by one. */
+    Stratus__V1__WatchEvent *batch;
+    size_t batch_next;
+    size_t messages;
     int end_error;
     rpc_status end_status;
     atomic_bool cancelled;
@@ -206,7 +210,10 @@ int rpc_client_watch(rpc_client *c, const Stratus__V1__WatchRequest *request, rp
     if (!request || request->base.descriptor != &stratus__v1__watch_request__descriptor)
         return -EINVAL;
     rpc_watch *w = xnew(rpc_watch, 1);
-    if (rpc_byte_buffer_encode(&request->base, &w->send) < 0) {
+    /* rpc_watch_next hands out the events of a batch one by one: every client can take them. */
+    Stratus__V1__WatchRequest batched = *request;
+    batched.batch = true;
+    if (rpc_byte_buffer_encode(&batched.base, &w->send) < 0) {
         free(w);
         return -EMSGSIZE;
     }
@@ -267,9 +274,33 @@ static int watch_end_from_status(rpc_watch *w, rpc_status *status)
     return watch_end(w, rpc_code_to_errno(w->end_status.code), status);
 }
 
+/* The next event of the batch being handed out, taken out of it (the caller frees it alone), or
+ * NULL when there is none left. */
+static Stratus__V1__WatchEvent *batch_take(rpc_watch *w)
+{
+    Stratus__V1__WatchEvent *b = w->batch;
+    while (b && w->batch_next < b->n_events) {
+        Stratus__V1__WatchEvent *ev = b->events[w->batch_next];
+        b->events[w->batch_next++] = NULL;
+        if (ev)
+            return ev;
+    }
+    if (b) {
+        b->n_events = 0; /* each was taken (or was NULL) */
+        rpc_message_free(b);
+        w->batch = NULL;
+    }
+    return NULL;
+}
+
 int rpc_watch_next(rpc_watch *w, usec_t timeout, Stratus__V1__WatchEvent **ret_event,
                    rpc_status *status)
 {
+    Stratus__V1__WatchEvent *taken = batch_take(w);
+    if (taken) {
+        *ret_event = taken;
+        return 0;
+    }
     if (w->ended) {
         if (status)
             *status = w->end_status;
@@ -312,8 +343,17 @@ int rpc_watch_next(rpc_watch *w, usec_t timeout, Stratus__V1__WatchEvent **ret_e
                 fail(&w->end_status, 0, RPC_CODE_INTERNAL, "malformed WatchEvent from the server");
                 return watch_end(w, -EBADMSG, status);
             }
-            *ret_event = (Stratus__V1__WatchEvent *)msg;
-            return 0;
+            Stratus__V1__WatchEvent *we = (Stratus__V1__WatchEvent *)msg;
+            w->messages++;
+            if (we->n_events == 0) {
+                *ret_event = we;
+                return 0;
+            }
+            w->batch = we;
+            w->batch_next = 0;
+            if ((*ret_event = batch_take(w)))
+                return 0;
+            return rpc_watch_next(w, timeout, ret_event, status); /* a batch of nothing */
         }
         /* No message: the stream is over and its status is on its way (it cannot be late). */
         while (!w->status_done) {
@@ -326,6 +366,19 @@ int rpc_watch_next(rpc_watch *w, usec_t timeout, Stratus__V1__WatchEvent **ret_e
         }
         return watch_end_from_status(w, status);
     }
+}
+
+size_t rpc_watch_messages(const rpc_watch *w)
+{
+    return w->messages;
+}
+
+size_t rpc_watch_buffered(const rpc_watch *w)
+{
+    size_t n = 0;
+    for (size_t i = w->batch_next; w->batch && i < w->batch->n_events; i++)
+        n += w->batch->events[i] != NULL;
+    return n;
 }
 
 void rpc_watch_cancel(rpc_watch *w)
@@ -353,6 +406,15 @@ rpc_watch *rpc_watch_free(rpc_watch *w)
         grpc_byte_buffer_destroy(w->send);
     if (w->recv)
         grpc_byte_buffer_destroy(w->recv);
+    if (w->batch) { /* the events not handed out yet */
+        Stratus__V1__WatchEvent *b = w->batch;
+        size_t left = 0;
+        for (size_t i = w->batch_next; i < b->n_events; i++)
+            if (b->events[i])
+                b->events[left++] = b->events[i];
+        b->n_events = left;
+        rpc_message_free(b);
+    }
     grpc_slice_unref(w->details);
     grpc_metadata_array_destroy(&w->initial_metadata);
     grpc_metadata_array_destroy(&w->trailing_metadata);

@@ -78,6 +78,11 @@ int rpc_watch_next(rpc_watch *w, usec_t timeout, Stratus__V1__WatchEvent **ret_e
 /* Cancels the stream: a reader blocked in rpc_watch_next wakes up with -ECANCELED, and the
  * server sees the cancellation. Any thread, as long as the watch is not being freed. */
 void rpc_watch_cancel(rpc_watch *w);
+/* The messages received so far: with batches (WatchRequest.batch, which this client always
+ * asks for), fewer than the events rpc_watch_next returned. */
+size_t rpc_watch_messages(const rpc_watch *w);
+/* Events received in a batch and not handed out yet (rpc_watch_free frees them). */
+size_t rpc_watch_buffered(const rpc_watch *w);
 /* Cancels if still open, waits until gRPC is done with the stream and frees it. Accepts NULL;
  * returns NULL. The reading thread, once no other thread can call rpc_watch_cancel. */
 rpc_watch *rpc_watch_free(rpc_watch *w);

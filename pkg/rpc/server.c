@@ -15,6 +15,7 @@
  * Lock order: the server's lock, then a call's lock (only rpc_server_shutdown takes both). gRPC
  * is called under either: it never calls back into this file but through the completion queue. */
 #include <errno.h>
+#include <grpc/byte_buffer_reader.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -95,6 +96,8 @@ struct rpc_call {
     char *finish_message;
     grpc_byte_buffer **queue; /* ring of queue_max + 1 (the +1 is for rpc_call_reply's message) */
     size_t queue_head, queue_len;
+    unsigned coalesce_field; /* rpc_stream_coalesce; 0: one message per send */
+    size_t coalesce_max;
 
     bool owner_done; /* the handler ended the call */
     bool detaching, detached, freeing;
@@ -177,6 +180,68 @@ static grpc_byte_buffer *queue_pop(rpc_call *c)
     return bb;
 }
 
+#define COALESCE_ITEMS_MAX 256
+
+/* Appends the protobuf key of a length-delimited `field` and `len` as varints to out. */
+static size_t field_prefix(uint8_t out[static 20], unsigned field, size_t len)
+{
+    size_t n = 0;
+    for (uint64_t v = ((uint64_t)field << 3) | 2;; v >>= 7) {
+        out[n++] = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+        if (v <= 0x7f)
+            break;
+    }
+    for (uint64_t v = len;; v >>= 7) {
+        out[n++] = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+        if (v <= 0x7f)
+            break;
+    }
+    return n;
+}
+
+/* first (popped) and the messages queued behind it, up to coalesce_max bytes, as one message
+ * whose repeated field coalesce_field holds each: a message's encoding is the concatenation of
+ * its fields', so this is each one's bytes behind a key and a length, without re-encoding (the
+ * slices are shared, not copied). Call lock held. */
+static grpc_byte_buffer *queue_coalesce(rpc_call *c, grpc_byte_buffer *first)
+{
+    grpc_byte_buffer *items[COALESCE_ITEMS_MAX];
+    size_t n = 0, total = grpc_byte_buffer_length(first);
+    items[n++] = first;
+    while (n < COALESCE_ITEMS_MAX && c->queue_len > 0) {
+        size_t len = grpc_byte_buffer_length(c->queue[c->queue_head]);
+        if (total + len + 20 * (n + 1) > c->coalesce_max)
+            break;
+        items[n++] = queue_pop(c);
+        total += len;
+    }
+    if (n == 1)
+        return first;
+    size_t n_slices = 0, allocated = 0;
+    grpc_slice *slices = NULL;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t pre[20];
+        size_t k = field_prefix(pre, c->coalesce_field, grpc_byte_buffer_length(items[i]));
+        slices = xgrow(slices, &allocated, n_slices + 1, sizeof(grpc_slice));
+        slices[n_slices++] = grpc_slice_from_copied_buffer((const char *)pre, k);
+        grpc_byte_buffer_reader r;
+        if (!grpc_byte_buffer_reader_init(&r, items[i]))
+            abort(); /* only fails for compressed buffers, which this server never makes */
+        grpc_slice s;
+        while (grpc_byte_buffer_reader_next(&r, &s)) {
+            slices = xgrow(slices, &allocated, n_slices + 1, sizeof(grpc_slice));
+            slices[n_slices++] = s;
+        }
+        grpc_byte_buffer_reader_destroy(&r);
+        grpc_byte_buffer_destroy(items[i]);
+    }
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(slices, n_slices);
+    for (size_t i = 0; i < n_slices; i++)
+        grpc_slice_unref(slices[i]);
+    free(slices);
+    return bb;
+}
+
 static void queue_clear(rpc_call *c)
 {
     grpc_byte_buffer *bb;
@@ -245,6 +310,8 @@ static void call_pump(rpc_call *c)
     if (c->send_in_flight || c->cancelled || c->status_started || !c->gcall)
         return;
     grpc_byte_buffer *bb = queue_pop(c);
+    if (bb && c->coalesce_field && c->queue_len > 0)
+        bb = queue_coalesce(c, bb);
     bool with_status = c->finish_pending && c->queue_len == 0;
     if (!bb && !with_status)
         return;
@@ -431,6 +498,14 @@ int rpc_stream_send_encoded(rpc_call *call, const rpc_encoded *e)
     }
     pthread_mutex_unlock(&call->lock);
     return r;
+}
+
+void rpc_stream_coalesce(rpc_call *call, unsigned field, size_t max_bytes)
+{
+    pthread_mutex_lock(&call->lock);
+    call->coalesce_field = field;
+    call->coalesce_max = max_bytes;
+    pthread_mutex_unlock(&call->lock);
 }
 
 size_t rpc_stream_room(rpc_call *call)

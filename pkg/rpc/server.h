@@ -98,6 +98,12 @@ int rpc_stream_send(rpc_call *call, const ProtobufCMessage *msg);
 /* How many more messages rpc_stream_send would queue now without ending the stream (0 once the
  * call is cancelled or ended), so a producer can go at the client's pace. Any thread. */
 size_t rpc_stream_room(rpc_call *call);
+/* From now on, messages waiting behind the one being sent go out together: as one message of
+ * the reply type whose repeated field number `field` (of the reply type itself) holds each, up to
+ * max_bytes in all (one larger than that goes alone). Only for a client that asked for it
+ * (WatchRequest.batch). Nothing waits for a batch to fill: a message goes at once when nothing
+ * is being sent, so only a stream that is behind gets batches. */
+void rpc_stream_coalesce(rpc_call *call, unsigned field, size_t max_bytes);
 /* The same with a message encoded once for many streams; e is not consumed. */
 int rpc_stream_send_encoded(rpc_call *call, const rpc_encoded *e);
 /* Ends a streaming call with a status after the queued messages have been sent. Consumes the

@@ -217,15 +217,46 @@ static void *flood(void *p)
     return NULL;
 }
 
-/* Modes by namespace: "events" sends 5 events after resource_version and stays open; "finish"
- * sends 3 then ends with OUT_OF_RANGE; "flood" sends big events from a thread until the queue
- * overflows; "hold" sends one and stays open. Open watches end from their cancel callback. */
+#define BURST_EVENTS 300
+
+/* Sends BURST_EVENTS numbered events as fast as the stream takes them (waiting for room, as the
+ * apiserver's watch cache does), then ends the stream with OK. */
+static void *burst(void *p)
+{
+    rpc_call *call = p;
+    for (int i = 1; i <= BURST_EVENTS; i++) {
+        while (rpc_stream_room(call) == 0 && !rpc_call_is_cancelled(call))
+            sleep_usec(200);
+        char json[64];
+        snprintf(json, sizeof(json), "{\"n\":%d}", i);
+        if (send_event(call, i, json) < 0)
+            break;
+    }
+    rpc_stream_finish(call, RPC_CODE_OK, NULL);
+    pthread_mutex_lock(&T.lock);
+    T.threads--;
+    pthread_cond_broadcast(&T.cond);
+    pthread_mutex_unlock(&T.lock);
+    return NULL;
+}
+
+/* Modes by namespace: "burst" and "burst-plain" send BURST_EVENTS from a thread, the first
+ * batching what waits when the client asked for it (WatchRequest.batch), the second never; "events"
+ * sends 5 events after resource_version and stays open; "finish" sends 3 then ends with
+ * OUT_OF_RANGE; "flood" sends big events from a thread until the queue overflows; "hold" sends one
+ * and stays open. Open watches end from their cancel callback. */
 static void on_watch(rpc_call *call, const ProtobufCMessage *request, void *userdata)
 {
     const Stratus__V1__WatchRequest *r = (const Stratus__V1__WatchRequest *)request;
     long rv = strtol(r->resource_version, NULL, 10);
     if (streq(r->namespace_, "flood")) {
         start_thread(flood, call);
+        return;
+    }
+    if (streq(r->namespace_, "burst") || streq(r->namespace_, "burst-plain")) {
+        if (r->batch && streq(r->namespace_, "burst"))
+            rpc_stream_coalesce(call, 6 /* WatchEvent.events */, 4096);
+        start_thread(burst, call);
         return;
     }
     int n = streq(r->namespace_, "events") ? 5 : streq(r->namespace_, "finish") ? 3 : 1;
@@ -669,6 +700,58 @@ static void watch_overflow_relists(void)
     CHECK_INT(expect - 1, <=, state_get(&T.flood_sent));
 }
 
+/* Events that wait behind the one being sent go out in one message when the client asked for
+ * batches (the client library always does), and the client hands them out one by one, in order,
+ * each its own to free; a server that does not batch sends one message per event. */
+static void watch_batches_what_waits(void)
+{
+    rpc_client *c = shared();
+    const char *modes[] = {"burst", "burst-plain"};
+    for (size_t m = 0; m < ELEMENTSOF(modes); m++) {
+        Stratus__V1__WatchRequest req = STRATUS__V1__WATCH_REQUEST__INIT;
+        req.namespace_ = (char *)modes[m];
+        rpc_watch *w;
+        CHECK_OK(rpc_client_watch(c, &req, &w));
+        sleep_usec(100 * USEC_PER_MSEC); /* a slow reader: the queue fills up */
+        Stratus__V1__WatchEvent *ev = NULL;
+        rpc_status st;
+        int r, n = 0;
+        while ((r = rpc_watch_next(w, 10 * USEC_PER_SEC, &ev, &st)) == 0) {
+            n++;
+            char json[64];
+            snprintf(json, sizeof(json), "{\"n\":%d}", n);
+            CHECK_INT(strtol(ev->resource_version, NULL, 10), ==, n);
+            CHECK_STR(ev->object_json, json);
+            CHECK_INT(ev->n_events, ==, 0);
+            ev = rpc_message_free(ev);
+            if (n % 50 == 0)
+                sleep_usec(20 * USEC_PER_MSEC);
+        }
+        CHECK_INT(r, ==, -EPIPE); /* ended with OK after the last event */
+        CHECK_INT(n, ==, BURST_EVENTS);
+        size_t messages = rpc_watch_messages(w);
+        fprintf(stderr, "  %s: %d events in %zu messages\n", modes[m], n, messages);
+        if (m == 0)
+            CHECK_INT(messages, <, BURST_EVENTS / 2);
+        else
+            CHECK_INT(messages, ==, BURST_EVENTS);
+        rpc_watch_free(w);
+    }
+    /* A watch freed in the middle of a batch frees the events it did not hand out. */
+    Stratus__V1__WatchRequest req = STRATUS__V1__WATCH_REQUEST__INIT;
+    req.namespace_ = "burst";
+    rpc_watch *w;
+    CHECK_OK(rpc_client_watch(c, &req, &w));
+    sleep_usec(100 * USEC_PER_MSEC);
+    Stratus__V1__WatchEvent *ev = NULL;
+    for (int i = 0; i < BURST_EVENTS && rpc_watch_buffered(w) == 0; i++) {
+        CHECK_OK(rpc_watch_next(w, 10 * USEC_PER_SEC, &ev, NULL));
+        ev = rpc_message_free(ev);
+    }
+    CHECK_INT(rpc_watch_buffered(w), >, 0);
+    rpc_watch_free(w); /* under ASan: nothing leaks */
+}
+
 static void shutdown_with_open_watch(void)
 {
     int port;
@@ -759,5 +842,6 @@ CHECK_MAIN(CASE(methods_match_proto), CASE(codes_map_errno), CASE(unary_roundtri
            CASE(async_reply), CASE(deadline_exceeded), CASE(error_propagates),
            CASE(unknown_method_unimplemented), CASE(oversize_request),
            CASE(watch_in_order_and_cancel), CASE(watch_server_ends_stream),
-           CASE(watch_overflow_relists), CASE(shutdown_with_open_watch), CASE(unreachable_server),
-           CASE(call_limit_enforced), CASE(port_in_use_is_refused))
+           CASE(watch_overflow_relists), CASE(watch_batches_what_waits),
+           CASE(shutdown_with_open_watch), CASE(unreachable_server), CASE(call_limit_enforced),
+           CASE(port_in_use_is_refused))
