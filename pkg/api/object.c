@@ -497,13 +497,7 @@ int api_object_key(const json_t *obj, char **ret)
 
 /* ---- canonical form ---- */
 
-char *api_json_canonical(const json_t *j)
-{
-    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-    if (!s)
-        alloc_oom(0);
-    return s;
-}
+/* api_json_canonical() is in canonical.c. */
 
 static bool canonical_equal(const json_t *a, const json_t *b)
 {

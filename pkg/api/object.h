@@ -78,7 +78,9 @@ int api_key_prefix(const api_kind_info *k, const char *ns, char **ret);
 int api_object_key(const json_t *obj, char **ret);
 
 /* The canonical text of any JSON value: compact, object keys sorted, UTF-8 kept. This is what
- * Stratus stores and compares. Returns a malloc'd string; aborts on out-of-memory. j != NULL. */
+ * Stratus stores and compares: byte for byte json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS |
+ * JSON_ENCODE_ANY), made faster (canonical.c). Returns a malloc'd string; aborts where that call
+ * returns NULL (out of memory, a cycle, a string that is not UTF-8). j != NULL. Any thread. */
 char *api_json_canonical(const json_t *j);
 /* True when a and b have canonically equal `spec` (both absent counts as equal). */
 bool api_spec_equal(const json_t *a, const json_t *b);

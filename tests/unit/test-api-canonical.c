@@ -1,0 +1,443 @@
+/* Unit tests for pkg/api's canonical dumper (canonical.c): its bytes must be exactly those of
+ * json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY), on every JSON file under tests/
+ * and manifests/, on hand-picked edge cases, and on many random trees from a seeded PRNG
+ * (STRATUS_CANONICAL_SEED=N picks another seed; the seed is printed on a mismatch). Where the fast
+ * path declines (too deep, not UTF-8), api_json_canonical() must still give jansson's bytes. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/canonical.h"
+#include "api/object.h"
+#include "base/alloc.h"
+#include "check.h"
+
+#define FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+
+/* Checks that the fast path takes j and gives jansson's bytes, and so does api_json_canonical. */
+static void check_same(const json_t *j, const char *what)
+{
+    _cleanup_free_ char *want = json_dumps(j, FLAGS);
+    _cleanup_free_ char *got = NULL;
+    CHECK(want);
+    int r = api_json_canonical_fast(j, &got);
+    if (r < 0)
+        check_fail(__FILE__, __LINE__, "%s: the fast path declined (%d) what jansson dumps as %s",
+                   what, r, want);
+    if (strcmp(got, want) != 0)
+        check_fail(__FILE__, __LINE__, "%s:\n  jansson %s\n  ours    %s", what, want, got);
+    _cleanup_free_ char *api = api_json_canonical(j);
+    CHECK_STR(api, want);
+}
+
+/* ---- files */
+
+static unsigned check_files_under(const char *dir)
+{
+    unsigned n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        _cleanup_free_ char *path = xasprintf("%s/%s", dir, de->d_name);
+        size_t l = strlen(de->d_name);
+        if (de->d_type == DT_DIR) {
+            n += check_files_under(path);
+            continue;
+        }
+        if (l < 5 || strcmp(de->d_name + l - 5, ".json") != 0)
+            continue;
+        /* The broken corpus holds files that are not JSON at all; the rest must load. */
+        json_t *j = json_load_file(path, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (!j)
+            continue;
+        check_same(j, path);
+        json_decref(j);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void fixture_files_dump_as_jansson(void)
+{
+    const char *root = getenv("STRATUS_SOURCE_DIR");
+    _cleanup_free_ char *tests = xasprintf("%s/tests", root ? root : ".");
+    _cleanup_free_ char *manifests = xasprintf("%s/manifests", root ? root : ".");
+    unsigned n_tests = check_files_under(tests), n_manifests = check_files_under(manifests);
+    printf("# %u JSON files under tests/, %u under manifests/\n", n_tests, n_manifests);
+    CHECK_INT(n_tests, >=, 20);
+    CHECK_INT(n_manifests, >=, 5);
+}
+
+/* ---- hand-picked cases */
+
+static void scalars_and_empty_containers(void)
+{
+    json_t *v[] = {
+        json_null(),
+        json_true(),
+        json_false(),
+        json_integer(0),
+        json_integer(-1),
+        json_integer(INT64_MAX),
+        json_integer(INT64_MIN),
+        json_real(0.0),
+        json_real(-0.0),
+        json_real(0.1),
+        json_real(1e300),
+        json_real(1e-300),
+        json_real(-2.5),
+        json_real(1e16),
+        json_real(1e17),
+        json_real(123456789012345678.0),
+        json_real(5e-324),
+        json_real(1.7976931348623157e308),
+        json_string(""),
+        json_string("/\"\\\b\f\n\r\t\x01\x1f\x7f é € 𝄞"),
+        json_stringn("a\0b", 3),
+        json_object(),
+        json_array(),
+    };
+    for (size_t i = 0; i < ELEMENTSOF(v); i++) {
+        char what[32];
+        snprintf(what, sizeof(what), "scalar %zu", i);
+        check_same(v[i], what);
+        json_decref(v[i]);
+    }
+    json_t *ctl = json_string("\x1f\t");
+    _cleanup_free_ char *s = api_json_canonical(ctl);
+    json_decref(ctl);
+    CHECK_STR(s, "\"\\u001F\\t\"");
+}
+
+static void keys_sort_by_bytes(void)
+{
+    json_t *o = json_object();
+    static const struct {
+        const char *k;
+        size_t len;
+    } keys[] = {{"", 0},         {"a", 1},    {"a\0", 2},  {"a\0b", 3}, {"ab", 2}, {"B", 1},
+                {"\xc3\xa9", 2}, {"\x7f", 1}, {"\x01", 1}, {"a\"", 2},  {"aa", 2}};
+    for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+        CHECK_OK(json_object_setn_new(o, keys[i].k, keys[i].len, json_integer((json_int_t)i)));
+    check_same(o, "keys with shared prefixes, NULs and bytes above 0x7f");
+    /* More than insertion sort handles, in reverse order. */
+    json_t *big = json_object();
+    for (int i = 99; i >= 0; i--) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        json_object_set_new(big, k, json_integer(i));
+    }
+    json_object_set_new(o, "big", big);
+    check_same(o, "100 keys");
+    json_decref(o);
+}
+
+/* Byte strings that are not UTF-8 as jansson sees it, and the edges of what is. */
+static void utf8_is_checked_as_jansson_does(void)
+{
+    static const char *bad[] = {
+        "\x80",
+        "\xbf",
+        "\xc0\x80",
+        "\xc1\xbf",
+        "\xc2",
+        "\xc2\x41",
+        "\xe0\x80\x80",
+        "\xe0\x9f\xbf",
+        "\xed\xa0\x80",
+        "\xed\xbf\xbf",
+        "\xe2\x82",
+        "\xf0\x80\x80\x80",
+        "\xf0\x8f\xbf\xbf",
+        "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80",
+        "\xff",
+        "ok\xfe",
+        "\xf0\x9d\x84",
+    };
+    static const char *good[] = {
+        "\xc2\x80",     "\xdf\xbf",     "\xe0\xa0\x80",     "\xed\x9f\xbf",
+        "\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf",
+    };
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        json_t *s = json_stringn_nocheck(bad[i], strlen(bad[i]));
+        char *text = NULL;
+        CHECK(!json_dumps(s, FLAGS)); /* jansson refuses such a value */
+        CHECK_INT(api_json_canonical_fast(s, &text), ==, -EILSEQ);
+        json_decref(s);
+        /* As a key jansson writes part of it and goes on: api_json_canonical must do the same. */
+        json_t *o = json_object();
+        json_object_set_new(o, "a", json_integer(1));
+        CHECK_OK(json_object_setn_new_nocheck(o, bad[i], strlen(bad[i]), json_string("v\n")));
+        json_object_set_new(o, "z", json_integer(2));
+        CHECK_INT(api_json_canonical_fast(o, &text), ==, -EILSEQ);
+        _cleanup_free_ char *want = json_dumps(o, FLAGS);
+        _cleanup_free_ char *got = api_json_canonical(o);
+        CHECK(want);
+        CHECK_STR(got, want);
+        json_decref(o);
+    }
+    for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+        json_t *s = json_stringn_nocheck(good[i], strlen(good[i]));
+        check_same(s, "a UTF-8 edge");
+        json_decref(s);
+    }
+}
+
+/* Past the depth bound the fast path declines; jansson's answer stands: the text of a deep tree,
+ * and no text at all for a cycle. */
+static void depth_is_bounded(void)
+{
+    /* As deep as jansson's parser allows: the fast path takes it. */
+    size_t n = JSON_PARSER_MAX_DEPTH;
+    char *text = xmalloc(2 * n + 1);
+    memset(text, '[', n);
+    memset(text + n, ']', n);
+    text[2 * n] = '\0';
+    json_t *deep = json_loads(text, 0, NULL);
+    free(text);
+    CHECK(deep);
+    check_same(deep, "2048 arrays deep");
+    /* One more (an object, to go through both kinds): jansson's dump. */
+    json_t *deeper = json_object();
+    json_object_set_new(deeper, "x", deep);
+    char *fast = NULL;
+    CHECK_INT(api_json_canonical_fast(deeper, &fast), ==, -ELOOP);
+    _cleanup_free_ char *want = json_dumps(deeper, FLAGS);
+    _cleanup_free_ char *got = api_json_canonical(deeper);
+    CHECK(want);
+    CHECK_STR(got, want);
+    json_decref(deeper);
+
+    json_t *a = json_array(), *o = json_object();
+    json_array_append(a, o);
+    json_object_set(o, "loop", a);
+    CHECK(!json_dumps(a, FLAGS));
+    CHECK_INT(api_json_canonical_fast(a, &fast), ==, -ELOOP);
+    json_object_del(o, "loop"); /* breaks the cycle, so both can be freed */
+    json_decref(o);
+    json_decref(a);
+}
+
+/* ---- random trees */
+
+static uint64_t rng_state;
+
+static uint64_t rng(void)
+{
+    /* xorshift64* */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+static unsigned below(unsigned n)
+{
+    return (unsigned)(rng() % n);
+}
+
+/* Appends code point cp as UTF-8 (cp is never a surrogate). */
+static size_t put_utf8(char *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | cp >> 6);
+        o[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12);
+        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | cp >> 18);
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Valid UTF-8 of up to max characters, heavy on what needs escaping; may hold NUL. */
+static size_t random_text(char *o, unsigned max)
+{
+    static const char special[] = "\"\\/\b\f\n\r\t\x01\x1f\x7f ";
+    unsigned n = below(max + 1);
+    size_t len = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t cp;
+        switch (below(8)) {
+        case 0:
+            cp = (uint32_t)special[below(sizeof(special) - 1)];
+            break;
+        case 1:
+            cp = below(0x20); /* every control character, NUL included */
+            break;
+        case 2:
+            cp = 0x80 + below(0x800 - 0x80);
+            break;
+        case 3:
+            do
+                cp = 0x800 + below(0x10000 - 0x800);
+            while (cp >= 0xD800 && cp <= 0xDFFF);
+            break;
+        case 4:
+            cp = 0x10000 + below(0x110000 - 0x10000);
+            break;
+        default:
+            cp = 'a' + below(6); /* few letters, so keys share prefixes */
+        }
+        len += put_utf8(o + len, cp);
+    }
+    return len;
+}
+
+static double random_real(void)
+{
+    static const double picks[] = {0.0,   -0.0, 0.1,     1e300,  1e-300,
+                                   1.0,   -1.0, 0.5,     1e16,   1e17,
+                                   1e-5,  1e-4, 123.456, 5e-324, 1.7976931348623157e308,
+                                   3.0e10};
+    for (;;) {
+        double d;
+        switch (below(3)) {
+        case 0:
+            return picks[below(ELEMENTSOF(picks))];
+        case 1: {
+            double m = (double)(int64_t)rng(); /* in order: a seed must give the same trees */
+            return m / (double)(1ULL << below(64));
+        }
+        default: {
+            uint64_t bits = rng();
+            memcpy(&d, &bits, sizeof(d));
+            if (isfinite(d)) /* jansson holds no NaN or infinity */
+                return d;
+        }
+        }
+    }
+}
+
+static json_int_t random_integer(void)
+{
+    switch (below(4)) {
+    case 0:
+        return below(2) ? INT64_MAX : INT64_MIN;
+    case 1:
+        return (json_int_t)below(21) - 10;
+    case 2: {
+        uint64_t v = rng();
+        return (json_int_t)(v >> below(64));
+    }
+    default:
+        return (json_int_t)rng();
+    }
+}
+
+static json_t *random_tree(unsigned depth)
+{
+    char text[20 * 4];
+    unsigned pick = below(depth >= 6 ? 7 : 9);
+    switch (pick) {
+    case 0:
+        return json_null();
+    case 1:
+        return json_boolean(below(2));
+    case 2:
+        return json_integer(random_integer());
+    case 3:
+        return json_real(random_real());
+    case 4:
+    case 5:
+    case 6: {
+        size_t len = random_text(text, 20);
+        return json_stringn(text, len);
+    }
+    case 7: {
+        json_t *a = json_array();
+        for (unsigned i = below(6); i > 0; i--)
+            json_array_append_new(a, random_tree(depth + 1));
+        return a;
+    }
+    default: {
+        json_t *o = json_object();
+        unsigned n = below(6) == 0 ? below(40) : below(8); /* some above insertion sort's 16 */
+        for (unsigned i = 0; i < n; i++) {
+            size_t len = random_text(text, below(3) ? 4 : 12);
+            json_object_setn_new(o, text, len, random_tree(depth + 1));
+        }
+        return o;
+    }
+    }
+}
+
+static void random_trees_dump_as_jansson(void)
+{
+    const char *env = getenv("STRATUS_CANONICAL_SEED");
+    uint64_t seed = env ? strtoull(env, NULL, 0) : 0x5eed5eedULL;
+    rng_state = seed ? seed : 1;
+    unsigned trees = 20000;
+    size_t bytes = 0;
+    for (unsigned i = 0; i < trees; i++) {
+        json_t *t = below(4) ? json_object() : random_tree(0);
+        if (json_is_object(t) && json_object_size(t) == 0) /* mostly objects, like ours */
+            for (unsigned k = below(10); k > 0; k--) {
+                char key[20 * 4];
+                size_t len = random_text(key, 10);
+                json_object_setn_new(t, key, len, random_tree(1));
+            }
+        char what[64];
+        snprintf(what, sizeof(what), "seed %#llx, tree %u", (unsigned long long)seed, i);
+        check_same(t, what);
+        char *s = json_dumps(t, FLAGS);
+        bytes += strlen(s);
+        free(s);
+        json_decref(t);
+    }
+    printf("# %u random trees, %zu bytes of canonical text\n", trees, bytes);
+}
+
+/* Random bytes, valid UTF-8 or not: the fast path either agrees with jansson or declines exactly
+ * where jansson fails. */
+static void random_bytes_agree_or_decline(void)
+{
+    rng_state = 0xb17e5;
+    unsigned declined = 0;
+    for (unsigned i = 0; i < 100000; i++) {
+        unsigned char b[8];
+        size_t n = below(sizeof(b) + 1);
+        for (size_t k = 0; k < n; k++)
+            b[k] = below(2) ? (unsigned char)(0x80 | below(0x80)) : (unsigned char)rng();
+        json_t *s = json_stringn_nocheck((const char *)b, n);
+        _cleanup_free_ char *want = json_dumps(s, FLAGS);
+        _cleanup_free_ char *got = NULL;
+        int r = api_json_canonical_fast(s, &got);
+        if (!want) {
+            CHECK_INT(r, ==, -EILSEQ);
+            declined++;
+        } else {
+            CHECK_INT(r, ==, 0);
+            CHECK_STR(got, want);
+        }
+        json_decref(s);
+    }
+    printf("# 100000 random byte strings, %u not UTF-8\n", declined);
+    CHECK_INT(declined, >, 1000);
+    CHECK_INT(declined, <, 99000);
+}
+
+CHECK_MAIN(CASE(fixture_files_dump_as_jansson), CASE(scalars_and_empty_containers),
+           CASE(keys_sort_by_bytes), CASE(utf8_is_checked_as_jansson_does), CASE(depth_is_bounded),
+           CASE(random_trees_dump_as_jansson), CASE(random_bytes_agree_or_decline))
