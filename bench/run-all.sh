@@ -7,9 +7,10 @@
 # --quick (or BENCH_QUICK=1, e.g. `make bench BENCH_QUICK=1`): the short variant of each, about
 # 3 minutes in all instead of about 12: the same phases with fewer operations, a 10 s churn
 # instead of 60 s, 10k objects instead of 10k and 100k, one real-guest round instead of five.
-# --only (or BENCH_ONLY): a subset, by name without "-bench" (store, apiserver, scheduler, agent,
-# hollow, footprint, realguest). BENCH_GRANT_KVM=1 passes --grant-kvm-access to realguest-bench
-# (docs/performance.md: without it, this kind of host's libvirt probes qemu on every call).
+# --only (or BENCH_ONLY): a subset, by name without "-bench" (canonical, store, apiserver,
+# scheduler, agent, hollow, footprint, realguest). BENCH_GRANT_KVM=1 passes --grant-kvm-access to
+# realguest-bench (docs/performance.md: without it, this kind of host's libvirt probes qemu on
+# every call).
 #
 # A benchmark never fails on a time. One that fails (cannot start, crashes) is reported and the
 # others still run; the script then exits 1.
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --only) only=$2; shift ;;
     --only=*) only=${1#--only=} ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) build=$1 ;;
     esac
     shift
@@ -32,7 +33,8 @@ done
 # store-bench keeps its default size in --quick: a short run of it hung here in its raw watch
 # reference, which can miss an event split across reads and then wait forever
 # (docs/performance.md, "Found while measuring (issue 8)").
-plan='store - -
+plan='canonical - -
+store - -
 apiserver - --quick
 scheduler - --instances_2000
 agent - -
