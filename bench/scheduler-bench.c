@@ -205,6 +205,7 @@ static double place_all(const char *ns, int count, scheduler_stats *ret_stats)
         sum.snapshot_usec += t[i].stats.snapshot_usec;
         sum.select_usec += t[i].stats.select_usec;
         sum.bind_usec += t[i].stats.bind_usec;
+        sum.relists += t[i].stats.relists;
     }
     free(t);
     rpc_watch_free(w);
@@ -359,6 +360,8 @@ int main(int argc, char **argv)
         printf("scheduler_bound_per_sec_%d_scheduler%s: %.0f instances/s\n", count,
                count > 1 ? "s" : "", rates[count]);
         printf("scheduler_conflicts_%d: %zu\n", count, ss.conflicts);
+        printf("scheduler_relists_%d: %zu (informer Lists after the first: a watch fell behind)\n",
+               count, ss.relists);
         print_spread(ns, count);
         /* Per instance bound, summed over the schedulers: where a scheduler's time goes. */
         double per = ss.bound ? (double)ss.bound : 1;

@@ -1350,4 +1350,9 @@ scheduler *scheduler_free(scheduler *s)
 void scheduler_stats_read(scheduler *s, scheduler_stats *ret)
 {
     *ret = s->stats;
+    for (size_t i = 0; i < _INF_MAX; i++) {
+        informer_stats is;
+        informer_stats_read(s->inf[i], &is);
+        ret->relists += is.relists;
+    }
 }

@@ -41,6 +41,7 @@ typedef struct scheduler_stats {
     size_t failed;        /* instances given up on after max_attempts */
     size_t rescheduled;   /* instances handed back from lost nodes */
     size_t cache_repairs; /* audits (scheduler_audit) that found the cache wrong */
+    size_t relists;       /* Lists its informers made after their first (a watch fell behind) */
     /* Where the time of placing goes, summed over batches (microseconds). */
     size_t batches;
     uint64_t snapshot_usec; /* building the snapshot from the caches */
