@@ -570,6 +570,23 @@ static Stratus__V1__WatchEvent *next_event(rpc_watch *w, usec_t timeout, rpc_sta
     return NULL;
 }
 
+/* The next non-bookmark event, which must be of `type` and about the object `name`: its object,
+ * parsed (the caller decrefs it), and its revision in *ret_rv when asked. */
+static json_t *expect_event(rpc_watch *w, Stratus__V1__WatchEvent__Type type, const char *name,
+                            int64_t *ret_rv)
+{
+    rpc_status st;
+    Stratus__V1__WatchEvent *ev = next_event(w, 10 * USEC_PER_SEC, &st);
+    CHECK(ev != NULL);
+    CHECK_INT(ev->type, ==, type);
+    json_t *o = json_loads(ev->object_json, 0, NULL);
+    CHECK_STR(api_object_name(o), name);
+    if (ret_rv)
+        *ret_rv = atoll(ev->resource_version);
+    rpc_message_free(ev);
+    return o;
+}
+
 static void watch_sees_changes_with_selectors(void)
 {
     setup();
@@ -603,16 +620,10 @@ static void watch_sees_changes_with_selectors(void)
     };
     int64_t last = 0;
     for (size_t i = 0; i < ELEMENTSOF(want); i++) {
-        Stratus__V1__WatchEvent *ev = next_event(w, 10 * USEC_PER_SEC, &st);
-        CHECK(ev != NULL);
-        CHECK_INT(ev->type, ==, want[i].type);
-        json_t *o = json_loads(ev->object_json, 0, NULL);
-        CHECK_STR(api_object_name(o), want[i].name);
-        int64_t r = atoll(ev->resource_version);
+        int64_t r;
+        json_decref(expect_event(w, want[i].type, want[i].name, &r));
         CHECK_INT(r, >, last);
         last = r;
-        json_decref(o);
-        rpc_message_free(ev);
     }
     rpc_watch_free(w);
 }
@@ -676,11 +687,7 @@ static void watch_knows_states_it_no_longer_holds(void)
         {STRATUS__V1__WATCH_EVENT__TYPE__ADDED, "p-e", NULL},
     };
     for (size_t i = 0; i < ELEMENTSOF(want); i++) {
-        Stratus__V1__WatchEvent *ev = next_event(w, 10 * USEC_PER_SEC, &st);
-        CHECK(ev != NULL);
-        CHECK_INT(ev->type, ==, want[i].type);
-        json_t *o = json_loads(ev->object_json, 0, NULL);
-        CHECK_STR(api_object_name(o), want[i].name);
+        json_t *o = expect_event(w, want[i].type, want[i].name, NULL);
         /* what the watcher is sent is the state that matched: blue, and p-a's new label */
         CHECK_STR(json_string_value(api_json_lookup(o, "metadata.labels.team")),
                   want[i].type == STRATUS__V1__WATCH_EVENT__TYPE__DELETED &&
@@ -690,7 +697,6 @@ static void watch_knows_states_it_no_longer_holds(void)
         if (want[i].x)
             CHECK_STR(json_string_value(api_json_lookup(o, "metadata.labels.x")), want[i].x);
         json_decref(o);
-        rpc_message_free(ev);
     }
     rpc_watch_free(w);
 }
@@ -737,14 +743,9 @@ static void delete_after_an_eviction_in_the_same_response(void)
     store_free(direct);
     ev_loop_destroy(loop);
 
-    Stratus__V1__WatchEvent *ev = next_event(w, 10 * USEC_PER_SEC, &st);
-    CHECK(ev != NULL);
-    CHECK_INT(ev->type, ==, STRATUS__V1__WATCH_EVENT__TYPE__DELETED);
-    json_t *o = json_loads(ev->object_json, 0, NULL);
-    CHECK_STR(api_object_name(o), "early");
+    json_t *o = expect_event(w, STRATUS__V1__WATCH_EVENT__TYPE__DELETED, "early", NULL);
     CHECK_STR(json_string_value(api_json_lookup(o, "metadata.labels.team")), "blue");
     json_decref(o);
-    rpc_message_free(ev);
     rpc_watch_free(w);
 }
 
