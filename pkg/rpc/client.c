@@ -274,6 +274,21 @@ static int watch_end_from_status(rpc_watch *w, rpc_status *status)
     return watch_end(w, rpc_code_to_errno(w->end_status.code), status);
 }
 
+/* A message is one event, or a batch of events (none itself a batch) and nothing else. */
+static bool batch_well_formed(const Stratus__V1__WatchEvent *we)
+{
+    if (we->n_events == 0)
+        return true;
+    if (we->type || (we->object_json && *we->object_json) ||
+        (we->resource_version && *we->resource_version) || we->code ||
+        (we->message && *we->message))
+        return false;
+    for (size_t i = 0; i < we->n_events; i++)
+        if (!we->events[i] || we->events[i]->n_events > 0)
+            return false;
+    return true;
+}
+
 /* The next event of the batch being handed out, taken out of it (the caller frees it alone), or
  * NULL when there is none left. */
 static Stratus__V1__WatchEvent *batch_take(rpc_watch *w)
@@ -296,7 +311,8 @@ static Stratus__V1__WatchEvent *batch_take(rpc_watch *w)
 int rpc_watch_next(rpc_watch *w, usec_t timeout, Stratus__V1__WatchEvent **ret_event,
                    rpc_status *status)
 {
-    Stratus__V1__WatchEvent *taken = batch_take(w);
+    /* After rpc_watch_cancel, what a batch still holds is not handed out. */
+    Stratus__V1__WatchEvent *taken = atomic_load(&w->cancelled) ? NULL : batch_take(w);
     if (taken) {
         *ret_event = taken;
         return 0;
@@ -345,6 +361,12 @@ int rpc_watch_next(rpc_watch *w, usec_t timeout, Stratus__V1__WatchEvent **ret_e
             }
             Stratus__V1__WatchEvent *we = (Stratus__V1__WatchEvent *)msg;
             w->messages++;
+            if (!batch_well_formed(we)) {
+                rpc_message_free(we);
+                grpc_call_cancel(w->call, NULL);
+                fail(&w->end_status, 0, RPC_CODE_INTERNAL, "malformed WatchEvent from the server");
+                return watch_end(w, -EBADMSG, status);
+            }
             if (we->n_events == 0) {
                 *ret_event = we;
                 return 0;

@@ -737,7 +737,8 @@ static void watch_batches_what_waits(void)
             CHECK_INT(messages, ==, BURST_EVENTS);
         rpc_watch_free(w);
     }
-    /* A watch freed in the middle of a batch frees the events it did not hand out. */
+    /* A watch cancelled and freed in the middle of a batch frees the events it did not hand
+     * out. */
     Stratus__V1__WatchRequest req = STRATUS__V1__WATCH_REQUEST__INIT;
     req.namespace_ = "burst";
     rpc_watch *w;
@@ -749,6 +750,9 @@ static void watch_batches_what_waits(void)
         ev = rpc_message_free(ev);
     }
     CHECK_INT(rpc_watch_buffered(w), >, 0);
+    /* Once cancelled, what the batch still holds is not handed out. */
+    rpc_watch_cancel(w);
+    CHECK_INT(rpc_watch_next(w, 10 * USEC_PER_SEC, &ev, NULL), ==, -ECANCELED);
     rpc_watch_free(w); /* under ASan: nothing leaks */
 }
 
