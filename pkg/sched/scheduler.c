@@ -67,6 +67,10 @@ struct scheduler {
     sched_view view;    /* the batch's snapshot of it */
     sched_memo memo;    /* per-node results of alike requests, over view */
     json_t *others;     /* other schedulers' presence lease names → true */
+    /* Flavors deleted while instances may still hold claims of their sizes (the ledger keeps
+     * them until those instances go): name → last state. A flavor of that name applied again
+     * replaces it. */
+    json_t *gone_flavors;
     struct binder *binder;
 };
 
@@ -356,8 +360,10 @@ static void lease_deleted(informer *inf, const char *key, json_t *obj, void *ud)
 /* What an instance claims is its flavor's: all of them count again. */
 static void flavor_added(informer *inf, const char *key, json_t *obj, void *ud)
 {
-    account_flavor(ud, key);
-    unpark_all(ud);
+    scheduler *s = ud;
+    json_object_del(s->gone_flavors, key);
+    account_flavor(s, key);
+    unpark_all(s);
 }
 
 static void flavor_updated(informer *inf, const char *key, json_t *old, json_t *obj, void *ud)
@@ -366,9 +372,13 @@ static void flavor_updated(informer *inf, const char *key, json_t *old, json_t *
     unpark_all(ud);
 }
 
+/* Instances bound with it keep their claims (Nova lets a flavor in use be deleted too): they go
+ * on counting its sizes, as the ledger does; only new placements say it is not found. */
 static void flavor_deleted(informer *inf, const char *key, json_t *obj, void *ud)
 {
-    account_flavor(ud, key);
+    scheduler *s = ud;
+    json_object_set(s->gone_flavors, key, obj);
+    account_flavor(s, key);
 }
 
 static void cluster_shrunk(informer *inf, const char *key, json_t *obj, void *ud) {}
@@ -388,9 +398,12 @@ static void cluster_shrunk(informer *inf, const char *key, json_t *obj, void *ud
  * here runs on the loop thread, and so do the handlers: a batch never sees a change half made.
  * The binder threads only send what a batch hands them. */
 
-static int flavor_resources(scheduler *s, const char *name, api_resources *ret)
+/* The sizes of flavor `name`; with `gone`, also of one deleted (for claims already held). */
+static int flavor_resources(scheduler *s, const char *name, bool gone, api_resources *ret)
 {
     json_t *f = name ? informer_get(s->inf[INF_FLAVORS], name) : NULL;
+    if (!f && name && gone)
+        f = json_incref(json_object_get(s->gone_flavors, name));
     if (!f)
         return -ENOENT;
     api_flavor_resources(f, ret);
@@ -407,7 +420,7 @@ static bool claim_of(scheduler *s, const json_t *inst, sched_claim *ret, char *g
     const json_t *spec = json_object_get(inst, "spec");
     const char *node = json_string_value(json_object_get(spec, "nodeName"));
     const char *flavor = json_string_value(json_object_get(spec, "flavor"));
-    if (!node || !flavor || flavor_resources(s, flavor, &ret->need) < 0)
+    if (!node || !flavor || flavor_resources(s, flavor, true, &ret->need) < 0)
         return false;
     ret->node = node;
     ret->image = json_string_value(json_object_get(spec, "image"));
@@ -1064,7 +1077,7 @@ static size_t schedule_batch(scheduler *s)
         }
         char message[1024];
         int chosen = -1;
-        if (flavor_resources(s, str_at(inst, "spec.flavor"), &r.need) < 0)
+        if (flavor_resources(s, str_at(inst, "spec.flavor"), false, &r.need) < 0)
             snprintf(message, sizeof(message), "flavor \"%s\" not found",
                      str_at(inst, "spec.flavor") ? str_at(inst, "spec.flavor") : "");
         else if (str_at(inst, "spec.serverGroup") && !group)
@@ -1264,6 +1277,7 @@ int scheduler_new(struct ev_loop *loop, const scheduler_options *o, scheduler **
     s->reported = json_object();
     s->deferred = json_object();
     s->others = json_object();
+    s->gone_flavors = json_object();
     s->cache = sched_cache_new();
     snprintf(s->lease_name, sizeof(s->lease_name), PRESENCE_PREFIX "%08x%04x", s->seed,
              (unsigned)(now_realtime() & 0xffff));
@@ -1343,6 +1357,7 @@ scheduler *scheduler_free(scheduler *s)
     sched_view_done(&s->view);
     sched_memo_done(&s->memo);
     json_decref(s->others);
+    json_decref(s->gone_flavors);
     free(s);
     return NULL;
 }

@@ -79,7 +79,7 @@ static scheduler_stats sched_stop(sched_thread *t)
 
 /* ---- heartbeats: a thread renews the leases of the nodes listed alive */
 
-#define NODES_MAX 64
+#define NODES_MAX 128
 static char alive[NODES_MAX][64];
 static int64_t lease_ids[NODES_MAX];
 static pthread_mutex_t alive_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -133,11 +133,15 @@ static void heartbeat(const char *node, bool on)
     }
     if (on && slot < 0 && free_slot >= 0)
         snprintf(alive[free_slot], sizeof(alive[0]), "%s", node);
+    bool full = on && slot < 0 && free_slot < 0;
     if (!on && slot >= 0) {
         alive[slot][0] = '\0';
         lease_ids[slot] = 0;
     }
     pthread_mutex_unlock(&alive_lock);
+    /* A node past the table would silently go NotReady and take a case's capacity with it. */
+    if (full)
+        check_fail(__FILE__, __LINE__, "heartbeat: more than %d nodes; raise NODES_MAX", NODES_MAX);
 }
 
 static void revoke_lease(const char *node)
@@ -340,6 +344,36 @@ static void failed_instance_keeps_its_claim(void)
     CHECK_STR(str_at(x, "status.phase"), "Pending");
     json_decref(x);
     /* and no Bind was refused on the way: the scheduler never picked the full node */
+    CHECK_INT(sched_stop(t).conflicts, ==, 0);
+}
+
+/* A flavor may be deleted while instances of it are bound (Nova allows it too); the ledger keeps
+ * their claims, and so does the scheduler: the node they fill stays full for a new instance, and
+ * no Bind is refused for it. (A new instance of a deleted flavor is refused by Apply.) */
+static void deleted_flavor_keeps_its_claims(void)
+{
+    setup();
+    apply_ok("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Flavor\",\"metadata\":{\"name\":"
+             "\"gone-soon\"},\"spec\":{\"vcpus\":1,\"memoryMiB\":512,\"rootDiskGiB\":1}}");
+    add_node("gone-1", "az8", 2, 1024); /* room for 2 of either flavor */
+    scheduler_options o = {.retry_interval = USEC_PER_SEC};
+    sched_thread *t = sched_start(&o);
+    add_instance("gone", "a", "gone-soon", ",\"availabilityZone\":\"az8\"");
+    add_instance("gone", "b", "gone-soon", ",\"availabilityZone\":\"az8\"");
+    const char *bound[] = {"a", "b"};
+    for (size_t i = 0; i < ELEMENTSOF(bound); i++) {
+        json_t *x = wait_phase("gone", bound[i], "Scheduled", 15);
+        CHECK(x != NULL);
+        CHECK_STR(str_at(x, "spec.nodeName"), "gone-1");
+        json_decref(x);
+    }
+    rpc_status st;
+    CHECK_OK(fx_delete(fx, "flavor", NULL, "gone-soon", NULL, &st));
+    add_instance("gone", "c", "small", ",\"availabilityZone\":\"az8\"");
+    CHECK(wait_message("gone", "c", "insufficient", 15));
+    json_t *x = get_instance("gone", "c");
+    CHECK_STR(str_at(x, "status.phase"), "Pending");
+    json_decref(x);
     CHECK_INT(sched_stop(t).conflicts, ==, 0);
 }
 
@@ -796,6 +830,7 @@ static void three_schedulers_never_overcommit(void)
 }
 
 CHECK_MAIN(CASE(fits_and_does_not_fit), CASE(failed_instance_keeps_its_claim),
-           CASE(zones_and_forced_nodes), CASE(instances_follow_their_volumes),
-           CASE(anti_affinity_five_over_three), CASE(unbind_reschedules_then_fails),
-           CASE(lost_node_instances_move), CASE(three_schedulers_never_overcommit), CASE(teardown))
+           CASE(deleted_flavor_keeps_its_claims), CASE(zones_and_forced_nodes),
+           CASE(instances_follow_their_volumes), CASE(anti_affinity_five_over_three),
+           CASE(unbind_reschedules_then_fails), CASE(lost_node_instances_move),
+           CASE(three_schedulers_never_overcommit), CASE(teardown))
