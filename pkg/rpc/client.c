@@ -289,6 +289,21 @@ static bool batch_well_formed(const Stratus__V1__WatchEvent *we)
     return true;
 }
 
+/* Frees the events of the batch not handed out yet. */
+static void batch_drop(rpc_watch *w)
+{
+    Stratus__V1__WatchEvent *b = w->batch;
+    if (!b)
+        return;
+    size_t left = 0;
+    for (size_t i = w->batch_next; i < b->n_events; i++)
+        if (b->events[i])
+            b->events[left++] = b->events[i];
+    b->n_events = left;
+    rpc_message_free(b);
+    w->batch = NULL;
+}
+
 /* The next event of the batch being handed out, taken out of it (the caller frees it alone), or
  * NULL when there is none left. */
 static Stratus__V1__WatchEvent *batch_take(rpc_watch *w)
@@ -312,7 +327,9 @@ int rpc_watch_next(rpc_watch *w, usec_t timeout, Stratus__V1__WatchEvent **ret_e
                    rpc_status *status)
 {
     /* After rpc_watch_cancel, what a batch still holds is not handed out. */
-    Stratus__V1__WatchEvent *taken = atomic_load(&w->cancelled) ? NULL : batch_take(w);
+    if (atomic_load(&w->cancelled))
+        batch_drop(w);
+    Stratus__V1__WatchEvent *taken = batch_take(w);
     if (taken) {
         *ret_event = taken;
         return 0;
@@ -367,17 +384,21 @@ int rpc_watch_next(rpc_watch *w, usec_t timeout, Stratus__V1__WatchEvent **ret_e
                 fail(&w->end_status, 0, RPC_CODE_INTERNAL, "malformed WatchEvent from the server");
                 return watch_end(w, -EBADMSG, status);
             }
-            if (we->n_events == 0) {
-                *ret_event = we;
-                return 0;
+            if (!atomic_load(&w->cancelled)) {
+                if (we->n_events == 0) {
+                    *ret_event = we;
+                    return 0;
+                }
+                w->batch = we;
+                w->batch_next = 0;
+                if ((*ret_event = batch_take(w)))
+                    return 0;
+                return rpc_watch_next(w, timeout, ret_event, status); /* a batch of nothing */
             }
-            w->batch = we;
-            w->batch_next = 0;
-            if ((*ret_event = batch_take(w)))
-                return 0;
-            return rpc_watch_next(w, timeout, ret_event, status); /* a batch of nothing */
+            rpc_message_free(we); /* came after rpc_watch_cancel: the caller gets the end */
         }
-        /* No message: the stream is over and its status is on its way (it cannot be late). */
+        /* No message (or one after the cancel): the stream is over and its status is on its way
+         * (it cannot be late). */
         while (!w->status_done) {
             ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
             if (ev.type != GRPC_OP_COMPLETE)
@@ -428,15 +449,7 @@ rpc_watch *rpc_watch_free(rpc_watch *w)
         grpc_byte_buffer_destroy(w->send);
     if (w->recv)
         grpc_byte_buffer_destroy(w->recv);
-    if (w->batch) { /* the events not handed out yet */
-        Stratus__V1__WatchEvent *b = w->batch;
-        size_t left = 0;
-        for (size_t i = w->batch_next; i < b->n_events; i++)
-            if (b->events[i])
-                b->events[left++] = b->events[i];
-        b->n_events = left;
-        rpc_message_free(b);
-    }
+    batch_drop(w);
     grpc_slice_unref(w->details);
     grpc_metadata_array_destroy(&w->initial_metadata);
     grpc_metadata_array_destroy(&w->trailing_metadata);

@@ -17,12 +17,19 @@
 static etcd_fixture *etcd;
 static struct ev_loop *loop;
 
-static store *connect_store(const char *const *endpoints, size_t n, size_t max_response)
+/* The shared member, started or running again: a case that failed after stopping or killing it
+ * leaves it down, and the next case must not meet it so. Each case using it calls this first
+ * (connect_store does). */
+static void etcd_up(void)
 {
     if (!etcd)
         etcd = etcd_fixture_start();
-    /* A case that failed after stopping or killing the member leaves it down: not the next one. */
     etcd_fixture_resume(etcd);
+}
+
+static store *connect_store(const char *const *endpoints, size_t n, size_t max_response)
+{
+    etcd_up();
     if (!loop)
         loop = ev_loop_new(EVFLAG_AUTO);
     store_options o = {
@@ -37,8 +44,7 @@ static store *connect_store(const char *const *endpoints, size_t n, size_t max_r
 
 static store *connect_default(void)
 {
-    if (!etcd)
-        etcd = etcd_fixture_start();
+    etcd_up();
     const char *ep[] = {etcd_fixture_endpoint(etcd)};
     return connect_store(ep, 1, 0);
 }
@@ -663,8 +669,7 @@ static void watch_callback_may_run_the_loop(void)
  * small: etcd sends it in fragments, and the watch delivers every event. */
 static void watch_catches_up_over_a_large_backlog(void)
 {
-    if (!etcd)
-        etcd = etcd_fixture_start();
+    etcd_up();
     if (!loop)
         loop = ev_loop_new(EVFLAG_AUTO);
     store_options o = {.n_endpoints = 1,
@@ -813,8 +818,7 @@ static void large_values_near_the_limit(void)
 
 static void response_cap_is_enforced(void)
 {
-    if (!etcd)
-        etcd = etcd_fixture_start();
+    etcd_up();
     const char *ep[] = {etcd_fixture_endpoint(etcd)};
     _cleanup_(store_freep) store *s = connect_store(ep, 1, 4096);
     char v[2048];
@@ -834,8 +838,7 @@ static void response_cap_is_enforced(void)
 
 static void failover_to_a_live_member(void)
 {
-    if (!etcd)
-        etcd = etcd_fixture_start();
+    etcd_up();
     char dead[64];
     snprintf(dead, sizeof(dead), "http://127.0.0.1:%d", test_free_port());
     const char *ep[] = {dead, etcd_fixture_endpoint(etcd)};
@@ -907,8 +910,7 @@ static int blackhole_listen(int *ret_port)
 
 static void unknown_outcome_writes_are_not_retried(void)
 {
-    if (!etcd)
-        etcd = etcd_fixture_start();
+    etcd_up();
     if (!loop)
         loop = ev_loop_new(EVFLAG_AUTO);
     int port;

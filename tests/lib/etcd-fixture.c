@@ -151,6 +151,37 @@ static void fixture_spawn(etcd_fixture *f)
     char data[512];
     snprintf(data, sizeof(data), "%s/data", f->dir);
 
+    const char *flags[][2] = {
+        {"--name", "default"},
+        {"--data-dir", data},
+        {"--listen-client-urls", client},
+        {"--advertise-client-urls", client},
+        {"--listen-peer-urls", peer},
+        {"--initial-advertise-peer-urls", peer},
+        {"--initial-cluster", cluster},
+        {"--log-level", "warn"},
+        /* the TLS member's */
+        {"--cert-file", f->server_cert},
+        {"--key-file", f->server_key},
+        {"--trusted-ca-file", f->ca},
+    };
+    const char *argv[48] = {"etcd"};
+    size_t n = 1;
+    size_t n_flags = f->tls ? ELEMENTSOF(flags) : 8;
+    for (size_t i = 0; i < n_flags; i++) {
+        argv[n++] = flags[i][0];
+        argv[n++] = flags[i][1];
+    }
+    if (f->tls)
+        argv[n++] = "--client-cert-auth";
+    /* More flags for etcd, for looking into it (--enable-pprof) or trying its settings. Made
+     * before fork: the child of a process with threads should only exec. */
+    char *extra =
+        getenv("STRATUS_TEST_ETCD_FLAGS") ? strdup(getenv("STRATUS_TEST_ETCD_FLAGS")) : NULL;
+    for (char *save = NULL, *t = extra ? strtok_r(extra, " ", &save) : NULL;
+         t && n < ELEMENTSOF(argv) - 1; t = strtok_r(NULL, " ", &save))
+        argv[n++] = t;
+    argv[n] = NULL;
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -166,40 +197,11 @@ static void fixture_spawn(etcd_fixture *f)
             dup2(fd, STDOUT_FILENO);
             dup2(fd, STDERR_FILENO);
         }
-        const char *flags[][2] = {
-            {"--name", "default"},
-            {"--data-dir", data},
-            {"--listen-client-urls", client},
-            {"--advertise-client-urls", client},
-            {"--listen-peer-urls", peer},
-            {"--initial-advertise-peer-urls", peer},
-            {"--initial-cluster", cluster},
-            {"--log-level", "warn"},
-            /* the TLS member's */
-            {"--cert-file", f->server_cert},
-            {"--key-file", f->server_key},
-            {"--trusted-ca-file", f->ca},
-        };
-        const char *argv[48] = {"etcd"};
-        size_t n = 1;
-        size_t n_flags = f->tls ? ELEMENTSOF(flags) : 8;
-        for (size_t i = 0; i < n_flags; i++) {
-            argv[n++] = flags[i][0];
-            argv[n++] = flags[i][1];
-        }
-        if (f->tls)
-            argv[n++] = "--client-cert-auth";
-        /* More flags for etcd, for looking into it (--enable-pprof) or trying its settings. */
-        char *extra =
-            getenv("STRATUS_TEST_ETCD_FLAGS") ? strdup(getenv("STRATUS_TEST_ETCD_FLAGS")) : NULL;
-        for (char *save = NULL, *t = extra ? strtok_r(extra, " ", &save) : NULL;
-             t && n < ELEMENTSOF(argv) - 1; t = strtok_r(NULL, " ", &save))
-            argv[n++] = t;
-        argv[n] = NULL;
         execvp("etcd", (char *const *)argv);
         perror("exec etcd");
         _exit(127);
     }
+    free(extra);
     f->pid = pid;
     f->killed = false;
 
@@ -460,7 +462,8 @@ void etcd_fixture_kill(etcd_fixture *f, int sig)
 void etcd_fixture_resume(etcd_fixture *f)
 {
     int status;
-    if (f->pid > 0 && waitpid(f->pid, &status, WNOHANG) == f->pid) {
+    /* A member killed on purpose is ending: wait for it rather than take it for running. */
+    if (f->pid > 0 && waitpid(f->pid, &status, f->killed ? 0 : WNOHANG) == f->pid) {
         if (!f->killed)
             report_early_end(f, status);
         f->pid = 0;
