@@ -80,20 +80,15 @@ int test_free_port(void)
     return port;
 }
 
-/* Whether process pid has a TCP socket listening on port (IPv4), from /proc/net/tcp and its
- * descriptors. A free port can be taken by another listener between the moment it was picked
- * (or an etcd was stopped for a restart) and the moment our etcd binds it: that etcd then
- * exits, and a connect would reach the other listener — another test's etcd, which stops
- * later and takes every following case with it. Only the owner of the socket counts. */
-static bool pid_listens_on(pid_t pid, int port)
+/* The inodes of the IPv4 sockets listening on port, from /proc/net/tcp: up to max, how many. */
+static size_t listen_inodes(int port, unsigned long *inodes, size_t max)
 {
     FILE *fp = fopen("/proc/net/tcp", "r");
     if (!fp)
-        return false;
+        return 0;
     char line[512];
-    unsigned long inodes[8];
     size_t n = 0;
-    while (fgets(line, sizeof(line), fp) && n < ELEMENTSOF(inodes)) {
+    while (fgets(line, sizeof(line), fp) && n < max) {
         unsigned lport, state;
         unsigned long inode;
         /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
@@ -103,6 +98,12 @@ static bool pid_listens_on(pid_t pid, int port)
             inodes[n++] = inode;
     }
     fclose(fp);
+    return n;
+}
+
+/* Whether process pid holds one of the sockets inodes[0..n). */
+static bool pid_holds_socket(pid_t pid, const unsigned long *inodes, size_t n)
+{
     if (n == 0)
         return false;
     char dir[64];
@@ -127,6 +128,17 @@ static bool pid_listens_on(pid_t pid, int port)
     }
     closedir(d);
     return found;
+}
+
+/* Whether process pid has a TCP socket listening on port (IPv4). A free port can be taken by
+ * another listener between the moment it was picked (or an etcd was stopped for a restart) and
+ * the moment our etcd binds it: that etcd then exits, and a connect would reach the other
+ * listener — another test's etcd, which stops later and takes every following case with it.
+ * Only the owner of the socket counts. */
+static bool pid_listens_on(pid_t pid, int port)
+{
+    unsigned long inodes[8];
+    return pid_holds_socket(pid, inodes, listen_inodes(port, inodes, ELEMENTSOF(inodes)));
 }
 
 static bool port_answers(int port)
@@ -381,12 +393,13 @@ static void report_early_end(const etcd_fixture *f, int status)
 /* The pids holding a socket listening on port: writes up to max of them into pids. */
 static size_t port_listeners(int port, pid_t *pids, size_t max)
 {
-    size_t n = 0;
-    DIR *d = opendir("/proc");
+    unsigned long inodes[8];
+    size_t n_inodes = listen_inodes(port, inodes, ELEMENTSOF(inodes)), n = 0;
+    DIR *d = n_inodes ? opendir("/proc") : NULL;
     struct dirent *de;
     while (d && n < max && (de = readdir(d))) {
         pid_t pid = (pid_t)atol(de->d_name);
-        if (pid > 0 && pid_listens_on(pid, port))
+        if (pid > 0 && pid_holds_socket(pid, inodes, n_inodes))
             pids[n++] = pid;
     }
     if (d)
