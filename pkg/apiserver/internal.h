@@ -60,6 +60,14 @@ struct apiserver {
     size_t queued;
     bool stopping;
 
+    /* Nodes whose allocation ledger a Bind round of this process is deciding and writing (bind.c),
+     * as a set of names. Another round leaves those nodes' bindings for later instead of racing
+     * on the ledger's revision; correctness never depends on it (the transaction's compare does
+     * that, and other apiservers are not in it). */
+    pthread_mutex_t holds_lock;
+    pthread_cond_t holds_cond;
+    json_t *holds;
+
     /* compaction and health */
     pthread_t cron;
     pthread_mutex_t cron_lock;

@@ -625,10 +625,14 @@ int apiserver_new(const apiserver_options *opts, apiserver **ret)
     pthread_cond_init(&s->cond, NULL);
     pthread_mutex_init(&s->cron_lock, NULL);
     pthread_cond_init(&s->cron_cond, NULL);
+    pthread_mutex_init(&s->holds_lock, NULL);
+    pthread_cond_init(&s->holds_cond, NULL);
+    s->holds = json_object();
 
     int e = watchcache_new(s, &s->wc);
     if (e < 0) {
         recent_free(s->recent);
+        json_decref(s->holds);
         free(s);
         return e;
     }
@@ -697,6 +701,7 @@ apiserver *apiserver_free(apiserver *s, usec_t grace)
     s->rpc = rpc_server_free(s->rpc);
     free(s->workers);
     recent_free(s->recent);
+    json_decref(s->holds);
     free(s);
     return NULL;
 }
