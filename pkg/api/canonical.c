@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "api/object.h"
+#include "api/utf8.h"
 #include "base/alloc.h"
 
 #define CANON_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
@@ -85,45 +86,6 @@ static inline void text_byte(canon *c, char ch)
     c->len++;
 }
 
-/* What a byte starts in a string: plain text, a character to escape, a UTF-8 sequence of 2-4
- * bytes, or nothing valid (a continuation byte, an overlong lead 0xC0/0xC1, 0xF5-0xFF). The same
- * classes as jansson's utf8_check_first. */
-enum {
-    BYTE_PLAIN = 0,
-    BYTE_ESCAPE = 1,
-    BYTE_SEQ2 = 2,
-    BYTE_SEQ3 = 3,
-    BYTE_SEQ4 = 4,
-    BYTE_INVALID = 5,
-};
-
-static const unsigned char byte_class[256] = {
-    [0x00 ... 0x1F] = BYTE_ESCAPE, ['"'] = BYTE_ESCAPE,
-    ['\\'] = BYTE_ESCAPE,          [0x80 ... 0xC1] = BYTE_INVALID,
-    [0xC2 ... 0xDF] = BYTE_SEQ2,   [0xE0 ... 0xEF] = BYTE_SEQ3,
-    [0xF0 ... 0xF4] = BYTE_SEQ4,   [0xF5 ... 0xFF] = BYTE_INVALID,
-};
-
-/* Whether the n-byte sequence at p (n = its lead's class, at most end - p bytes available) is
- * one jansson's utf8_check_full accepts: continuation bytes, a code point in range, no surrogate,
- * no overlong form. */
-static bool utf8_sequence_valid(const unsigned char *p, const unsigned char *end, size_t n)
-{
-    if ((size_t)(end - p) < n)
-        return false;
-    static const unsigned char lead_mask[5] = {0, 0, 0x1F, 0x0F, 0x07};
-    static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
-    uint32_t cp = p[0] & lead_mask[n];
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return false;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    return cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF) && cp >= least[n];
-}
-
-#define ONES 0x0101010101010101ULL
-
 /* s[0..n) as a JSON string, escaped as jansson does without JSON_ENSURE_ASCII and
  * JSON_ESCAPE_SLASH: '"', '\\' and the short forms \b \f \n \r \t, other control characters as
  * \u00XX with upper-case hex, everything else (UTF-8 included) as it is. */
@@ -133,31 +95,23 @@ static int put_string(canon *c, const char *s, size_t n)
     const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
     text_byte(c, '"');
     while (p < end) {
-        /* Eight plain bytes at a time: none below 0x20, none '"' or '\\', none above 0x7f. A
-         * flagged word may still be plain (a borrow), never the reverse. */
-        while (end - p >= 8) {
-            uint64_t w;
-            memcpy(&w, p, 8);
-            uint64_t special =
-                (w - ONES * 0x20) | ((w ^ ONES * '"') - ONES) | ((w ^ ONES * '\\') - ONES) | w;
-            if (special & ONES * 0x80)
-                break;
+        /* Eight plain bytes at a time. */
+        while (end - p >= 8 && api_bytes8_plain(p))
             p += 8;
-        }
         if (p == end)
             break;
-        unsigned cls = byte_class[*p];
-        if (_likely_(cls == BYTE_PLAIN)) {
+        unsigned cls = api_byte_class[*p];
+        if (_likely_(cls == API_BYTE_PLAIN)) {
             p++;
             continue;
         }
-        if (cls >= BYTE_SEQ2 && cls <= BYTE_SEQ4) {
-            if (!utf8_sequence_valid(p, end, cls))
+        if (cls >= API_BYTE_SEQ2 && cls <= API_BYTE_SEQ4) {
+            if (!api_utf8_sequence_valid(p, end, cls))
                 return -EILSEQ;
             p += cls;
             continue;
         }
-        if (cls == BYTE_INVALID)
+        if (cls == API_BYTE_INVALID)
             return -EILSEQ;
         text_append(c, run, (size_t)(p - run));
         char *o = text_reserve(c, 6);
