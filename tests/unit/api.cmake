@@ -1,2 +1,3 @@
 stratus_test(test-api LABEL unit SOURCES unit/test-api.c LIBS stratus_api)
-stratus_test(test-api-canonical LABEL unit SOURCES unit/test-api-canonical.c LIBS stratus_api)
+stratus_test(test-api-canonical LABEL unit SOURCES unit/test-api-canonical.c
+             LIBS stratus_api stratus_testlib_json)

@@ -5,7 +5,6 @@
  * path declines (too deep, not UTF-8), api_json_canonical() must still give jansson's bytes. */
 #include <dirent.h>
 #include <errno.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include "api/object.h"
 #include "base/alloc.h"
 #include "check.h"
+#include "json-gen.h"
 
 #define FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
 
@@ -231,175 +231,22 @@ static void depth_is_bounded(void)
     json_decref(a);
 }
 
-/* ---- random trees */
-
-static uint64_t rng_state;
-
-static uint64_t rng(void)
-{
-    /* xorshift64* */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static unsigned below(unsigned n)
-{
-    return (unsigned)(rng() % n);
-}
-
-/* Appends code point cp as UTF-8 (cp is never a surrogate). */
-static size_t put_utf8(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12);
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | cp >> 18);
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* Valid UTF-8 of up to max characters, heavy on what needs escaping; may hold NUL. */
-static size_t random_text(char *o, unsigned max)
-{
-    static const char special[] = "\"\\/\b\f\n\r\t\x01\x1f\x7f ";
-    unsigned n = below(max + 1);
-    size_t len = 0;
-    for (unsigned i = 0; i < n; i++) {
-        uint32_t cp;
-        switch (below(8)) {
-        case 0:
-            cp = (uint32_t)special[below(sizeof(special) - 1)];
-            break;
-        case 1:
-            cp = below(0x20); /* every control character, NUL included */
-            break;
-        case 2:
-            cp = 0x80 + below(0x800 - 0x80);
-            break;
-        case 3:
-            do
-                cp = 0x800 + below(0x10000 - 0x800);
-            while (cp >= 0xD800 && cp <= 0xDFFF);
-            break;
-        case 4:
-            cp = 0x10000 + below(0x110000 - 0x10000);
-            break;
-        default:
-            cp = 'a' + below(6); /* few letters, so keys share prefixes */
-        }
-        len += put_utf8(o + len, cp);
-    }
-    return len;
-}
-
-static double random_real(void)
-{
-    static const double picks[] = {0.0,   -0.0, 0.1,     1e300,  1e-300,
-                                   1.0,   -1.0, 0.5,     1e16,   1e17,
-                                   1e-5,  1e-4, 123.456, 5e-324, 1.7976931348623157e308,
-                                   3.0e10};
-    for (;;) {
-        double d;
-        switch (below(3)) {
-        case 0:
-            return picks[below(ELEMENTSOF(picks))];
-        case 1: {
-            double m = (double)(int64_t)rng(); /* in order: a seed must give the same trees */
-            return m / (double)(1ULL << below(64));
-        }
-        default: {
-            uint64_t bits = rng();
-            memcpy(&d, &bits, sizeof(d));
-            if (isfinite(d)) /* jansson holds no NaN or infinity */
-                return d;
-        }
-        }
-    }
-}
-
-static json_int_t random_integer(void)
-{
-    switch (below(4)) {
-    case 0:
-        return below(2) ? INT64_MAX : INT64_MIN;
-    case 1:
-        return (json_int_t)below(21) - 10;
-    case 2: {
-        uint64_t v = rng();
-        return (json_int_t)(v >> below(64));
-    }
-    default:
-        return (json_int_t)rng();
-    }
-}
-
-static json_t *random_tree(unsigned depth)
-{
-    char text[20 * 4];
-    unsigned pick = below(depth >= 6 ? 7 : 9);
-    switch (pick) {
-    case 0:
-        return json_null();
-    case 1:
-        return json_boolean(below(2));
-    case 2:
-        return json_integer(random_integer());
-    case 3:
-        return json_real(random_real());
-    case 4:
-    case 5:
-    case 6: {
-        size_t len = random_text(text, 20);
-        return json_stringn(text, len);
-    }
-    case 7: {
-        json_t *a = json_array();
-        for (unsigned i = below(6); i > 0; i--)
-            json_array_append_new(a, random_tree(depth + 1));
-        return a;
-    }
-    default: {
-        json_t *o = json_object();
-        unsigned n = below(6) == 0 ? below(40) : below(8); /* some above insertion sort's 16 */
-        for (unsigned i = 0; i < n; i++) {
-            size_t len = random_text(text, below(3) ? 4 : 12);
-            json_object_setn_new(o, text, len, random_tree(depth + 1));
-        }
-        return o;
-    }
-    }
-}
+/* ---- random trees (json-gen.h) */
 
 static void random_trees_dump_as_jansson(void)
 {
     const char *env = getenv("STRATUS_CANONICAL_SEED");
     uint64_t seed = env ? strtoull(env, NULL, 0) : 0x5eed5eedULL;
-    rng_state = seed ? seed : 1;
+    jgen_seed(seed);
     unsigned trees = 20000;
     size_t bytes = 0;
     for (unsigned i = 0; i < trees; i++) {
-        json_t *t = below(4) ? json_object() : random_tree(0);
+        json_t *t = jgen_below(4) ? json_object() : jgen_tree(0);
         if (json_is_object(t) && json_object_size(t) == 0) /* mostly objects, like ours */
-            for (unsigned k = below(10); k > 0; k--) {
+            for (unsigned k = jgen_below(10); k > 0; k--) {
                 char key[20 * 4];
-                size_t len = random_text(key, 10);
-                json_object_setn_new(t, key, len, random_tree(1));
+                size_t len = jgen_text(key, 10);
+                json_object_setn_new(t, key, len, jgen_tree(1));
             }
         char what[64];
         snprintf(what, sizeof(what), "seed %#llx, tree %u", (unsigned long long)seed, i);
@@ -416,13 +263,14 @@ static void random_trees_dump_as_jansson(void)
  * where jansson fails. */
 static void random_bytes_agree_or_decline(void)
 {
-    rng_state = 0xb17e5;
+    jgen_seed(0xb17e5);
     unsigned declined = 0;
     for (unsigned i = 0; i < 100000; i++) {
         unsigned char b[8];
-        size_t n = below(sizeof(b) + 1);
+        size_t n = jgen_below(sizeof(b) + 1);
         for (size_t k = 0; k < n; k++)
-            b[k] = below(2) ? (unsigned char)(0x80 | below(0x80)) : (unsigned char)rng();
+            b[k] = jgen_below(2) ? (unsigned char)(0x80 | jgen_below(0x80))
+                                 : (unsigned char)jgen_next();
         json_t *s = json_stringn_nocheck((const char *)b, n);
         _cleanup_free_ char *want = json_dumps(s, FLAGS);
         _cleanup_free_ char *got = NULL;
