@@ -7,6 +7,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* What a byte starts in a string: plain text, a character that is escaped in JSON text ('"',
  * '\\', control characters), a UTF-8 sequence of 2-4 bytes, or nothing valid (a continuation
@@ -58,4 +61,30 @@ static inline bool api_bytes8_plain(const unsigned char *p)
     uint64_t special = (w - API_BYTES_ONES * 0x20) | ((w ^ API_BYTES_ONES * '"') - API_BYTES_ONES) |
                        ((w ^ API_BYTES_ONES * '\\') - API_BYTES_ONES) | w;
     return !(special & API_BYTES_ONES * 0x80);
+}
+
+/* The first byte at or after p that is not plain (see api_bytes8_plain), or end. Sixteen bytes
+ * at a time where SSE2 is there (a signed compare below 0x20 also catches every byte from 0x80),
+ * else eight. */
+static inline const unsigned char *api_plain_skip(const unsigned char *p, const unsigned char *end)
+{
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'),
+                  space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i special =
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                         _mm_cmplt_epi8(x, space));
+        unsigned mask = (unsigned)_mm_movemask_epi8(special);
+        if (mask)
+            return p + __builtin_ctz(mask);
+        p += 16;
+    }
+#endif
+    while (end - p >= 8 && api_bytes8_plain(p))
+        p += 8;
+    while (p < end && api_byte_class[*p] == API_BYTE_PLAIN)
+        p++;
+    return p;
 }
