@@ -7,7 +7,7 @@
 # --quick (or BENCH_QUICK=1, e.g. `make bench BENCH_QUICK=1`): the short variant of each, about
 # 3 minutes in all instead of about 12: the same phases with fewer operations, a 10 s churn
 # instead of 60 s, 10k objects instead of 10k and 100k, one real-guest round instead of five.
-# --only (or BENCH_ONLY): a subset, by name without "-bench" (canonical, store, apiserver,
+# --only (or BENCH_ONLY): a subset, by name without "-bench" (canonical, parse, store, apiserver,
 # scheduler, agent, hollow, footprint, realguest). BENCH_GRANT_KVM=1 passes --grant-kvm-access to
 # realguest-bench (docs/performance.md: without it, this kind of host's libvirt probes qemu on
 # every call).
@@ -34,6 +34,7 @@ done
 # reference, which can miss an event split across reads and then wait forever
 # (docs/performance.md, "Found while measuring (issue 8)").
 plan='canonical - -
+parse - -
 store - -
 apiserver - --quick
 scheduler - --instances_2000

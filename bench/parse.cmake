@@ -1,0 +1,4 @@
+if(TARGET stratus_api)
+  add_executable(parse-bench parse-bench.c)
+  target_link_libraries(parse-bench PRIVATE stratus_api)
+endif()
