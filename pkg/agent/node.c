@@ -15,6 +15,7 @@
 #include "agent/agent-internal.h"
 #include "agent/status.h"
 #include "api/object.h"
+#include "api/parse.h"
 #include "api/resources.h"
 #include "base/alloc.h"
 
@@ -84,7 +85,7 @@ static int apply(agent_node *n, json_t *doc, json_t **ret)
         agent_log(n->a, AGENT_LOG_WARNING, n->name, "apply Node: %s", st.message);
         return r;
     }
-    *ret = json_loads(rep->object_json, 0, NULL);
+    *ret = api_json_loads(rep->object_json, 0, NULL);
     rpc_message_free(rep);
     return *ret ? 0 : -EPROTO;
 }
@@ -196,7 +197,7 @@ int agent_node_register(agent_node *n)
         rpc_status st;
         r = rpc_client_get(a->client, &req, AGENT_RPC_TIMEOUT, &rep, &st);
         if (r == 0)
-            cur = json_loads(rep->object_json, 0, NULL);
+            cur = api_json_loads(rep->object_json, 0, NULL);
         rpc_message_free(rep);
         if (r < 0 && r != -ENOENT)
             return r;

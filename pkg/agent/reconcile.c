@@ -23,6 +23,7 @@
 #include "agent/files.h"
 #include "agent/status.h"
 #include "api/object.h"
+#include "api/parse.h"
 #include "base/alloc.h"
 
 /* ---- object lookups ---- */
@@ -68,7 +69,7 @@ int agent_object_fetch(agent *a, const char *kind, const char *ns, const char *n
     int r = rpc_client_get(a->client, &req, AGENT_RPC_TIMEOUT, &rep, &st);
     if (r < 0)
         return r;
-    json_t *obj = json_loads(rep->object_json, 0, NULL);
+    json_t *obj = api_json_loads(rep->object_json, 0, NULL);
     rpc_message_free(rep);
     if (!json_is_object(obj)) {
         json_decref(obj);
@@ -151,7 +152,7 @@ static int write_status(write_state *ws, const json_t *obj, const json_t *status
         return r;
     }
     atomic_fetch_add(&a->status_writes, 1);
-    json_t *now = json_loads(rep->object_json, 0, NULL);
+    json_t *now = api_json_loads(rep->object_json, 0, NULL);
     rpc_message_free(rep);
     int64_t new_rv = 0;
     if (now && informer_object_resource_version(now, &new_rv) == 0) {
@@ -312,7 +313,7 @@ static int volume_status_write(agent_node *n, const json_t *vol, json_t *status)
     rpc_status st;
     int r = rpc_client_update_status(a->client, &req, AGENT_RPC_TIMEOUT, &rep, &st);
     if (r == 0) {
-        json_t *now = json_loads(rep->object_json, 0, NULL);
+        json_t *now = api_json_loads(rep->object_json, 0, NULL);
         if (json_is_object(now))
             objcache_put(a, "Volume", req.namespace_, req.name, now);
         json_decref(now);

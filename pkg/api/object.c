@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "api/names.h"
+#include "api/parse.h"
 #include "api/schema.h"
 #include "base/alloc.h"
 
@@ -121,7 +122,7 @@ int api_json_load(const char *data, size_t len, json_t **ret, api_error *err)
         return -EMSGSIZE;
     }
     json_error_t je;
-    json_t *j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *j = api_json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
         sanitize_text(je.text);
         return api_error_set(err, "", "invalid JSON at line %d, column %d: %s", je.line, je.column,

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "api/names.h"
+#include "api/parse.h"
 #include "base/alloc.h"
 #include "api/resources.h"
 #include "internal.h"
@@ -63,7 +64,7 @@ int ledger_parse_shared(const char *key, const store_kv *kv, const json_t *parse
         doc = json_object();
         json_object_set_new(doc, member, json_object());
     } else {
-        doc = json_loadb(kv->value, kv->value_len, JSON_REJECT_DUPLICATES, NULL);
+        doc = api_json_loadb(kv->value, kv->value_len, JSON_REJECT_DUPLICATES, NULL);
         /* Never repaired silently: an empty ledger would hand out what is already claimed. */
         if (!json_is_object(json_object_get(doc, member))) {
             json_decref(doc);

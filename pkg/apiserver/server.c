@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "api/conditions.h"
+#include "api/parse.h"
 #include "base/alloc.h"
 #include "internal.h"
 #include "stratus/v1/stratus.pb-c.h"
@@ -117,7 +118,7 @@ int sx_delete(worker *w, const char *key, int64_t mod_revision, store_result **r
 
 json_t *object_from_kv(const store_kv *kv)
 {
-    json_t *o = json_loadb(kv->value, kv->value_len, 0, NULL);
+    json_t *o = api_json_loadb(kv->value, kv->value_len, 0, NULL);
     if (!json_is_object(o)) {
         json_decref(o);
         return NULL;

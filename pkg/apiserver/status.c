@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "api/parse.h"
 #include "base/alloc.h"
 #include "internal.h"
 #include "stratus/v1/stratus.pb-c.h"
@@ -38,7 +39,7 @@ void handle_update_status(worker *w, rpc_call *call, const ProtobufCMessage *req
     }
     json_t *status = NULL;
     if (req->status_json && *req->status_json) {
-        status = json_loads(req->status_json, JSON_REJECT_DUPLICATES, NULL);
+        status = api_json_loads(req->status_json, JSON_REJECT_DUPLICATES, NULL);
         if (!json_is_object(status)) {
             json_decref(status);
             apierr_set(&e, RPC_CODE_INVALID_ARGUMENT, "status: must be a JSON object");

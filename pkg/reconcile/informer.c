@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/parse.h"
 #include "base/alloc.h"
 #include "reconcile/keymap.h"
 
@@ -156,7 +157,7 @@ static bool same_version(const json_t *a, const json_t *b)
 /* Parses one object of a List or an event: a JSON object with a usable key. */
 static json_t *object_parse(const char *text)
 {
-    json_t *obj = json_loads(text ? text : "", JSON_REJECT_DUPLICATES, NULL);
+    json_t *obj = api_json_loads(text ? text : "", JSON_REJECT_DUPLICATES, NULL);
     _cleanup_free_ char *key = NULL;
     if (!json_is_object(obj) || informer_object_key(obj, &key) < 0) {
         json_decref(obj);
