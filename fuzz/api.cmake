@@ -1,7 +1,9 @@
-# Fuzz targets for pkg/api's parsers: manifests (load + validate + default) and selectors.
+# Fuzz targets for pkg/api's parsers: manifests (load + validate + default), selectors, and the
+# JSON parser against jansson's.
 # With clang they are libFuzzer programs, linked to a copy of stratus_api built with coverage
 # instrumentation so libFuzzer can steer; otherwise plain programs around fuzz/replay-main.c.
-# Either way CTest replays the seeds (fuzz-manifest-replay, fuzz-selector-replay; label unit).
+# Either way CTest replays the seeds (fuzz-manifest-replay, fuzz-selector-replay,
+# fuzz-parse-replay; label unit).
 set(api_fuzz_lib stratus_api)
 if(CMAKE_C_COMPILER_ID STREQUAL "Clang" AND TARGET stratus_api)
   get_target_property(api_sources stratus_api SOURCES)
@@ -17,13 +19,16 @@ endif()
 file(GLOB api_manifest_seeds ${CMAKE_SOURCE_DIR}/manifests/*.json
      ${CMAKE_SOURCE_DIR}/tests/unit/api-data/broken/*.json)
 file(GLOB api_selector_seeds ${CMAKE_SOURCE_DIR}/tests/unit/api-data/selectors/*.txt)
+file(GLOB api_parse_seeds ${CMAKE_SOURCE_DIR}/manifests/*.json
+     ${CMAKE_SOURCE_DIR}/tests/unit/api-data/*/*.json ${CMAKE_SOURCE_DIR}/fuzz/corpus/store-response/*)
 
 if(COMMAND stratus_fuzz)
   stratus_fuzz(fuzz-manifest SOURCES fuzz-manifest.c LIBS ${api_fuzz_lib} SEEDS ${api_manifest_seeds})
   stratus_fuzz(fuzz-selector SOURCES fuzz-selector.c LIBS ${api_fuzz_lib} SEEDS ${api_selector_seeds})
+  stratus_fuzz(fuzz-parse SOURCES fuzz-parse.c LIBS ${api_fuzz_lib} SEEDS ${api_parse_seeds})
 elseif(TARGET stratus_api)
   # fuzz/CMakeLists.txt without the shared helper: the same thing, spelled out.
-  foreach(target fuzz-manifest fuzz-selector)
+  foreach(target fuzz-manifest fuzz-selector fuzz-parse)
     if(CMAKE_C_COMPILER_ID STREQUAL "Clang")
       add_executable(${target} ${target}.c)
       target_compile_options(${target} PRIVATE -fsanitize=fuzzer)
@@ -36,5 +41,7 @@ elseif(TARGET stratus_api)
   endforeach()
   add_test(NAME fuzz-manifest-replay COMMAND fuzz-manifest ${api_manifest_seeds})
   add_test(NAME fuzz-selector-replay COMMAND fuzz-selector ${api_selector_seeds})
-  set_tests_properties(fuzz-manifest-replay fuzz-selector-replay PROPERTIES LABELS unit)
+  add_test(NAME fuzz-parse-replay COMMAND fuzz-parse ${api_parse_seeds})
+  set_tests_properties(fuzz-manifest-replay fuzz-selector-replay fuzz-parse-replay
+                       PROPERTIES LABELS unit)
 endif()
