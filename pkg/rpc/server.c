@@ -98,6 +98,7 @@ struct rpc_call {
     size_t queue_head, queue_len;
     unsigned coalesce_field; /* rpc_stream_coalesce; 0: one message per send */
     size_t coalesce_max;
+    bool held; /* rpc_stream_hold: messages wait for rpc_stream_flush (or a full batch) */
 
     bool owner_done; /* the handler ended the call */
     bool detaching, detached, freeing;
@@ -309,6 +310,8 @@ static void call_pump(rpc_call *c)
 {
     if (c->send_in_flight || c->cancelled || c->status_started || !c->gcall)
         return;
+    if (c->held && !c->finish_pending && c->queue_len < MIN(COALESCE_ITEMS_MAX, c->queue_max))
+        return;
     grpc_byte_buffer *bb = queue_pop(c);
     if (bb && c->coalesce_field && c->queue_len > 0)
         bb = queue_coalesce(c, bb);
@@ -505,6 +508,23 @@ void rpc_stream_coalesce(rpc_call *call, unsigned field, size_t max_bytes)
     pthread_mutex_lock(&call->lock);
     call->coalesce_field = field;
     call->coalesce_max = max_bytes;
+    pthread_mutex_unlock(&call->lock);
+}
+
+void rpc_stream_hold(rpc_call *call)
+{
+    pthread_mutex_lock(&call->lock);
+    call->held = call->coalesce_field != 0;
+    pthread_mutex_unlock(&call->lock);
+}
+
+void rpc_stream_flush(rpc_call *call)
+{
+    pthread_mutex_lock(&call->lock);
+    if (call->held) {
+        call->held = false;
+        call_pump(call);
+    }
     pthread_mutex_unlock(&call->lock);
 }
 

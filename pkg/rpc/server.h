@@ -106,6 +106,12 @@ size_t rpc_stream_room(rpc_call *call);
 void rpc_stream_coalesce(rpc_call *call, unsigned field, size_t max_bytes);
 /* The same with a message encoded once for many streams; e is not consumed. */
 int rpc_stream_send_encoded(rpc_call *call, const rpc_encoded *e);
+/* For a stream that coalesces: the messages sent from now on wait in its queue until
+ * rpc_stream_flush (or until a batch is full, or the call ends), so that a producer with several
+ * at once — the events of one etcd response — sends them as one batch instead of the first alone
+ * and the rest behind it. No effect on a stream that does not coalesce. The handler's thread. */
+void rpc_stream_hold(rpc_call *call);
+void rpc_stream_flush(rpc_call *call);
 /* Ends a streaming call with a status after the queued messages have been sent. Consumes the
  * call. Returns 0 or -ECANCELED (nothing more will be sent). Any thread, once. */
 int rpc_stream_finish(rpc_call *call, rpc_code code, const char *message);

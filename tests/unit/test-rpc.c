@@ -244,7 +244,8 @@ static void *burst(void *p)
  * batching what waits when the client asked for it (WatchRequest.batch), the second never; "events"
  * sends 5 events after resource_version and stays open; "finish" sends 3 then ends with
  * OUT_OF_RANGE; "flood" sends big events from a thread until the queue overflows; "hold" sends one
- * and stays open. Open watches end from their cancel callback. */
+ * and stays open; "held" sends 17 events in three held groups (watch_holds_until_flushed). Open
+ * watches end from their cancel callback. */
 static void on_watch(rpc_call *call, const ProtobufCMessage *request, void *userdata)
 {
     const Stratus__V1__WatchRequest *r = (const Stratus__V1__WatchRequest *)request;
@@ -257,6 +258,27 @@ static void on_watch(rpc_call *call, const ProtobufCMessage *request, void *user
         if (r->batch && streq(r->namespace_, "burst"))
             rpc_stream_coalesce(call, 6 /* WatchEvent.events */, 4096);
         start_thread(burst, call);
+        return;
+    }
+    if (streq(r->namespace_, "held")) {
+        /* Two groups of 6 held and flushed, then 5 held and the stream ended without a flush (a
+         * group stays within QUEUE_MAX, as the watch cache's do within a stream's room). */
+        if (r->batch)
+            rpc_stream_coalesce(call, 6 /* WatchEvent.events */, 64 * 1024);
+        int i = 0;
+        for (int group = 0; group < 3; group++) {
+            while (rpc_stream_room(call) < QUEUE_MAX && !rpc_call_is_cancelled(call))
+                sleep_usec(200); /* the group before has left the queue */
+            rpc_stream_hold(call);
+            for (int k = 0; k < (group < 2 ? 6 : 5); k++) {
+                char json[64];
+                snprintf(json, sizeof(json), "{\"n\":%d}", ++i);
+                send_event(call, i, json);
+            }
+            if (group < 2)
+                rpc_stream_flush(call);
+        }
+        rpc_stream_finish(call, RPC_CODE_OK, NULL);
         return;
     }
     int n = streq(r->namespace_, "events") ? 5 : streq(r->namespace_, "finish") ? 3 : 1;
@@ -756,6 +778,30 @@ static void watch_batches_what_waits(void)
     rpc_watch_free(w); /* under ASan: nothing leaks */
 }
 
+/* Events sent between rpc_stream_hold and rpc_stream_flush leave as one message, also the first
+ * (sent as they came, it would go alone); ending a held stream sends what it holds, then the
+ * status. */
+static void watch_holds_until_flushed(void)
+{
+    rpc_client *c = shared();
+    Stratus__V1__WatchRequest req = STRATUS__V1__WATCH_REQUEST__INIT;
+    req.namespace_ = "held";
+    rpc_watch *w;
+    CHECK_OK(rpc_client_watch(c, &req, &w));
+    Stratus__V1__WatchEvent *ev = NULL;
+    rpc_status st;
+    int r, n = 0;
+    while ((r = rpc_watch_next(w, 10 * USEC_PER_SEC, &ev, &st)) == 0) {
+        n++;
+        CHECK_INT(strtol(ev->resource_version, NULL, 10), ==, n);
+        ev = rpc_message_free(ev);
+    }
+    CHECK_INT(r, ==, -EPIPE);
+    CHECK_INT(n, ==, 17);
+    CHECK_INT(rpc_watch_messages(w), ==, 3);
+    rpc_watch_free(w);
+}
+
 static void shutdown_with_open_watch(void)
 {
     int port;
@@ -847,5 +893,5 @@ CHECK_MAIN(CASE(methods_match_proto), CASE(codes_map_errno), CASE(unary_roundtri
            CASE(unknown_method_unimplemented), CASE(oversize_request),
            CASE(watch_in_order_and_cancel), CASE(watch_server_ends_stream),
            CASE(watch_overflow_relists), CASE(watch_batches_what_waits),
-           CASE(shutdown_with_open_watch), CASE(unreachable_server), CASE(call_limit_enforced),
-           CASE(port_in_use_is_refused))
+           CASE(watch_holds_until_flushed), CASE(shutdown_with_open_watch),
+           CASE(unreachable_server), CASE(call_limit_enforced), CASE(port_in_use_is_refused))
