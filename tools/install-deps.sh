@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
 etcd-server etcd-client
 libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
-libjansson-dev libev-dev libcurl4-openssl-dev
+libjansson-dev libev-dev libcurl4-openssl-dev libjemalloc-dev
 libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 libssl-dev qemu-utils qemu-system-x86 genisoimage iptables dnsmasq-base busybox-static cpio
 python3 python3-grpcio python3-protobuf openssl"
