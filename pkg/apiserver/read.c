@@ -14,6 +14,12 @@
 
 #define LIST_PAGE_BYTES (3u << 20)
 #define LIST_SCAN_CHUNK 1000
+/* What one etcd read of a List should bring back, about: the keys of a read are as many as fit
+ * at the average size of the values read so far; a page's first read, before any size is known,
+ * takes LIST_FIRST_READ keys — at API_OBJECT_SIZE_MAX each, still under the store's response
+ * limit (STORE_DEFAULT_MAX_RESPONSE). */
+#define LIST_READ_BYTES ((size_t)8 << 20)
+#define LIST_FIRST_READ 32
 
 void handle_get(worker *w, rpc_call *call, const ProtobufCMessage *request)
 {
@@ -117,11 +123,16 @@ void handle_list(worker *w, rpc_call *call, const ProtobufCMessage *request)
     size_t n_items = 0, bytes = 0;
     bool more = true;
     char *last = NULL; /* last key read from etcd, owned by `after` */
+    size_t read_keys = 0, read_bytes = 0;
     while (more && n_items < limit && bytes < LIST_PAGE_BYTES) {
         /* Without selectors every key read is returned: read just what the page still needs,
-         * or the next page would read the rest again. With them, read ahead in chunks. */
+         * or the next page would read the rest again. With them, read ahead in chunks. Either
+         * way no more than about LIST_READ_BYTES at once. */
         bool filtering = ls->n_requirements > 0 || fs->n_requirements > 0;
         int64_t chunk = filtering ? LIST_SCAN_CHUNK : (int64_t)(limit - n_items);
+        size_t fit =
+            read_keys ? LIST_READ_BYTES / MAX(read_bytes / read_keys, (size_t)1) : LIST_FIRST_READ;
+        chunk = MIN(chunk, (int64_t)MAX(fit, (size_t)1));
         store_range_opts o = {
             .key = prefix, .range_end = end, .after = after, .revision = rev, .limit = chunk};
         _cleanup_(store_result_freep) store_result *r = NULL;
@@ -141,6 +152,9 @@ void handle_list(worker *w, rpc_call *call, const ProtobufCMessage *request)
         if (!rev)
             rev = r->revision;
         more = r->more;
+        read_keys += r->n_kvs;
+        for (size_t i = 0; i < r->n_kvs; i++)
+            read_bytes += r->kvs[i].key_len + r->kvs[i].value_len;
         size_t i;
         for (i = 0; i < r->n_kvs && n_items < limit && bytes < LIST_PAGE_BYTES; i++) {
             last = r->kvs[i].key;

@@ -296,6 +296,44 @@ static void list_selects_and_pages(void)
     CHECK(strstr(st.message, "limit") != NULL);
 }
 
+/* A List of objects larger in all than the store takes in one response (64 MiB) reads them from
+ * etcd in parts: read in one go, as a page's keys were, every page failed, and an informer would
+ * have retried forever. 280 instances of ~250 KiB, in pages of up to 2,000 (each stops at ~3
+ * MiB). */
+static void list_reads_big_objects_in_parts(void)
+{
+    setup();
+    base_objects();
+    enum { N = 280, PAD = 250 * 1000 };
+    char *pad = xmalloc(PAD + 1);
+    memset(pad, 'x', PAD);
+    pad[PAD] = '\0';
+    rpc_status st;
+    for (int i = 0; i < N; i++) {
+        _cleanup_free_ char *doc =
+            xasprintf("{\"apiVersion\":\"stratus/v1\",\"kind\":\"Instance\",\"metadata\":{\"name\":"
+                      "\"big-%03d\",\"namespace\":\"big\",\"annotations\":{\"pad\":\"%s\"}},"
+                      "\"spec\":{\"flavor\":\"tiny\",\"image\":\"img\"}}",
+                      i, pad);
+        CHECK_OK(fx_apply(fx, doc, NULL, NULL, &st));
+    }
+    free(pad);
+    char *token = NULL;
+    int pages = 0, seen = 0;
+    do {
+        Stratus__V1__ListResponse *rep = NULL;
+        if (list("instances", "big", false, NULL, NULL, 2000, token, &rep, &st) < 0)
+            check_fail(__FILE__, __LINE__, "page %d: %s", pages + 1, st.message);
+        pages++;
+        seen += (int)rep->n_items_json;
+        free(token);
+        token = *rep->continue_token ? xstrdup(rep->continue_token) : NULL;
+        rpc_message_free(rep);
+    } while (token && pages < 100);
+    CHECK_INT(seen, ==, N);
+    CHECK_INT(pages, >, 1);
+}
+
 static int update_status_on(apiserver_fixture *f, const char *kind, const char *ns,
                             const char *name, const char *rv, const char *status,
                             const char *remove_finalizer, json_t **ret, rpc_status *st)
@@ -1208,9 +1246,10 @@ static void bookmarks_never_overtake_a_replay(void)
 CHECK_MAIN(CASE(apply_create_unchanged_configured),
            CASE(apply_rejects_bad_input_and_keeps_what_is_stored),
            CASE(apply_ignores_status_and_dry_run_writes_nothing), CASE(list_selects_and_pages),
-           CASE(concurrent_updates_lose_nothing), CASE(two_apiservers_lose_nothing),
-           CASE(status_is_validated_and_preconditioned), CASE(delete_waits_for_finalizers),
-           CASE(watch_sees_changes_with_selectors), CASE(watch_knows_states_it_no_longer_holds),
+           CASE(list_reads_big_objects_in_parts), CASE(concurrent_updates_lose_nothing),
+           CASE(two_apiservers_lose_nothing), CASE(status_is_validated_and_preconditioned),
+           CASE(delete_waits_for_finalizers), CASE(watch_sees_changes_with_selectors),
+           CASE(watch_knows_states_it_no_longer_holds),
            CASE(delete_after_an_eviction_in_the_same_response), CASE(watch_resumes_and_expires),
            CASE(watch_errors_are_clear), CASE(health_reports_etcd),
            CASE(oversize_request_is_refused), CASE(watch_sees_every_object_of_a_transaction),
