@@ -2,7 +2,7 @@
  * of the real Stratus programs, each its own process started by the cluster harness (cluster.h):
  *
  *   apiserver  empty, then with 10,000 and 100,000 Instances stored (applied through the API by
- *              32 client threads, then listed once in pages of 500, as an informer starting up
+ *              32 client threads, then listed once in pages of 2,000, as an informer starting up
  *              would); etcd's RSS beside it for scale
  *   scheduler  synced with 1,000 Ready nodes (with leases), then after placing 10,000 instances
  *   node agent one identity on libvirt's test driver: with 0, then 100 instances Running
@@ -168,7 +168,7 @@ static double load(load_kind kind, const char *ns, long from, long to, int threa
     return s;
 }
 
-/* Lists every instance in ns (pages of 500); returns how many and the revision. */
+/* Lists every instance in ns (pages of 2,000); returns how many and the revision. */
 static long list_all(const char *ns, char **ret_rv)
 {
     long n = 0;
@@ -178,7 +178,7 @@ static long list_all(const char *ns, char **ret_rv)
         Stratus__V1__ListRequest req = STRATUS__V1__LIST_REQUEST__INIT;
         req.kind = "instances";
         req.namespace_ = (char *)ns;
-        req.limit = 500;
+        req.limit = 2000;
         req.continue_token = cont ? cont : "";
         Stratus__V1__ListResponse *rep = NULL;
         rpc_status st;

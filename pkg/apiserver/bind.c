@@ -284,7 +284,9 @@ static int flavor_claim_get(bind_call *c, const char *name, claim *ret, apierr *
  * transactions that run side by side
  *
  * A round takes, in request order, the pending bindings it can: one unit per node (at most
- * APISERVER_TXN_INSTANCES of its bindings), each instance once. It reads every instance, node
+ * APISERVER_TXN_INSTANCES of its bindings), each instance once, and only nodes no other round of
+ * this apiserver holds (round_hold: a held node's bindings wait for a later round of the call,
+ * instead of losing a race on its ledger to the holder). It reads every instance, node
  * and allocation ledger it needs in a handful of read-only transactions sent at once, decides
  * each unit against what it read, and packs the units into as few transactions as etcd accepts
  * (APISERVER_TXN_OPS compares, APISERVER_TXN_BYTES of values), all sent at once. Transactions of
@@ -311,6 +313,7 @@ typedef struct bind_unit {
     bool solo;  /* one binding that must go in a transaction of its own */
     bool alone; /* lost a race before: in a transaction of its own, so that it does not take
                    other nodes' bindings down with it again */
+    bool held;  /* the round holds its node (round_hold) */
     const store_kv *node_kv;                          /* as read; NULL: no such node */
     const store_kv *alloc_kv;                         /* NULL: no ledger yet */
     const store_kv *inst_kv[APISERVER_TXN_INSTANCES]; /* NULL: no such instance */
@@ -640,18 +643,27 @@ static decision bind_decide(bind_round *r, bind_unit *u, size_t tx, size_t i, co
     return WRITTEN;
 }
 
-/* Keeps the units whose nodes no other round of this apiserver holds, and holds those nodes
- * until round_clear; when every node is held, first waits until one is let go. A node's
- * bindings left out stay pending for a later round of the call. Two Bind calls for one node would
- * otherwise both decide on the same ledger and one transaction would lose, taking every other
- * node it packed back to a retry: with three schedulers 7 transactions in 10 held 3 bindings or
- * fewer, a fifth of them lost. A round never holds a node while it waits, so rounds cannot wait
- * on each other in a circle. */
+/* The longest a round waits for another round to let go of its nodes; then it goes ahead on them
+ * unheld, racing as it did before holds (the compares keep it correct). Bounds what a stuck
+ * holder — etcd slow to answer its write — can make other Bind calls wait. */
+#define HOLD_WAIT_MAX (1 * USEC_PER_SEC)
+
+/* Holds the nodes of the round's units that no other round of this apiserver holds, until
+ * round_clear, and leaves out the units of nodes held by others; when every node is held, first
+ * waits until one is let go (up to HOLD_WAIT_MAX, then keeps every unit, holding what it can).
+ * A node's bindings left out stay pending for a later round of the call. Two Bind calls for one
+ * node would otherwise both decide on the same ledger and one transaction would lose, taking
+ * every other node it packed back to a retry: with three schedulers 7 transactions in 10 held 3
+ * bindings or fewer, a fifth of them lost. A round never holds a node while it waits, so rounds
+ * cannot wait on each other in a circle. Only node ledgers are held: two calls adding members of
+ * one server group on different nodes still race on its ledger. */
 static void round_hold(bind_round *r)
 {
     apiserver *s = r->c->w->srv;
     if (r->n_units == 0)
         return;
+    usec_t until = now_monotonic() + HOLD_WAIT_MAX;
+    bool waited_out = false;
     pthread_mutex_lock(&s->holds_lock);
     for (;;) {
         size_t k = 0;
@@ -659,20 +671,28 @@ static void round_hold(bind_round *r)
             k++;
         if (k < r->n_units)
             break;
-        pthread_cond_wait(&s->holds_cond, &s->holds_lock);
+        struct timespec ts = {.tv_sec = (time_t)(until / USEC_PER_SEC),
+                              .tv_nsec = (long)(until % USEC_PER_SEC) * 1000};
+        if (pthread_cond_timedwait(&s->holds_cond, &s->holds_lock, &ts) == ETIMEDOUT) {
+            waited_out = true;
+            break;
+        }
     }
     size_t kept = 0;
     for (size_t k = 0; k < r->n_units; k++) {
-        if (json_object_get(s->holds, r->units[k].node))
+        bind_unit *u = &r->units[k];
+        if (!json_object_get(s->holds, u->node)) {
+            json_object_set_new(s->holds, u->node, json_true());
+            u->held = true;
+        } else if (!waited_out)
             continue;
-        json_object_set_new(s->holds, r->units[k].node, json_true());
-        r->units[kept++] = r->units[k];
+        r->units[kept++] = *u;
     }
     r->n_units = kept;
     pthread_mutex_unlock(&s->holds_lock);
 }
 
-/* Lets go of the round's nodes (round_hold). */
+/* Lets go of the nodes the round holds (round_hold). */
 static void round_release(bind_round *r)
 {
     apiserver *s = r->c->w->srv;
@@ -680,7 +700,8 @@ static void round_release(bind_round *r)
         return;
     pthread_mutex_lock(&s->holds_lock);
     for (size_t k = 0; k < r->n_units; k++)
-        json_object_del(s->holds, r->units[k].node);
+        if (r->units[k].held)
+            json_object_del(s->holds, r->units[k].node);
     pthread_cond_broadcast(&s->holds_cond);
     pthread_mutex_unlock(&s->holds_lock);
 }

@@ -4,7 +4,8 @@
  * worker threads, each owning a store on a private libev loop, so a handler is sequential code
  * (read, decide, compare-and-swap, retry on conflict) and blocks only its own worker. Watch
  * calls go to the watch cache's thread (watchcache.c), which owns the one etcd watch and every
- * watcher. Nothing mutable is shared between workers: all state is in etcd. */
+ * watcher. What workers share is a cache and a courtesy, never the truth, which is in etcd: the
+ * recent values (recent.c, what writes start from) and the set of nodes Bind rounds hold. */
 #pragma once
 
 #include <jansson.h>

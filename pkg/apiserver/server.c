@@ -627,7 +627,11 @@ int apiserver_new(const apiserver_options *opts, apiserver **ret)
     pthread_mutex_init(&s->cron_lock, NULL);
     pthread_cond_init(&s->cron_cond, NULL);
     pthread_mutex_init(&s->holds_lock, NULL);
-    pthread_cond_init(&s->holds_cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* bind.c's round_hold waits by it */
+    pthread_cond_init(&s->holds_cond, &ca);
+    pthread_condattr_destroy(&ca);
     s->holds = json_object();
 
     int e = watchcache_new(s, &s->wc);

@@ -536,16 +536,18 @@ static void on_etcd_events(store_watch *sw, const store_event *events, size_t n,
     }
     if (n == 0 && revision > wc->head)
         wc->head = revision;
-    /* A response's events go to each watcher as one batch (rpc_stream_hold): sent as they came,
-     * the first went alone and the rest behind it, ~5 events a message where a response held 40. */
-    for (watcher *w = wc->active; w; w = w->next)
-        rpc_stream_hold(w->call);
     const api_kind_info **kinds = xnew(const api_kind_info *, n);
     char **nss = xnew(char *, n);
     prev_source *src = xnew(prev_source, n);
     for (size_t i = 0; i < n; i++)
         kinds[i] = key_kind(events[i].kv.key, &nss[i]);
     bool lost = previous_sources(wc, events, n, kinds, src) < 0;
+    /* A response's events go to each watcher as one batch (rpc_stream_hold): sent as they came,
+     * the first went alone and the rest behind it, ~5 events a message where a response held 40.
+     * Held only from here: previous_sources may wait on etcd, and a held stream does not drain
+     * what it queued before either. */
+    for (watcher *w = wc->active; w; w = w->next)
+        rpc_stream_hold(w->call);
     _cleanup_(json_decrefp) json_t *made = json_object(); /* key → this response's newest state */
     for (size_t i = 0; i < n && !lost; i++) {
         const store_event *e = &events[i];

@@ -71,7 +71,7 @@ typedef struct informer_options {
     bool all_namespaces;        /* every namespace of a namespaced kind */
     const char *label_selector; /* passed to List and Watch as is; NULL: everything */
     const char *field_selector; /* likewise, e.g. "spec.nodeName=node-1" */
-    int64_t page_size;          /* List page size asked for; 0 → 500 */
+    int64_t page_size;          /* List page size asked for; 0 → 2,000 */
     usec_t list_timeout;        /* deadline of each List page; 0 → 30 s */
     usec_t backoff_initial;     /* wait after a second failure in a row; 0 → 200 ms */
     usec_t backoff_max;         /* cap on the doubling wait; 0 → 30 s */

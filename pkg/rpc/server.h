@@ -102,14 +102,16 @@ size_t rpc_stream_room(rpc_call *call);
  * the reply type whose repeated field number `field` (of the reply type itself) holds each, up to
  * max_bytes in all (one larger than that goes alone). Only for a client that asked for it
  * (WatchRequest.batch). Nothing waits for a batch to fill: a message goes at once when nothing
- * is being sent, so only a stream that is behind gets batches. */
+ * is being sent (unless held, rpc_stream_hold), so only a stream that is behind, or held, gets
+ * batches. */
 void rpc_stream_coalesce(rpc_call *call, unsigned field, size_t max_bytes);
 /* The same with a message encoded once for many streams; e is not consumed. */
 int rpc_stream_send_encoded(rpc_call *call, const rpc_encoded *e);
-/* For a stream that coalesces: the messages sent from now on wait in its queue until
- * rpc_stream_flush (or until a batch is full, or the call ends), so that a producer with several
- * at once — the events of one etcd response — sends them as one batch instead of the first alone
- * and the rest behind it. No effect on a stream that does not coalesce. The handler's thread. */
+/* For a stream that coalesces: its queue does not drain — messages sent from now on, and those
+ * already waiting — until rpc_stream_flush (or until a batch is full, or the call ends), so that
+ * a producer with several at once (the events of one etcd response) sends them as one batch
+ * instead of the first alone and the rest behind it. Hold briefly. No effect on a stream that
+ * does not coalesce. The handler's thread. */
 void rpc_stream_hold(rpc_call *call);
 void rpc_stream_flush(rpc_call *call);
 /* Ends a streaming call with a status after the queued messages have been sent. Consumes the
