@@ -9,43 +9,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "api/object.h"
+#include "json-docs.h"
+#include "stats.h"
 
 #define FLAGS  (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
 #define ROUNDS 5
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 static char *dump_jansson(const json_t *j)
 {
     return json_dumps(j, FLAGS);
 }
 
+typedef struct dump_call {
+    char *(*f)(const json_t *);
+    const json_t *j;
+} dump_call;
+
+static void dump_once(void *arg)
+{
+    const dump_call *c = arg;
+    free(c->f(c->j));
+}
+
 /* Nanoseconds per dump of j by f: the best round. */
 static double measure(char *(*f)(const json_t *), const json_t *j)
 {
-    double best = 0;
-    for (int round = 0; round < ROUNDS; round++) {
-        unsigned n = 0;
-        double start = now_ns(), elapsed;
-        do {
-            for (int i = 0; i < 1000; i++)
-                free(f(j));
-            n += 1000;
-            elapsed = now_ns() - start;
-        } while (elapsed < 2e8);
-        double per = elapsed / n;
-        if (round == 0 || per < best)
-            best = per;
-    }
-    return best;
+    dump_call c = {f, j};
+    return bench_ns_per_call(dump_once, &c, ROUNDS);
 }
 
 /* An Instance as the apiserver stores it after create (defaults, uid, creationTimestamp,
@@ -84,22 +76,6 @@ static json_t *bound_instance(void)
     return obj;
 }
 
-/* /stratus/v1/allocations/<node> with n instances (bind.c's shape). */
-static json_t *ledger(int n)
-{
-    json_t *map = json_object();
-    for (int i = 0; i < n; i++) {
-        char uid[40], name[16];
-        snprintf(uid, sizeof(uid), "%08x-7b4d-4e2a-9c61-%012x", 0x9e3779b9u * (unsigned)(i + 1),
-                 (unsigned)i * 7919u);
-        snprintf(name, sizeof(name), "web-%d", i);
-        json_object_set_new(map, uid,
-                            json_pack("{s:s,s:s,s:i,s:i,s:i}", "namespace", "default", "name", name,
-                                      "vcpus", 1, "memoryMiB", 512, "diskGiB", 1));
-    }
-    return json_pack("{s:o}", "instances", map);
-}
-
 static void report(const char *name, const json_t *j)
 {
     char *want = dump_jansson(j), *got = api_json_canonical(j);
@@ -118,7 +94,7 @@ static void report(const char *name, const json_t *j)
 
 int main(void)
 {
-    json_t *inst = bound_instance(), *led = ledger(10);
+    json_t *inst = bound_instance(), *led = bench_ledger(10);
     report("instance", inst);
     report("ledger_10", led);
     json_decref(inst);

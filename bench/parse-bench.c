@@ -13,61 +13,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "api/object.h"
 #include "api/parse.h"
+#include "json-docs.h"
+#include "stats.h"
 
 #define FLAGS  JSON_REJECT_DUPLICATES
 #define ROUNDS 5
 
-static double now_ns(void)
+typedef struct parse_call {
+    json_t *(*f)(const char *, size_t, size_t, json_error_t *);
+    const char *text;
+    size_t len;
+} parse_call;
+
+static void parse_once(void *arg)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+    const parse_call *c = arg;
+    json_decref(c->f(c->text, c->len, FLAGS, NULL));
 }
 
 /* Nanoseconds per parse of text by f: the best round. */
 static double measure(json_t *(*f)(const char *, size_t, size_t, json_error_t *), const char *text)
 {
-    size_t len = strlen(text);
-    double best = 0;
-    for (int round = 0; round < ROUNDS; round++) {
-        unsigned n = 0;
-        double start = now_ns(), elapsed;
-        do {
-            for (int i = 0; i < 1000; i++)
-                json_decref(f(text, len, FLAGS, NULL));
-            n += 1000;
-            elapsed = now_ns() - start;
-        } while (elapsed < 2e8);
-        double per = elapsed / n;
-        if (round == 0 || per < best)
-            best = per;
-    }
-    return best;
+    parse_call c = {f, text, strlen(text)};
+    return bench_ns_per_call(parse_once, &c, ROUNDS);
+}
+
+static void copy_once(void *arg)
+{
+    json_decref(json_deep_copy(arg));
 }
 
 /* Nanoseconds per json_deep_copy of j: building the same tree through jansson's API, without
  * reading any text, is the floor for any parser that returns jansson trees. */
 static double measure_copy(const json_t *j)
 {
-    double best = 0;
-    for (int round = 0; round < ROUNDS; round++) {
-        unsigned n = 0;
-        double start = now_ns(), elapsed;
-        do {
-            for (int i = 0; i < 1000; i++)
-                json_decref(json_deep_copy(j));
-            n += 1000;
-            elapsed = now_ns() - start;
-        } while (elapsed < 2e8);
-        double per = elapsed / n;
-        if (round == 0 || per < best)
-            best = per;
-    }
-    return best;
+    return bench_ns_per_call(copy_once, (void *)j, ROUNDS);
 }
 
 static json_t *must_load(const char *text)
@@ -97,22 +80,6 @@ static json_t *bound_instance(void)
         "\"type\":\"Scheduled\",\"status\":\"True\",\"reason\":\"Bound\","
         "\"message\":\"bound to node \\\"node-0042\\\"\","
         "\"lastTransitionTime\":\"2026-11-22T02:31:01Z\"}]}}");
-}
-
-/* /stratus/v1/allocations/<node> with n instances (bind.c's shape). */
-static json_t *ledger(int n)
-{
-    json_t *map = json_object();
-    for (int i = 0; i < n; i++) {
-        char uid[40], name[16];
-        snprintf(uid, sizeof(uid), "%08x-7b4d-4e2a-9c61-%012x", 0x9e3779b9u * (unsigned)(i + 1),
-                 (unsigned)i * 7919u);
-        snprintf(name, sizeof(name), "web-%d", i);
-        json_object_set_new(map, uid,
-                            json_pack("{s:s,s:s,s:i,s:i,s:i}", "namespace", "default", "name", name,
-                                      "vcpus", 1, "memoryMiB", 512, "diskGiB", 1));
-    }
-    return json_pack("{s:o}", "instances", map);
 }
 
 /* A Node as its agent keeps it: labels, the defaulted spec (ratios are reals), and the status
@@ -162,7 +129,7 @@ static void report(const char *name, json_t *doc)
 
 int main(void)
 {
-    json_t *inst = bound_instance(), *led = ledger(10), *nd = node();
+    json_t *inst = bound_instance(), *led = bench_ledger(10), *nd = node();
     report("instance", inst);
     report("ledger_10", led);
     report("node", nd);

@@ -1,4 +1,4 @@
 if(TARGET stratus_api)
   add_executable(parse-bench parse-bench.c)
-  target_link_libraries(parse-bench PRIVATE stratus_api)
+  target_link_libraries(parse-bench PRIVATE stratus_api stratus_bench_stats stratus_bench_json)
 endif()

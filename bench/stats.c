@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "stats.h"
@@ -60,4 +61,30 @@ usec_t bench_quantile(const usec_t *sorted, size_t n, double p)
 double bench_ms(usec_t d)
 {
     return (double)d / 1000.0;
+}
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+double bench_ns_per_call(void (*op)(void *arg), void *arg, int rounds)
+{
+    double best = 0;
+    for (int round = 0; round < rounds; round++) {
+        unsigned n = 0;
+        double start = now_ns(), elapsed;
+        do {
+            for (int i = 0; i < 1000; i++)
+                op(arg);
+            n += 1000;
+            elapsed = now_ns() - start;
+        } while (elapsed < 2e8);
+        double per = elapsed / n;
+        if (round == 0 || per < best)
+            best = per;
+    }
+    return best;
 }

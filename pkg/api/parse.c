@@ -113,30 +113,6 @@ static int32_t hex4(const unsigned char *p, const unsigned char *end)
     return v;
 }
 
-static size_t utf8_put(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12);
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | cp >> 18);
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Past the run of bytes at p that stand for themselves in a string (plain ASCII and UTF-8
  * sequences jansson accepts); stops at '"', '\\', a control character, a byte that is not valid
  * UTF-8, or end. */
@@ -209,7 +185,7 @@ static bool string_decode(parser *ps, const unsigned char *start, const unsigned
                 p += 6;
             } else if (cp >= 0xDC00 && cp <= 0xDFFF)
                 return false;
-            w = utf8_put(out, (uint32_t)cp);
+            w = api_utf8_put(out, (uint32_t)cp);
             break;
         }
         default:

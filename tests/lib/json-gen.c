@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "api/utf8.h"
 #include "base/macro.h"
 
 static uint64_t rng_state = 1;
@@ -26,30 +27,6 @@ uint64_t jgen_next(void)
 unsigned jgen_below(unsigned n)
 {
     return (unsigned)(jgen_next() % n);
-}
-
-size_t jgen_utf8_put(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12);
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | cp >> 18);
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 size_t jgen_text(char *o, unsigned max)
@@ -80,7 +57,7 @@ size_t jgen_text(char *o, unsigned max)
         default:
             cp = 'a' + jgen_below(6); /* few letters, so keys share prefixes */
         }
-        len += jgen_utf8_put(o + len, cp);
+        len += api_utf8_put(o + len, cp);
     }
     return len;
 }

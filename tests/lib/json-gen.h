@@ -15,8 +15,6 @@ uint64_t jgen_next(void);
 /* Uniform-ish in [0, n). */
 unsigned jgen_below(unsigned n);
 
-/* Writes code point cp (never a surrogate) as UTF-8 at o; returns its length, 1-4. */
-size_t jgen_utf8_put(char *o, uint32_t cp);
 /* Valid UTF-8 of up to max characters at o (room for 4 * max bytes); returns its length. May
  * hold NUL. */
 size_t jgen_text(char *o, unsigned max);

@@ -18,6 +18,7 @@
 
 #include "api/object.h"
 #include "api/parse.h"
+#include "api/utf8.h"
 #include "base/alloc.h"
 #include "check.h"
 #include "json-gen.h"
@@ -666,7 +667,7 @@ static size_t good_piece(char *o)
         do
             cp = 0x80 + jgen_below(0x110000 - 0x80);
         while (cp >= 0xD800 && cp <= 0xDFFF);
-        return jgen_utf8_put(o, cp);
+        return api_utf8_put(o, cp);
     }
     }
 }
