@@ -217,12 +217,17 @@ static int claim_hook(void *userdata, agent_reconcile_ctx *ctx, const agent_reso
             continue; /* counted by its reservation */
         if (!counts)
             continue;
-        json_t *flavor = NULL;
-        if (agent_object_get(n->a, "Flavor", NULL,
-                             json_string_value(api_json_lookup(o, "spec.flavor")), &flavor) < 0)
-            continue;
-        agent_resources f = agent_flavor_resources(flavor);
-        json_decref(flavor);
+        /* What Bind recorded; an instance bound before it recorded claims counts its flavor, when
+         * the flavor is still there. */
+        agent_resources f;
+        if (agent_instance_claim(o, &f) < 0) {
+            json_t *flavor = NULL;
+            if (agent_object_get(n->a, "Flavor", NULL,
+                                 json_string_value(api_json_lookup(o, "spec.flavor")), &flavor) < 0)
+                continue;
+            f = agent_flavor_resources(flavor);
+            json_decref(flavor);
+        }
         used.vcpus += f.vcpus;
         used.memory_mib += f.memory_mib;
         used.disk_gib += f.disk_gib;

@@ -37,16 +37,30 @@ const char *agent_outcome_to_string(agent_outcome o)
     return o < _AGENT_OUTCOME_MAX ? outcome_names[o] : "?";
 }
 
+static agent_resources resources_of(const api_resources *a)
+{
+    return (agent_resources){
+        .vcpus = a->amount[API_RESOURCE_VCPUS],
+        .memory_mib = a->amount[API_RESOURCE_MEMORY],
+        .disk_gib = a->amount[API_RESOURCE_DISK],
+    };
+}
+
 agent_resources agent_flavor_resources(const json_t *flavor)
 {
     /* The ledger's own arithmetic, so the agent and Bind never disagree on a claim. */
     api_resources a;
     api_flavor_resources(flavor, &a);
-    return (agent_resources){
-        .vcpus = a.amount[API_RESOURCE_VCPUS],
-        .memory_mib = a.amount[API_RESOURCE_MEMORY],
-        .disk_gib = a.amount[API_RESOURCE_DISK],
-    };
+    return resources_of(&a);
+}
+
+int agent_instance_claim(const json_t *inst, agent_resources *ret)
+{
+    api_resources a;
+    if (api_instance_claim(inst, &a) < 0)
+        return -ENOENT;
+    *ret = resources_of(&a);
+    return 0;
 }
 
 bool agent_instance_is_bound(const json_t *inst, const char *node)

@@ -46,6 +46,9 @@ typedef struct agent_resources {
 /* What an instance of this flavor takes: vcpus, memory, root + ephemeral + swap (rounded up to
  * GiB), as the apiserver's ledger counts it. */
 agent_resources agent_flavor_resources(const json_t *flavor);
+/* What a bound instance claims as Bind recorded it (status.claim, api_instance_claim): 0, or
+ * -ENOENT when it has no record (bound before Bind kept one: its flavor says). */
+int agent_instance_claim(const json_t *inst, agent_resources *ret);
 
 /* Whether want fits next to used within cap; when not, why (API_MESSAGE_MAX bytes) names the
  * first resource short ("insufficient memory: requested 2048 MiB, 1024 MiB free of 4096 MiB"). */

@@ -273,11 +273,21 @@ static const api_field timeline_fields[] = {
 };
 static const api_field timeline_elem = API_F_OBJECT(NULL, false, timeline_fields, NULL);
 
+/* What Bind recorded in the node's ledger (api_instance_claim); the apiserver keeps it as
+ * stored on UpdateStatus. */
+static const api_field claim_fields[] = {
+    API_F_INT("vcpus", true, 0, INT64_MAX),
+    API_F_INT("memoryMiB", true, 0, INT64_MAX),
+    API_F_INT("diskGiB", true, 0, INT64_MAX),
+    API_F_END,
+};
+
 const api_field api_instance_status_fields[] = {
     API_F_ENUM("phase", false, phase_values),
     API_F_STRING("reason", false, API_REASON_MAX, api_check_reason),
     API_F_STRING("message", false, API_MESSAGE_MAX, NULL),
     API_F_STRING("nodeName", false, 0, api_check_ref_name),
+    API_F_OBJECT("claim", false, claim_fields, NULL),
     API_F_ARRAY("conditions", false, API_CONDITIONS_MAX, &condition_elem, api_check_conditions),
     API_F_ARRAY("addresses", false, API_ADDRESSES_MAX, &address_elem, NULL),
     API_F_ARRAY("attempts", false, API_ATTEMPTS_MAX, &attempt_elem, NULL),

@@ -1,6 +1,8 @@
 /* Node capacity and flavor claims: the arithmetic Bind and the scheduler share. */
 #include "api/resources.h"
 
+#include <errno.h>
+
 #include "api/object.h"
 #include "base/macro.h"
 
@@ -49,4 +51,26 @@ void api_flavor_resources(const json_t *flavor, api_resources *ret)
     ret->amount[API_RESOURCE_DISK] = json_integer_value(json_object_get(spec, "rootDiskGiB")) +
                                      json_integer_value(json_object_get(spec, "ephemeralGiB")) +
                                      (swap_mib + 1023) / 1024;
+}
+
+int api_instance_claim(const json_t *inst, api_resources *ret)
+{
+    const json_t *c = json_object_get(json_object_get(inst, "status"), "claim");
+    if (!json_is_object(c))
+        return -ENOENT;
+    for (api_resource k = 0; k < _API_RESOURCE_MAX; k++) {
+        const json_t *v = json_object_get(c, api_resource_table[k].field);
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+            return -ENOENT;
+        ret->amount[k] = json_integer_value(v);
+    }
+    return 0;
+}
+
+json_t *api_resources_json(const api_resources *r)
+{
+    json_t *o = json_object();
+    for (api_resource k = 0; k < _API_RESOURCE_MAX; k++)
+        json_object_set_new(o, api_resource_table[k].field, json_integer(r->amount[k]));
+    return o;
 }

@@ -420,7 +420,10 @@ static bool claim_of(scheduler *s, const json_t *inst, sched_claim *ret, char *g
     const json_t *spec = json_object_get(inst, "spec");
     const char *node = json_string_value(json_object_get(spec, "nodeName"));
     const char *flavor = json_string_value(json_object_get(spec, "flavor"));
-    if (!node || !flavor || flavor_resources(s, flavor, true, &ret->need) < 0)
+    /* As Bind recorded it; an assumption, or an instance bound before Bind recorded claims,
+     * counts its flavor (remembered after its deletion: gone_flavors). */
+    if (!node || (api_instance_claim(inst, &ret->need) < 0 &&
+                  (!flavor || flavor_resources(s, flavor, true, &ret->need) < 0)))
         return false;
     ret->node = node;
     ret->image = json_string_value(json_object_get(spec, "image"));

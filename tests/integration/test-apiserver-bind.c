@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "api/object.h"
+#include "api/resources.h"
 #include "apiserver-fixture.h"
 #include "base/alloc.h"
 #include "check.h"
@@ -302,6 +303,72 @@ static void bind_fits_and_says_why_not(void)
     _cleanup_free_ char *f = instance_create("bind", "fit-f", "b-small", NULL);
     CHECK_INT(bind1("bind", "fit-f", f, "fit-3", msg, sizeof(msg)), ==, 8);
     CHECK_STR(msg, "node \"fit-3\": insufficient vcpus (requested 2, 1 free of 1 × 1.0)");
+}
+
+static void status_of(const char *ns, const char *name, const char *status_json)
+{
+    Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;
+    req.kind = "Instance";
+    req.namespace_ = (char *)ns;
+    req.name = (char *)name;
+    req.status_json = (char *)status_json;
+    Stratus__V1__ObjectResponse *rep = NULL;
+    rpc_status st;
+    if (rpc_client_update_status(fx->client, &req, TIMEOUT, &rep, &st) < 0)
+        check_fail(__FILE__, __LINE__, "status of %s/%s: %s", ns, name, st.message);
+    rpc_message_free(rep);
+}
+
+static void check_claim(const char *ns, const char *name, int vcpus, int mem, int disk)
+{
+    json_t *obj = get(ns, name);
+    api_resources r;
+    CHECK_OK(api_instance_claim(obj, &r));
+    CHECK_INT(r.amount[API_RESOURCE_VCPUS], ==, vcpus);
+    CHECK_INT(r.amount[API_RESOURCE_MEMORY], ==, mem);
+    CHECK_INT(r.amount[API_RESOURCE_DISK], ==, disk);
+    json_decref(obj);
+}
+
+/* Bind records the claim in the instance too (status.claim, as in its node's ledger), so that
+ * whoever counts it needs no flavor; a status writer can neither change nor drop it, and Unbind
+ * takes it away with the binding. */
+static void bind_records_the_claim_in_the_instance(void)
+{
+    setup();
+    flavor_create("rc-f", 2, 2048, 10, 5, 1536);
+    node_create("rc-1", 8, 8192, 100, NULL);
+    _cleanup_free_ char *uid = instance_create("rc", "rc-a", "rc-f", NULL);
+    char msg[1024];
+    json_t *obj = get("rc", "rc-a");
+    CHECK(api_json_lookup(obj, "status.claim") == NULL); /* not bound: nothing claimed */
+    json_decref(obj);
+    CHECK_INT(bind1("rc", "rc-a", uid, "rc-1", msg, sizeof(msg)), ==, 0);
+    check_claim("rc", "rc-a", 2, 2048, 17);
+    status_of("rc", "rc-a",
+              "{\"phase\":\"Building\",\"nodeName\":\"rc-1\",\"claim\":{\"vcpus\":99,"
+              "\"memoryMiB\":1,\"diskGiB\":1}}");
+    check_claim("rc", "rc-a", 2, 2048, 17);
+    status_of("rc", "rc-a", "{\"phase\":\"Building\",\"nodeName\":\"rc-1\"}");
+    check_claim("rc", "rc-a", 2, 2048, 17);
+    obj = get("rc", "rc-a");
+    CHECK_STR(str_at(obj, "status.phase"), "Building"); /* the rest of the status was written */
+    json_decref(obj);
+
+    Stratus__V1__UnbindRequest req = STRATUS__V1__UNBIND_REQUEST__INIT;
+    req.namespace_ = "rc";
+    req.name = "rc-a";
+    req.uid = uid;
+    req.node = "rc-1";
+    req.reason = "Test";
+    Stratus__V1__ObjectResponse *rep = NULL;
+    rpc_status st;
+    CHECK_OK(rpc_client_unbind(fx->client, &req, TIMEOUT, &rep, &st));
+    rpc_message_free(rep);
+    obj = get("rc", "rc-a");
+    CHECK(api_json_lookup(obj, "status.claim") == NULL);
+    CHECK_STR(str_at(obj, "status.phase"), "Pending");
+    json_decref(obj);
 }
 
 static void bind_is_idempotent(void)
@@ -1586,12 +1653,13 @@ static void bind_decides_on_the_capacity_it_writes_against(void)
     json_decref(doc);
 }
 
-CHECK_MAIN(CASE(bind_fits_and_says_why_not), CASE(bind_is_idempotent),
-           CASE(bind_conflicts_and_errors), CASE(bind_splits_batches_too_large_for_etcd),
-           CASE(unbind_records_the_attempt), CASE(racing_schedulers_never_overcommit),
-           CASE(bind_calls_for_the_same_nodes_take_turns), CASE(anti_affinity_holds_under_races),
-           CASE(ip_addresses_are_unique_under_races), CASE(fixed_ips_are_checked),
-           CASE(final_delete_releases_everything), CASE(leases_grant_renew_and_regrant),
+CHECK_MAIN(CASE(bind_fits_and_says_why_not), CASE(bind_records_the_claim_in_the_instance),
+           CASE(bind_is_idempotent), CASE(bind_conflicts_and_errors),
+           CASE(bind_splits_batches_too_large_for_etcd), CASE(unbind_records_the_attempt),
+           CASE(racing_schedulers_never_overcommit), CASE(bind_calls_for_the_same_nodes_take_turns),
+           CASE(anti_affinity_holds_under_races), CASE(ip_addresses_are_unique_under_races),
+           CASE(fixed_ips_are_checked), CASE(final_delete_releases_everything),
+           CASE(leases_grant_renew_and_regrant),
            CASE(bind_decides_on_the_capacity_it_writes_against),
            CASE(what_is_written_behind_its_back_is_served_as_written),
            CASE(a_ledger_written_behind_its_back_is_read_as_written),

@@ -375,6 +375,16 @@ static void deleted_flavor_keeps_its_claims(void)
     CHECK_STR(str_at(x, "status.phase"), "Pending");
     json_decref(x);
     CHECK_INT(sched_stop(t).conflicts, ==, 0);
+
+    /* A scheduler that never saw the flavor counts what Bind recorded in the instances: it
+     * does not send d to the full node either (there the Bind would be refused: a conflict). */
+    t = sched_start(&o);
+    add_instance("gone", "d", "small", ",\"availabilityZone\":\"az8\"");
+    CHECK(wait_message("gone", "d", "insufficient", 15));
+    x = get_instance("gone", "d");
+    CHECK_STR(str_at(x, "status.phase"), "Pending");
+    json_decref(x);
+    CHECK_INT(sched_stop(t).conflicts, ==, 0);
 }
 
 static void zones_and_forced_nodes(void)
