@@ -132,7 +132,11 @@ typedef struct write_state {
 static int write_status(write_state *ws, const json_t *obj, const json_t *status)
 {
     agent *a = ws->n->a;
-    _cleanup_free_ char *text = json_dumps(status, JSON_COMPACT);
+    /* Without status.claim: Bind's to write, kept by the apiserver (one that predates it would
+     * refuse the field). */
+    _cleanup_(json_decrefp) json_t *sent = json_copy((json_t *)status);
+    json_object_del(sent, "claim");
+    _cleanup_free_ char *text = json_dumps(sent, JSON_COMPACT);
     char rv[24];
     snprintf(rv, sizeof(rv), "%lld", (long long)ws->rv);
     Stratus__V1__UpdateStatusRequest req = STRATUS__V1__UPDATE_STATUS_REQUEST__INIT;

@@ -647,7 +647,10 @@ static int step_claim(agent_reconcile_ctx *ctx)
     if (claimed && streq(claimed, "True"))
         return 0;
     size_t t = status_timeline_begin(ctx->status, "Claim", now_realtime());
-    agent_resources want = agent_flavor_resources(ctx->refs.flavor);
+    /* What Bind recorded in the ledger; the flavor only for an instance bound before that. */
+    agent_resources want;
+    if (agent_instance_claim(ctx->instance, &want) < 0)
+        want = agent_flavor_resources(ctx->refs.flavor);
     status_condition_set(ctx->status, "ResourcesClaimed", "True", "Claimed", NULL, ctx->now);
     status_phase_set(ctx->status, "Building", NULL, NULL);
     status_timeline_end(ctx->status, t, true, now_realtime());

@@ -2,6 +2,7 @@
 #include "api/resources.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "api/object.h"
 #include "base/macro.h"
@@ -55,8 +56,13 @@ void api_flavor_resources(const json_t *flavor, api_resources *ret)
 
 int api_instance_claim(const json_t *inst, api_resources *ret)
 {
-    const json_t *c = json_object_get(json_object_get(inst, "status"), "claim");
-    if (!json_is_object(c))
+    const json_t *st = json_object_get(inst, "status");
+    const json_t *c = json_object_get(st, "claim");
+    const char *at = json_string_value(json_object_get(st, "nodeName"));
+    const char *node =
+        json_string_value(json_object_get(json_object_get(inst, "spec"), "nodeName"));
+    /* Only for the binding it was recorded with (an older apiserver's Unbind left it behind). */
+    if (!json_is_object(c) || !at || !node || strcmp(at, node) != 0)
         return -ENOENT;
     for (api_resource k = 0; k < _API_RESOURCE_MAX; k++) {
         const json_t *v = json_object_get(c, api_resource_table[k].field);

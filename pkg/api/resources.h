@@ -41,7 +41,8 @@ void api_node_capacity_of(const json_t *node, api_node_capacity *ret);
 void api_flavor_resources(const json_t *flavor, api_resources *ret);
 /* What a bound instance claims, as Bind recorded it from the flavor in status.claim
  * ({"vcpus", "memoryMiB", "diskGiB"}, the ledger entry's sizes): 0 with *ret, or -ENOENT when the
- * instance has none (not bound, or bound before Bind recorded it: its flavor then says). As Nova
+ * instance has none (not bound, or bound before Bind recorded it: its flavor then says) or one
+ * not of its binding (status.nodeName is not spec.nodeName). As Nova
  * keeps the flavor in the instance, the claim holds when the flavor is deleted. */
 int api_instance_claim(const json_t *inst, api_resources *ret);
 /* {"vcpus", "memoryMiB", "diskGiB"} of r: a new reference. */

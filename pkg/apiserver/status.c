@@ -46,6 +46,10 @@ void handle_update_status(worker *w, rpc_call *call, const ProtobufCMessage *req
             reply_error(call, &e);
             return;
         }
+        /* status.claim is Bind's to write (kept as stored below): what a writer sends of it,
+         * as an agent sends back the status it read, is not even validated. */
+        if (k == api_kind_get(API_KIND_INSTANCE))
+            json_object_del(status, "claim");
         if (api_object_validate_status(k, status, &ae) < 0) {
             json_decref(status);
             apierr_invalid(&e, &ae);

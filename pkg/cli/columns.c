@@ -600,7 +600,8 @@ json_t *cli_node_usage(const json_t *instances, const json_t *flavors)
         }
         const char *flavor = str_at(inst, "spec.flavor");
         api_resources claim = {{0}};
-        api_flavor_resources(flavor ? json_object_get(by_flavor, flavor) : NULL, &claim);
+        if (api_instance_claim(inst, &claim) < 0) /* what Bind recorded, else the flavor */
+            api_flavor_resources(flavor ? json_object_get(by_flavor, flavor) : NULL, &claim);
         for (api_resource r = 0; r < _API_RESOURCE_MAX; r++) {
             const char *field = api_resource_table[r].field;
             json_object_set_new(

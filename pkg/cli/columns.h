@@ -32,7 +32,8 @@ void cli_columns_add_row(cli_table *t, const api_kind_info *k, const cli_print_o
                          const json_t *obj);
 
 /* What instances claim on each node, estimated from objects since clients cannot read the
- * allocation ledger: every instance with spec.nodeName that is past Pending (bound) claims its
+ * allocation ledger: every instance with spec.nodeName that is past Pending (bound) claims what
+ * Bind recorded in it (api_instance_claim), or for one bound before Bind recorded claims its
  * flavor's resources (api_flavor_resources), as the apiserver's Bind does. `instances` and
  * `flavors` are JSON arrays of objects. Returns a new object {"<node>": {"vcpus", "memoryMiB",
  * "diskGiB", "instances"}}. */

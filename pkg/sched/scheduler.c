@@ -411,8 +411,8 @@ static int flavor_resources(scheduler *s, const char *name, bool gone, api_resou
     return 0;
 }
 
-/* What inst counts (an instance holding a claim, whose flavor is known: its claim, image and server
- * group), into *ret with the group's key in gbuf; false when it counts nothing. */
+/* What inst counts (an instance holding a claim, recorded by Bind or of a known flavor: its claim,
+ * image and server group), into *ret with the group's key in gbuf; false when it counts nothing. */
 static bool claim_of(scheduler *s, const json_t *inst, sched_claim *ret, char *gbuf, size_t size)
 {
     if (!inst || !holds_claim(inst))

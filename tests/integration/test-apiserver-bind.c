@@ -351,6 +351,9 @@ static void bind_records_the_claim_in_the_instance(void)
     check_claim("rc", "rc-a", 2, 2048, 17);
     status_of("rc", "rc-a", "{\"phase\":\"Building\",\"nodeName\":\"rc-1\"}");
     check_claim("rc", "rc-a", 2, 2048, 17);
+    /* not the writer's to send: not even validated */
+    status_of("rc", "rc-a", "{\"phase\":\"Building\",\"nodeName\":\"rc-1\",\"claim\":\"x\"}");
+    check_claim("rc", "rc-a", 2, 2048, 17);
     obj = get("rc", "rc-a");
     CHECK_STR(str_at(obj, "status.phase"), "Building"); /* the rest of the status was written */
     json_decref(obj);

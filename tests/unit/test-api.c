@@ -12,6 +12,7 @@
 #include "api/ipv4.h"
 #include "api/names.h"
 #include "api/object.h"
+#include "api/resources.h"
 #include "api/selector.h"
 #include "base/alloc.h"
 #include "base/buf.h"
@@ -870,10 +871,52 @@ static void field_selectors_parse_and_match(void)
     json_decref(unbound);
 }
 
+/* status.claim counts only for the binding it was recorded with, and only when whole. */
+static void instance_claim_is_read_with_its_binding(void)
+{
+    static const struct {
+        const char *json;
+        int want; /* 0: claim 2/2048/17; -ENOENT */
+    } cases[] = {
+        {"{\"spec\":{\"nodeName\":\"n1\"},\"status\":{\"nodeName\":\"n1\",\"claim\":{"
+         "\"vcpus\":2,\"memoryMiB\":2048,\"diskGiB\":17}}}",
+         0},
+        /* left behind by an Unbind that did not know claims: no binding any more */
+        {"{\"spec\":{},\"status\":{\"claim\":{\"vcpus\":2,\"memoryMiB\":2048,\"diskGiB\":17}}}",
+         -ENOENT},
+        /* recorded for another node */
+        {"{\"spec\":{\"nodeName\":\"n2\"},\"status\":{\"nodeName\":\"n1\",\"claim\":{"
+         "\"vcpus\":2,\"memoryMiB\":2048,\"diskGiB\":17}}}",
+         -ENOENT},
+        {"{\"spec\":{\"nodeName\":\"n1\"},\"status\":{\"nodeName\":\"n1\"}}", -ENOENT},
+        {"{\"spec\":{\"nodeName\":\"n1\"},\"status\":{\"nodeName\":\"n1\",\"claim\":{"
+         "\"vcpus\":2,\"memoryMiB\":2048}}}",
+         -ENOENT},
+        {"{\"spec\":{\"nodeName\":\"n1\"},\"status\":{\"nodeName\":\"n1\",\"claim\":{"
+         "\"vcpus\":-1,\"memoryMiB\":2048,\"diskGiB\":17}}}",
+         -ENOENT},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+        json_t *inst = json_loads(cases[i].json, 0, NULL);
+        CHECK(inst != NULL);
+        api_resources r = {{0}};
+        CHECK_INT(api_instance_claim(inst, &r), ==, cases[i].want);
+        if (cases[i].want == 0) {
+            CHECK_INT(r.amount[API_RESOURCE_VCPUS], ==, 2);
+            CHECK_INT(r.amount[API_RESOURCE_MEMORY], ==, 2048);
+            CHECK_INT(r.amount[API_RESOURCE_DISK], ==, 17);
+            json_t *back = api_resources_json(&r);
+            CHECK(json_equal(back, api_json_lookup(inst, "status.claim")));
+            json_decref(back);
+        }
+        json_decref(inst);
+    }
+}
+
 CHECK_MAIN(CASE(names_follow_kubernetes_rules), CASE(ipv4_parses_strictly),
            CASE(kind_table_lookups), CASE(manifests_match_goldens),
            CASE(broken_manifests_fail_with_paths), CASE(errors_name_path_and_value),
            CASE(metadata_rules), CASE(status_is_validated_separately),
            CASE(defaults_fill_and_are_idempotent), CASE(keys_and_accessors),
            CASE(canonical_form_and_equality), CASE(label_selectors_parse_and_match),
-           CASE(field_selectors_parse_and_match))
+           CASE(field_selectors_parse_and_match), CASE(instance_claim_is_read_with_its_binding))
