@@ -615,13 +615,12 @@ static decision bind_decide(bind_round *r, bind_unit *u, size_t tx, size_t i, co
         }
     }
 
-    json_t *entry = json_object();
+    /* The same sizes as the instance's status.claim (instance_bound), and who claims them. */
+    json_t *entry = api_resources_json(&cl);
     json_object_set_new(entry, "namespace", json_string(c->namespaces[i]));
     json_object_set_new(entry, "name", json_string(b->name));
-    for (api_resource k = 0; k < _API_RESOURCE_MAX; k++) {
-        json_object_set_new(entry, api_resource_table[k].field, json_integer(cl.amount[k]));
+    for (api_resource k = 0; k < _API_RESOURCE_MAX; k++)
         u->used[k] += cl.amount[k];
-    }
     json_object_set_new(u->alloc.map, uid, entry);
     u->alloc.changed = true;
     if (g) {

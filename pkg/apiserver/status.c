@@ -86,16 +86,11 @@ void handle_update_status(worker *w, rpc_call *call, const ProtobufCMessage *req
             break;
         }
         if (status) {
+            /* An instance keeps the status.claim Bind wrote (the writer's was dropped above). */
             json_t *st = json_copy(status);
-            /* status.claim is Bind's record of what the ledger holds for the instance: only Bind
-             * and Unbind write it, whatever a status writer sends. */
-            if (k == api_kind_get(API_KIND_INSTANCE)) {
-                json_t *claim = json_object_get(json_object_get(obj, "status"), "claim");
-                if (claim)
-                    json_object_set(st, "claim", claim);
-                else
-                    json_object_del(st, "claim");
-            }
+            json_t *claim = json_object_get(json_object_get(obj, "status"), "claim");
+            if (claim && k == api_kind_get(API_KIND_INSTANCE))
+                json_object_set(st, "claim", claim);
             json_object_set_new(obj, "status", st);
         }
         remove_finalizers(obj, req->remove_finalizers, req->n_remove_finalizers);
